@@ -1,0 +1,238 @@
+"""Command line: `gradviz` (GUI demo), `run`, `presets`, `summary`, `export`, `open`.
+
+Every user error is one line on stderr and exit code 2; a failed experiment exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import ConfigError, ExperimentConfig, load, load_preset, parse_set, preset_names
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _setup_logging() -> None:
+    from .paths import log_file
+
+    path = log_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("gradviz")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def build_config(args) -> ExperimentConfig:
+    """Preset (or --config file) plus flags, validated; raises ConfigError with one line."""
+    cfg = load(args.config) if getattr(args, "config", None) else load_preset(args.preset or "demo")
+    overrides = parse_set(getattr(args, "set", None) or [])
+    if getattr(args, "seed", None) is not None:
+        overrides["train.seed"] = args.seed
+    if getattr(args, "device", None):
+        overrides["train.device"] = args.device
+    if getattr(args, "steps", None) is not None:
+        overrides["train.steps"] = args.steps
+    if getattr(args, "data_root", None):
+        overrides["data.root"] = args.data_root
+    if getattr(args, "download", False):
+        overrides["data.download"] = True
+    if getattr(args, "model", None):
+        overrides["model.kind"] = args.model
+    return cfg.with_overrides(overrides) if overrides else cfg
+
+
+def _add_config_flags(p: argparse.ArgumentParser, steps: bool = True) -> None:
+    p.add_argument("--preset", help=f"one of: {', '.join(preset_names())} (default demo)")
+    p.add_argument("--config", help="a TOML experiment file (instead of a preset)")
+    if steps:
+        p.add_argument("--steps", type=int, help="how many steps to train")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train")
+    p.add_argument("--seed", type=int, help="seed for weights and batches")
+    p.add_argument("--data-root", dest="data_root", help="folder holding a torchvision data set or image folder")
+    p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    p.add_argument("--model", help="model kind, e.g. mlp, resnet18, torchvision:resnet34")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. train.lr=0.1")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gradviz", description="Watch gradients flow through deep networks.")
+    parser.add_argument("--version", action="version", version=f"gradviz {__version__}")
+    parser.add_argument("--preset", help="preset the GUI starts with (default demo)")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train a preset headless and record it")
+    _add_config_flags(run)
+    run.add_argument("--out", help="run file to write (default: under the user data folder)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("presets", help="list the presets")
+
+    summ = sub.add_parser("summary", help="layer table: type, output shape, parameters, FLOPs")
+    _add_config_flags(summ, steps=False)
+
+    exp = sub.add_parser("export", help="export a recorded run's charts (no display needed)")
+    exp.add_argument("run_file")
+    exp.add_argument("--out", required=True, help="folder to write into")
+    exp.add_argument("--format", default="png,svg,pdf,csv", help="comma list of png, svg, pdf, csv")
+    exp.add_argument("--views", default="", help="comma list of views (default: all)")
+    exp.add_argument("--step", type=int, help="show the charts as they were at this step")
+    exp.add_argument("--scale", type=float, default=2.0, help="PNG scale 1-4")
+
+    op = sub.add_parser("open", help="open a recorded run in the GUI")
+    op.add_argument("run_file")
+    op.add_argument("--follow", action="store_true", help="keep reading a file that is still being written")
+    return parser
+
+
+def cmd_presets() -> int:
+    names = preset_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        try:
+            desc = load_preset(name).description
+        except ConfigError as exc:
+            desc = f"(broken: {exc})"
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .core.data import load_data
+    from .core.models import build_model
+    from .core.summary import format_table, summarize
+
+    cfg = build_config(args)
+    rc = cfg.runs[0]
+    data = load_data(rc.data, seed=rc.train.seed)
+    model = build_model(rc.model, data.input_shape, data.n_outputs, seed=rc.train.seed)
+    print(f"{cfg.name}: run {rc.name!r}, input {tuple(data.input_shape)}, {data.n_outputs} outputs")
+    print(format_table(summarize(model, data.input_shape)))
+    return 0
+
+
+def _progress_line(exp, total: int, started: float, first_step: int) -> str:
+    done = exp.step_index - first_step
+    rate = done / max(time.perf_counter() - started, 1e-9)
+    parts = [f"step {exp.step_index}/{first_step + total}", f"{rate:6.1f} steps/s"]
+    for name in exp.run_names():
+        _, loss = exp.recording.metric(name, "loss")
+        parts.append(f"{name} {loss[-1]:.4g}" if len(loss) else f"{name} -")
+    return "  ".join(parts)
+
+
+def gradient_ratio(recording, run: str, last: int = 50) -> float:
+    """Median over the last `last` steps of grad_norm(first layer) / grad_norm(last layer)."""
+    import numpy as np
+
+    _, g = recording.metric(run, "grad_norm")
+    if not len(g):
+        return float("nan")
+    g = np.asarray(g[-last:], dtype=np.float64)
+    cols = [i for i in range(g.shape[1]) if np.isfinite(g[:, i]).any()]
+    if len(cols) < 2:
+        return float("nan")
+    with np.errstate(all="ignore"):
+        return float(np.nanmedian(g[:, cols[0]] / g[:, cols[-1]]))
+
+
+def cmd_run(args) -> int:
+    from .core.experiment import Experiment
+    from .core.recording import Recording
+    from .core.runfile import RunFileWriter
+    from .paths import new_run_path
+
+    cfg = build_config(args)
+    steps = cfg.train.steps
+    out = Path(args.out) if args.out else new_run_path(cfg.name)
+    rec = Recording()
+    exp = Experiment(cfg, rec)
+    writer = RunFileWriter(out, rec)
+    tty = sys.stderr.isatty()
+    started = last_print = time.perf_counter()
+    first = exp.step_index
+
+    def on_step(e) -> None:
+        nonlocal last_print
+        now = time.perf_counter()
+        if now - last_print >= (0.25 if tty else 2.0):
+            last_print = now
+            line = _progress_line(e, steps, started, first)
+            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    print(f"gradviz run {cfg.name}: {len(cfg.runs)} runs on {exp.device}, {steps} steps, recording to {out}", file=sys.stderr)
+    try:
+        exp.run(steps=steps, on_step=None if args.quiet else on_step, on_idle=writer.flush_if_due)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the run file keeps everything so far", file=sys.stderr)
+    finally:
+        writer.close()
+    if not args.quiet:
+        print(("\r" if tty else "") + _progress_line(exp, steps, started, first), file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    print(f"{exp.step_index - first} steps in {elapsed:.1f} s ({(exp.step_index - first) / max(elapsed, 1e-9):.1f} steps/s)")
+    for name in exp.run_names():
+        _, loss = rec.metric(name, "loss")
+        final = f"{loss[-1]:.6g}" if len(loss) else "-"
+        print(f"  {name:<12} final loss {final:<12} first/last layer grad_norm {gradient_ratio(rec, name):.3g}")
+    for msg in exp.messages:
+        print(f"  note: {msg}")
+    print(f"recorded to {out}")
+    if exp.error:
+        print(f"gradviz: {exp.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    _setup_logging()
+    try:
+        args = make_parser().parse_args(argv)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "presets":
+            return cmd_presets()
+        if args.command == "summary":
+            return cmd_summary(args)
+        if args.command == "export":
+            from .export_cli import cmd_export
+
+            return cmd_export(args)
+        from .gui.launch import launch  # GUI: no command, or `open`
+
+        return launch(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"gradviz: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - user-facing errors from data, models, files
+        from .core.data import DataError
+        from .core.runfile import RunFileError
+
+        if isinstance(exc, DataError | RunFileError | ValueError | KeyError | OSError):
+            msg = str(exc).strip("'\"") or type(exc).__name__
+            print(f"gradviz: {' '.join(msg.split())}", file=sys.stderr)
+            logging.getLogger("gradviz").exception("command failed")
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Experiment configuration: frozen dataclasses, loaded from TOML presets with line-numbered errors.
+
+A preset has `[model]`, `[data]`, `[train]` tables that every run shares and a `[[runs]]` array whose
+entries name a run and override fields of those tables, e.g.
+
+    [[runs]]
+    name = "residual"
+    model = { residual = true }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_args
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+PRESET_DIR = RESOURCES / "presets"
+
+
+class ConfigError(ValueError):
+    """A config or flag problem; the message is one line naming file, line, key and accepted values."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "mlp"  # mlp | conv | resnet18 | rgb | lenet | torchvision:<name>
+    depth: int = 30  # number of blocks (mlp: 1-200; conv: blocks per stage count)
+    width: int = 32  # hidden units (mlp) or base channels (conv)
+    activation: str = "tanh"  # tanh | sigmoid | relu
+    init: str = "default"  # default | zeros | normal | xavier | he
+    residual: bool = False  # additive skip path on every block
+    norm: bool = False  # normalisation layer inside every block on or off
+    norm_kind: str = "batch"  # batch | layer | group (fixed at build; `norm` flips it live)
+    dropout: float = 0.0  # dropout probability 0-0.9 inside every block
+    dtype: str = "float32"  # float32 | float64
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "spiral"  # spiral | rgb | linear | shapes | mnist | fashion-mnist | cifar10 | imagefolder
+    root: str = ""  # folder of a torchvision data set or an image folder
+    download: bool = False  # let torchvision download a missing data set
+    n_train: int = 2048  # synthetic sets: training points
+    n_test: int = 512  # synthetic sets: evaluation points
+    noise: float = 0.1  # synthetic sets: label / target noise
+    classes: int = 4  # spiral: number of arms
+    resize: int = 0  # image sets: resize to this side (0 keeps the native size)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "sgd"  # sgd | momentum | rmsprop | adam
+    lr: float = 0.05
+    momentum: float = 0.9  # used by momentum (and as rmsprop's alpha is separate)
+    weight_decay: float = 0.0  # L2 penalty through the optimiser
+    lr_decay: float = 0.0  # seed 002's hyperbolic decay: lr0 / (1 + epoch * decay)
+    loss: str = "auto"  # auto | mse | sse | cross_entropy
+    batch_size: int = 128  # 0 = full batch
+    steps: int = 1000  # default length of a headless run
+    eval_every: int = 25  # evaluation cadence in steps
+    hist_every: int = 25  # histogram and activation-statistics cadence in steps
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch threads in the training thread; 0 = leave one core to the GUI
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    description: str
+    note: str  # lecture note shown beside the preset
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    runs: tuple[RunConfig, ...] = field(default_factory=tuple)
+    source: str = ""  # file the config came from, for messages
+
+    def run(self, name: str) -> RunConfig:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
+        """Apply `section.key = value` overrides to the shared tables and to every run."""
+        data = _to_dict(self)
+        for key, value in overrides.items():
+            section, _, name = key.partition(".")
+            if section not in SECTIONS or not name:
+                raise ConfigError(
+                    f"--set {key}: unknown key; use one of "
+                    + ", ".join(f"{s}.<field>" for s in SECTIONS)
+                )
+            data[section][name] = value
+            for run in data["runs"]:
+                run.get(section, {}).pop(name, None)
+        return _from_dict(data, source=self.source, text=None, origin="--set")
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+CHOICES = {
+    ("model", "activation"): ("tanh", "sigmoid", "relu"),
+    ("model", "init"): ("default", "zeros", "normal", "xavier", "he"),
+    ("model", "norm_kind"): ("batch", "layer", "group"),
+    ("model", "dtype"): ("float32", "float64"),
+    ("train", "optimizer"): ("sgd", "momentum", "rmsprop", "adam"),
+    ("train", "loss"): ("auto", "mse", "sse", "cross_entropy"),
+    ("train", "device"): ("auto", "cpu", "cuda"),
+}
+
+RANGES = {
+    ("model", "depth"): (1, 200),
+    ("model", "width"): (1, 4096),
+    ("model", "dropout"): (0.0, 0.9),
+    ("train", "lr"): (0.0, 1e6),
+    ("train", "batch_size"): (0, 1 << 20),
+    ("train", "steps"): (0, 1 << 40),
+    ("train", "eval_every"): (1, 1 << 30),
+    ("train", "hist_every"): (1, 1 << 30),
+}
+
+
+def _line_of(text: str | None, section: str | None, key: str) -> int | None:
+    """Best-effort line number of `key` (inside `[section]` when given) in TOML source text."""
+    if not text:
+        return None
+    current = None
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    inline = re.compile(rf"\b{re.escape(section or '')}\s*=\s*\{{.*\b{re.escape(key)}\s*=")
+    for no, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[\[?\s*([\w.-]+)\s*\]\]?", line)
+        if header:
+            current = header.group(1)
+            continue
+        if section is None or current == section or (current or "").endswith("." + section):
+            if pattern.match(line):
+                return no
+        if section and inline.search(line):
+            return no
+    return None
+
+
+def _where(source: str, text: str | None, section: str | None, key: str, origin: str) -> str:
+    if origin == "--set":
+        return f"--set {section}.{key}" if section else f"--set {key}"
+    line = _line_of(text, section, key)
+    loc = f"{source}:{line}" if line else source
+    return f"{loc}: {section + '.' if section else ''}{key}"
+
+
+def _coerce(value: Any, ftype: Any, section: str, key: str, where: str) -> Any:
+    choices = CHOICES.get((section, key))
+    t = ftype if isinstance(ftype, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(str(ftype), str)
+    if t is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: expected true or false")
+    elif t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: expected an integer")
+    elif t is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} = {value!r}: expected a number")
+        value = float(value)
+    elif t is str and not isinstance(value, str):
+        raise ConfigError(f"{where} = {value!r}: expected a string")
+    if choices and value not in choices and not (key == "kind"):
+        raise ConfigError(f"{where} = {value!r}: accepted values are {', '.join(choices)}")
+    lo_hi = RANGES.get((section, key))
+    if lo_hi and not (lo_hi[0] <= value <= lo_hi[1]):
+        raise ConfigError(f"{where} = {value!r}: accepted range is {lo_hi[0]} to {lo_hi[1]}")
+    return value
+
+
+def _build_section(section: str, values: dict, base: Any, source: str, text: str | None, origin: str, prefix: str = "") -> Any:
+    cls = SECTIONS[section]
+    known = {f.name: f for f in fields(cls)}
+    out = {}
+    for key, value in values.items():
+        where = _where(source, text, section, key, origin)
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key; accepted keys are {', '.join(known)}")
+        out[key] = _coerce(value, known[key].type, section, key, where)
+    return replace(base, **out) if base is not None else cls(**out)
+
+
+def _from_dict(data: dict, source: str, text: str | None, origin: str = "file") -> ExperimentConfig:
+    allowed = {"name", "description", "note", "model", "data", "train", "runs"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{_where(source, text, None, key, origin)}: unknown key; accepted keys are {', '.join(sorted(allowed))}")
+    tables = {}
+    for section in SECTIONS:
+        raw = data.get(section, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{_where(source, text, None, section, origin)}: expected a table")
+        tables[section] = _build_section(section, raw, SECTIONS[section](), source, text, origin)
+    runs_raw = data.get("runs") or [{"name": "main"}]
+    if not isinstance(runs_raw, list) or not all(isinstance(r, dict) for r in runs_raw):
+        raise ConfigError(f"{_where(source, text, None, 'runs', origin)}: expected [[runs]] tables")
+    if not 1 <= len(runs_raw) <= 6:
+        raise ConfigError(f"{_where(source, text, None, 'runs', origin)}: an experiment has 1 to 6 runs, got {len(runs_raw)}")
+    runs = []
+    seen = set()
+    for raw in runs_raw:
+        name = raw.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name or ""):
+            raise ConfigError(f"{_where(source, text, 'runs', 'name', origin)} = {name!r}: each run needs a name of letters, digits, '-', '_' or '.'")
+        if name in seen:
+            raise ConfigError(f"{_where(source, text, 'runs', 'name', origin)} = {name!r}: run names must be unique")
+        seen.add(name)
+        parts = {}
+        for section in SECTIONS:
+            parts[section] = _build_section(section, raw.get(section, {}), tables[section], source, text, origin)
+        for key in raw:
+            if key not in ("name", *SECTIONS):
+                raise ConfigError(f"{_where(source, text, 'runs', key, origin)}: unknown key in a run; accepted keys are name, model, data, train")
+        runs.append(RunConfig(name=name, **parts))
+    return ExperimentConfig(
+        name=str(data.get("name", Path(source).stem if source else "experiment")),
+        description=str(data.get("description", "")),
+        note=str(data.get("note", "")),
+        runs=tuple(runs),
+        source=source,
+        **tables,
+    )
+
+
+def _to_dict(cfg: ExperimentConfig) -> dict:
+    shared = {s: dataclasses.asdict(getattr(cfg, s)) for s in SECTIONS}
+    runs = []
+    for r in cfg.runs:
+        entry: dict[str, Any] = {"name": r.name}
+        for s in SECTIONS:
+            diff = {k: v for k, v in dataclasses.asdict(getattr(r, s)).items() if shared[s][k] != v}
+            if diff:
+                entry[s] = diff
+        runs.append(entry)
+    return {"name": cfg.name, "description": cfg.description, "note": cfg.note, **shared, "runs": runs}
+
+
+def to_dict(cfg: ExperimentConfig) -> dict:
+    """Plain-data form (for the run file's metadata); `from_dict` reverses it."""
+    return _to_dict(cfg)
+
+
+def from_dict(data: dict, source: str = "<run file>") -> ExperimentConfig:
+    return _from_dict(data, source=source, text=None)
+
+
+def loads(text: str, source: str = "<string>") -> ExperimentConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return _from_dict(data, source=source, text=text)
+
+
+def load(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return loads(text, source=str(path))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(name: str) -> ExperimentConfig:
+    path = PRESET_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; accepted values are {', '.join(preset_names())}")
+    return load(path)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs; values are TOML literals, bare words are strings."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item}: expected key=value, e.g. --set train.lr=0.1")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+_ = get_args  # keep typing helper import explicit for readers of field types

@@ -1,0 +1,289 @@
+"""An experiment: several runs trained in lockstep on identical batches, steered by commands.
+
+The loop reads top to bottom: drain commands, fetch one batch per data stream, step every active
+run, record. Commands are applied only between steps, so a toggle takes effect at the next step and
+becomes an event at that step.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..config import ExperimentConfig, to_dict
+from . import commands as C
+from .data import load_data
+from .models import switches as sw
+from .recording import Recording
+from .training import DTYPES, TrainingRun, resolve_device
+
+log = logging.getLogger("gradviz")
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def default_threads() -> int:
+    """Leave one core to the GUI (and to the OS when headless on a small machine)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class Experiment:
+    def __init__(self, cfg: ExperimentConfig, recording: Recording | None = None, device: str | None = None) -> None:
+        self.cfg = cfg
+        self.recording = recording if recording is not None else Recording()
+        self.device = resolve_device(device or cfg.train.device)
+        self.commands: queue.Queue = queue.Queue()
+        self._wake = threading.Event()
+        self.step_index = 0  # global step counter, monotonic across restarts
+        self.paused = False
+        self.stopped = False
+        self.error: str | None = None
+        self.messages: list[str] = []  # one-line notices for the user (NaN pauses, errors)
+        self._single_steps = 0
+        self._data: dict = {}
+        self._streams: dict = {}
+        self.runs: list[TrainingRun] = []
+        self._build()
+
+    # ---- construction ---------------------------------------------------------------------
+    def _build(self, keep: dict | None = None) -> None:
+        self._streams = {}
+        runs = []
+        for rc in self.cfg.runs:
+            key = (rc.data, rc.model.dtype)
+            if key not in self._data:
+                self._data[key] = load_data(rc.data, seed=rc.train.seed, dtype=DTYPES[rc.model.dtype])
+            old = keep.get(rc.name) if keep else None
+            run = TrainingRun(rc, self._data[key], self.device)
+            if old:
+                run.build(switches=old["switches"], lr=old["lr"])
+            runs.append(run)
+        self.runs = runs
+        rec = self.recording
+        if not rec.meta:
+            rec.set_meta({
+                "kind": "experiment",
+                "preset": self.cfg.name,
+                "config": to_dict(self.cfg),
+                "gradviz_version": __version__,
+                "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                "device": str(self.device),
+            })
+        for run in runs:
+            rec.add_run(run.name, run.probe.layer_names, run.probe.layer_types, run.probe.block_names)
+
+    def _batches(self, run: TrainingRun):
+        tc = run.cfg.train
+        key = (run.cfg.data, run.cfg.model.dtype, tc.batch_size, tc.seed)
+        it = self._streams.get(key)
+        if it is None:
+            it = self._streams[key] = run.data.train_batches(tc.batch_size, seed=tc.seed)
+        return key, it
+
+    def run_names(self) -> list[str]:
+        return [r.name for r in self.runs]
+
+    def get_run(self, name: str) -> TrainingRun:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(f"no run named {name!r}; runs are {', '.join(self.run_names())}")
+
+    def switches(self, name: str) -> dict:
+        return sw.state(self.get_run(name).model)
+
+    # ---- commands -------------------------------------------------------------------------
+    def submit(self, cmd) -> None:
+        """Thread-safe: queue a command for the next step boundary."""
+        self.commands.put(cmd)
+        self._wake.set()
+
+    def _targets(self, run: str | None) -> list[TrainingRun]:
+        return self.runs if run is None else [self.get_run(run)]
+
+    def _event(self, run: str, kind: str, detail: str) -> None:
+        self.recording.add_event(self.step_index, run, kind, detail)
+
+    def apply_commands(self) -> None:
+        while True:
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._apply(cmd)
+            except (KeyError, ValueError) as exc:
+                msg = str(exc).strip("'\"")
+                self.messages.append(msg)
+                self._event("", "note", f"ignored {type(cmd).__name__}: {msg}")
+
+    def _apply(self, cmd) -> None:
+        if isinstance(cmd, C.SetResidual):
+            for r in self._targets(cmd.run):
+                sw.set_residual(r.model, cmd.on)
+                self._event(r.name, "toggle", f"residual {'on' if cmd.on else 'off'}")
+        elif isinstance(cmd, C.SetNorm):
+            for r in self._targets(cmd.run):
+                sw.set_norm(r.model, cmd.on)
+                self._event(r.name, "toggle", f"norm {'on' if cmd.on else 'off'}")
+        elif isinstance(cmd, C.SetDropout):
+            for r in self._targets(cmd.run):
+                sw.set_dropout(r.model, cmd.p)
+                self._event(r.name, "toggle", f"dropout p={cmd.p:g}")
+        elif isinstance(cmd, C.SetLR):
+            if not (cmd.lr > 0 and np.isfinite(cmd.lr)):
+                raise ValueError(f"learning rate {cmd.lr!r}: must be a positive number")
+            for r in self._targets(cmd.run):
+                r.base_lr = float(cmd.lr)
+                self._event(r.name, "toggle", f"lr {cmd.lr:g}")
+        elif isinstance(cmd, C.Pause):
+            if cmd.run is None:
+                self.paused = True
+            else:
+                self.get_run(cmd.run).paused = True
+            self._event(cmd.run or "", "pause", "paused")
+        elif isinstance(cmd, C.Resume):
+            if cmd.run is None:
+                self.paused = False
+                for r in self.runs:  # resuming everything also lifts NaN pauses
+                    r.paused, r.pause_reason = False, ""
+            else:
+                r = self.get_run(cmd.run)
+                r.paused, r.pause_reason = False, ""
+            self._event(cmd.run or "", "resume", "resumed")
+        elif isinstance(cmd, C.Step):
+            self._single_steps += max(1, int(cmd.n))
+        elif isinstance(cmd, C.Restart):
+            keep = {r.name: {"switches": sw.state(r.model), "lr": r.base_lr} for r in self.runs}
+            self._build(keep)
+            self._event("", "restart", "restarted from the seed")
+        elif isinstance(cmd, C.Stop):
+            self.stopped = True
+            self._event("", "stop", "stopped")
+
+    # ---- stepping -------------------------------------------------------------------------
+    def active_runs(self) -> list[TrainingRun]:
+        return [r for r in self.runs if not r.paused]
+
+    def can_step(self) -> bool:
+        if self.stopped or self.error:
+            return False
+        if not self.active_runs():
+            return False
+        return not self.paused or self._single_steps > 0
+
+    def step(self) -> bool:
+        """One lockstep step of every active run. Returns False when nothing could step."""
+        if not self.can_step():
+            return False
+        if self.paused:
+            self._single_steps -= 1
+        step = self.step_index
+        batches = {}
+        for run in self.active_runs():
+            key, it = self._batches(run)
+            if key not in batches:
+                batches[key] = next(it)
+            x, y = batches[key]
+            dtype = DTYPES[run.cfg.model.dtype]
+            x = x.to(run.device, dtype=dtype, non_blocking=True)
+            y = y.to(run.device, dtype=dtype) if y.is_floating_point() else y.to(run.device)
+            try:
+                self._step_run(run, step, x, y)
+            except Exception as exc:  # a model, loss or data problem stops the experiment
+                self.error = f"run {run.name!r} failed at step {step}: {one_line(exc)}"
+                log.exception("experiment stopped: %s", self.error)
+                self.messages.append(self.error)
+                self._event(run.name, "error", self.error)
+                self.stopped = True
+                return False
+        self.step_index += 1
+        return True
+
+    def _step_run(self, run: TrainingRun, step: int, x, y) -> None:
+        metrics, lr = run.train_step(step, x, y)
+        rec = self.recording
+        values = {
+            "loss": metrics.loss,
+            "lr": lr,
+            "grad_norm": metrics.grad_norm,
+        }
+        if len(run.probe.block_names):
+            values["act_grad_norm"] = metrics.act_grad_norm
+        if metrics.weight_norm is not None:
+            values["weight_norm"] = metrics.weight_norm
+            values["update_ratio"] = metrics.update_ratio
+        probe = run.probe
+        if probe.is_hist_step(step):
+            stats, hists = probe.collect_cadence()
+            for kind, layer, edges in probe.new_edges:
+                rec.set_edges(run.name, kind, layer, edges)
+            probe.new_edges.clear()
+            values.update(stats)
+            for kind, counts in hists.items():
+                rec.append_histograms(run.name, step, kind, counts)
+        if step % run.cfg.train.eval_every == 0 and metrics.first_nonfinite is None:
+            values.update(run.evaluate())
+        rec.append(run.name, step, values)
+        if metrics.first_nonfinite is not None:
+            where = "the loss" if metrics.first_nonfinite == "(loss)" else f"layer {metrics.first_nonfinite}"
+            msg = f"{run.name}: non-finite gradient at step {step}, first in {where}; run paused"
+            if not np.isfinite(metrics.loss):
+                msg = f"{run.name}: loss became non-finite at step {step} (first bad gradient: {where}); run paused"
+            run.paused, run.pause_reason = True, msg
+            self.messages.append(msg)
+            self._event(run.name, "nonfinite", msg)
+
+    def run(
+        self,
+        steps: int | None = None,
+        stop: threading.Event | None = None,
+        max_rate: float | None = None,
+        on_step: Callable[[Experiment], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        """Train until `steps` more steps ran, `stop` is set, a Stop command, or an error.
+
+        Call from the thread that should train (torch's thread count is set here for that thread).
+        `max_rate` caps steps per second (a lecture pace); `on_idle` runs while paused.
+        """
+        torch.set_num_threads(threads or self.cfg.train.threads or default_threads())
+        target = None if steps is None else self.step_index + steps
+        next_time = time.perf_counter()
+        while True:
+            self.apply_commands()
+            if self.stopped or self.error or (stop is not None and stop.is_set()):
+                break
+            if target is not None and self.step_index >= target:
+                break
+            if not self.can_step():
+                if steps is not None and not self.active_runs():
+                    break  # headless: every run paused by the NaN guard, nothing more will happen
+                if on_idle:
+                    on_idle()
+                self._wake.wait(0.05)
+                self._wake.clear()
+                continue
+            if max_rate:
+                delay = next_time - time.perf_counter()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    self._wake.clear()
+                    continue
+                next_time = max(next_time, time.perf_counter() - 1.0) + 1.0 / max_rate
+            self.step()
+            if on_step:
+                on_step(self)

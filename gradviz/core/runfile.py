@@ -1,0 +1,355 @@
+"""Run files: a recording persisted in SQLite (WAL), written in chunks, read back safely.
+
+Every flush writes one row per series holding that interval's steps and values as raw little-endian
+arrays, so a 100 000-step run opens with a few thousand reads. Readers open the file read-only,
+validate every blob's dtype and size, and parse metadata with `json` only: nothing stored in a file
+is ever executed or unpickled. Any problem surfaces as one `RunFileError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .recording import Recording
+
+APPLICATION_ID = 0x47524456  # "GRDV": tells a gradviz file from any other SQLite database
+SCHEMA_VERSION = 1
+FLUSH_SECONDS = 0.5  # a process killed mid-run loses at most this much
+_DTYPES = {"f4": np.dtype("<f4"), "f8": np.dtype("<f8")}
+_MAX_ROWS_PER_CHUNK = 10_000_000
+
+SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, layers TEXT NOT NULL,
+                  layer_types TEXT NOT NULL, blocks TEXT NOT NULL);
+CREATE TABLE chunks(id INTEGER PRIMARY KEY, run INTEGER NOT NULL, name TEXT NOT NULL,
+                    n INTEGER NOT NULL, width INTEGER NOT NULL, dtype TEXT NOT NULL,
+                    steps BLOB NOT NULL, vals BLOB NOT NULL);
+CREATE TABLE hist_edges(run INTEGER NOT NULL, kind TEXT NOT NULL, layer INTEGER NOT NULL,
+                        edges BLOB NOT NULL, PRIMARY KEY(run, kind, layer));
+CREATE TABLE hist_chunks(id INTEGER PRIMARY KEY, run INTEGER NOT NULL, kind TEXT NOT NULL,
+                         layer INTEGER NOT NULL, n INTEGER NOT NULL, bins INTEGER NOT NULL,
+                         steps BLOB NOT NULL, counts BLOB NOT NULL);
+CREATE TABLE events(id INTEGER PRIMARY KEY, step INTEGER NOT NULL, run TEXT NOT NULL,
+                    kind TEXT NOT NULL, detail TEXT NOT NULL);
+"""
+
+
+class RunFileError(Exception):
+    """A run file cannot be read or written; the message is one line naming the file."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class RunFileWriter:
+    """Listens to a Recording and persists every change, committing at least every 0.5 s.
+
+    Used from the thread that writes the recording (the experiment's worker or the user's loop).
+    """
+
+    def __init__(self, path: str | Path, recording: Recording) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                self.path.unlink()
+            for suffix in ("-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise RunFileError(f"{self.path}: cannot create run file ({_one_line(exc)})") from None
+        self._run_ids: dict[str, int] = {}
+        self._pending: dict[tuple[str, str], tuple[list, list]] = {}
+        self._pending_hist: dict[tuple[str, str, int], tuple[list, list]] = {}
+        self._ops: list[tuple[str, tuple]] = []  # meta, runs, edges and events in order
+        self._last_commit = time.monotonic()
+        self.closed = False
+        # Replay what the recording already holds, then follow it.
+        if recording.meta:
+            self._on("meta", (recording.meta,))
+        for name in recording.runs:
+            info = recording.info(name)
+            self._on("run", (name, info.layers, info.layer_types, info.blocks))
+        for ev in recording.event_objects():
+            self._on("event", (ev,))
+        recording.add_listener(self._on)
+        recording.source = str(self.path)
+
+    def _on(self, kind: str, payload: tuple) -> None:
+        if self.closed:
+            return
+        if kind == "metrics":
+            run, step, metrics = payload
+            for name, value in metrics.items():
+                steps, vals = self._pending.setdefault((run, name), ([], []))
+                steps.append(step)
+                vals.append(np.asarray(value))
+        elif kind == "hist":
+            run, step, hkind, counts = payload
+            for layer, c in counts.items():
+                steps, vals = self._pending_hist.setdefault((run, hkind, layer), ([], []))
+                steps.append(step)
+                vals.append(np.asarray(c, np.float32))
+        else:
+            self._ops.append((kind, payload))
+            if kind in ("event", "run", "meta"):
+                self.flush()  # rare and precious: write at once
+                return
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._last_commit >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            for kind, payload in self._ops:
+                self._write_op(kind, payload)
+            self._ops.clear()
+            for (run, name), (steps, vals) in self._pending.items():
+                if not steps:
+                    continue
+                arr = np.stack(vals)
+                width = 0 if arr.ndim == 1 else arr.shape[1]
+                dtype = "f8" if width == 0 else "f4"
+                arr = arr.astype(_DTYPES[dtype])
+                db.execute(
+                    "INSERT INTO chunks(run, name, n, width, dtype, steps, vals) VALUES (?,?,?,?,?,?,?)",
+                    (self._run_ids[run], name, len(steps), width, dtype,
+                     np.asarray(steps, "<i8").tobytes(), arr.tobytes()),
+                )
+            self._pending.clear()
+            for (run, hkind, layer), (steps, vals) in self._pending_hist.items():
+                arr = np.stack(vals).astype("<f4")
+                db.execute(
+                    "INSERT INTO hist_chunks(run, kind, layer, n, bins, steps, counts) VALUES (?,?,?,?,?,?,?)",
+                    (self._run_ids[run], hkind, layer, len(steps), arr.shape[1],
+                     np.asarray(steps, "<i8").tobytes(), arr.tobytes()),
+                )
+            self._pending_hist.clear()
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise RunFileError(f"{self.path}: cannot write run file ({_one_line(exc)})") from None
+        self._last_commit = time.monotonic()
+
+    def _write_op(self, kind: str, payload: tuple) -> None:
+        db = self._db
+        if kind == "meta":
+            for key, value in payload[0].items():
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        elif kind == "run":
+            name, layers, types, blocks = payload
+            cur = db.execute(
+                "INSERT INTO runs(name, layers, layer_types, blocks) VALUES (?,?,?,?)",
+                (name, json.dumps(layers), json.dumps(types), json.dumps(blocks)),
+            )
+            self._run_ids[name] = cur.lastrowid
+        elif kind == "edges":
+            run, hkind, layer, edges = payload
+            db.execute(
+                "INSERT OR REPLACE INTO hist_edges(run, kind, layer, edges) VALUES (?,?,?,?)",
+                (self._run_ids[run], hkind, layer, np.asarray(edges, "<f8").tobytes()),
+            )
+        elif kind == "event":
+            ev = payload[0]
+            db.execute(
+                "INSERT INTO events(step, run, kind, detail) VALUES (?,?,?,?)",
+                (ev.step, ev.run, ev.kind, ev.detail),
+            )
+
+    def close(self) -> None:
+        """Flush, checkpoint the WAL into the main file and leave a single self-contained file."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:
+            pass
+        finally:
+            self.closed = True
+            self._db.close()
+
+
+class RunFileReader:
+    """Reads a run file into a Recording, now (`load`) and again as it grows (`poll`, for follow)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._last = {"chunks": 0, "hist_chunks": 0, "events": 0}
+        self._runs: dict[int, str] = {}
+        self._edges_seen: set[tuple] = set()
+        self._meta_seen = False
+        self.warnings: list[str] = []
+        p = self.path
+        if not p.exists():
+            raise RunFileError(f"{p}: no such file")
+        if p.is_dir():
+            raise RunFileError(f"{p}: is a folder, not a run file")
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(100)
+        except OSError as exc:
+            raise RunFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+            what = "empty" if not head else "truncated" if head.startswith(b"SQLite"[: len(head)]) else "not a gradviz run file"
+            raise RunFileError(f"{p}: {what} (no SQLite header)")
+        try:
+            uri = p.resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            app = self._db.execute("PRAGMA application_id").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise RunFileError(f"{p}: unreadable SQLite file ({_one_line(exc)})") from None
+        if app != APPLICATION_ID:
+            raise RunFileError(f"{p}: an SQLite database but not a gradviz run file")
+        if version > SCHEMA_VERSION:
+            raise RunFileError(
+                f"{p}: written by a newer gradviz (schema {version}; this version reads up to {SCHEMA_VERSION}); upgrade gradviz"
+            )
+        if version < 1:
+            raise RunFileError(f"{p}: gradviz run file without a schema version (incomplete or damaged)")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise RunFileError(f"{self.path}: damaged run file ({_one_line(exc)})") from None
+
+    def load(self, recording: Recording | None = None, bounded: bool = False) -> Recording:
+        rec = recording if recording is not None else Recording(bounded=bounded)
+        rec.source = str(self.path)
+        self.poll(rec)
+        return rec
+
+    def poll(self, rec: Recording) -> int:
+        """Append everything written since the last call; returns how many chunks/events were new."""
+        new = 0
+        if not self._meta_seen or not rec.meta:
+            meta = {}
+            for key, value in self._query("SELECT key, value FROM meta"):
+                try:
+                    meta[str(key)] = json.loads(value)
+                except (TypeError, ValueError):
+                    self.warnings.append(f"meta {key!r} unreadable")
+            if meta:
+                rec.set_meta(meta)
+                self._meta_seen = True
+        for rid, name, layers, types, blocks in self._query(
+            "SELECT id, name, layers, layer_types, blocks FROM runs ORDER BY id"
+        ):
+            if rid in self._runs:
+                continue
+            try:
+                lay, typ, blk = json.loads(layers), json.loads(types), json.loads(blocks)
+                if not all(isinstance(x, list) and all(isinstance(s, str) for s in x) for x in (lay, typ, blk)):
+                    raise ValueError("layer lists must be lists of strings")
+            except (TypeError, ValueError) as exc:
+                raise RunFileError(f"{self.path}: damaged run table for {name!r} ({_one_line(exc)})") from None
+            rec.add_run(str(name), lay, typ, blk)
+            self._runs[rid] = str(name)
+            new += 1
+        for run, kind, layer, edges in self._query("SELECT run, kind, layer, edges FROM hist_edges"):
+            key = (run, kind, layer)
+            if key in self._edges_seen or run not in self._runs:
+                continue
+            if not isinstance(edges, bytes) or len(edges) % 8 or len(edges) < 16:
+                self.warnings.append(f"histogram edges {key} unreadable")
+                continue
+            rec.set_edges(self._runs[run], str(kind), int(layer), np.frombuffer(edges, "<f8"))
+            self._edges_seen.add(key)
+        # Group chunks per series so each series is extended once (fast opens of long runs).
+        grouped: dict[tuple[str, str], tuple[list, list]] = {}
+        for cid, run, name, n, width, dtype, steps, vals in self._query(
+            "SELECT id, run, name, n, width, dtype, steps, vals FROM chunks WHERE id > ? ORDER BY id",
+            (self._last["chunks"],),
+        ):
+            self._last["chunks"] = cid
+            arrs = self._decode(run, n, width, dtype, steps, vals)
+            if arrs is None:
+                continue
+            g = grouped.setdefault((self._runs[run], str(name)), ([], []))
+            g[0].append(arrs[0])
+            g[1].append(arrs[1])
+            new += 1
+        for (run, name), (steps, vals) in grouped.items():
+            rec.extend(run, name, np.concatenate(steps), np.concatenate(vals))
+        hgrouped: dict[tuple[str, str, int], tuple[list, list]] = {}
+        for cid, run, kind, layer, n, bins, steps, counts in self._query(
+            "SELECT id, run, kind, layer, n, bins, steps, counts FROM hist_chunks WHERE id > ? ORDER BY id",
+            (self._last["hist_chunks"],),
+        ):
+            self._last["hist_chunks"] = cid
+            arrs = self._decode(run, n, bins, "f4", steps, counts)
+            if arrs is None or bins < 1:
+                continue
+            g = hgrouped.setdefault((self._runs[run], str(kind), int(layer)), ([], []))
+            g[0].append(arrs[0])
+            g[1].append(arrs[1])
+            new += 1
+        for (run, kind, layer), (steps, counts) in hgrouped.items():
+            rec.extend_histograms(run, kind, layer, np.concatenate(steps), np.concatenate(counts))
+        for eid, step, run, kind, detail in self._query(
+            "SELECT id, step, run, kind, detail FROM events WHERE id > ? ORDER BY id", (self._last["events"],)
+        ):
+            self._last["events"] = eid
+            rec.add_event(int(step), str(run), str(kind), str(detail))
+            new += 1
+        return new
+
+    def _decode(self, run, n, width, dtype, steps, vals):
+        """Validate one chunk; returns (steps, values) or None (skipped with a warning)."""
+        ok = (
+            run in self._runs
+            and isinstance(n, int) and 0 < n <= _MAX_ROWS_PER_CHUNK
+            and isinstance(width, int) and 0 <= width <= 1_000_000
+            and dtype in _DTYPES
+            and isinstance(steps, bytes) and len(steps) == 8 * n
+            and isinstance(vals, bytes)
+            and len(vals) == _DTYPES[dtype].itemsize * n * max(width, 1)
+        )
+        if not ok:
+            self.warnings.append(f"skipped a damaged chunk of run id {run!r}")
+            return None
+        s = np.frombuffer(steps, "<i8")
+        v = np.frombuffer(vals, _DTYPES[dtype])
+        if width:
+            v = v.reshape(n, width)
+        return s, v.astype(v.dtype.newbyteorder("="))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_run(path: str | Path, bounded: bool = False) -> Recording:
+    """Read a run file into a Recording (read-only; nothing stored in the file is executed).
+
+    The returned object answers `runs`, `layers(run)`, `metric(run, name)`,
+    `histograms(run, kind, layer)` and `events()`.
+    """
+    reader = RunFileReader(path)
+    try:
+        rec = reader.load(bounded=bounded)
+        rec.warnings = reader.warnings  # type: ignore[attr-defined]
+        return rec
+    finally:
+        reader.close()

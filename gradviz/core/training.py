@@ -1,0 +1,157 @@
+"""One run of an experiment: its model, optimiser, loss, probe and the training step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import RunConfig
+from .models import build_model
+from .models.switches import blocks as switch_blocks
+from .probes import Probe, StepMetrics, forward_order
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda: no CUDA device is available here; accepted values are auto, cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer {name!r}: accepted values are sgd, momentum, rmsprop, adam")
+
+
+def make_loss(name: str):
+    """Returns f(output, target) -> (loss to optimise, per-example loss to record)."""
+    if name == "mse":
+        def mse(out, y):
+            loss = F.mse_loss(out, y)
+            return loss, loss
+        return mse
+    if name == "sse":  # seed 000: sum of squares, reported per example
+        def sse(out, y):
+            loss = ((out - y) ** 2).sum()
+            return loss, loss / out.shape[0]
+        return sse
+    if name == "cross_entropy":
+        def ce(out, y):
+            loss = F.cross_entropy(out, y)
+            return loss, loss
+        return ce
+    raise ValueError(f"loss {name!r}: accepted values are mse, sse, cross_entropy")
+
+
+@dataclass
+class TrainingRun:
+    cfg: RunConfig
+    data: object  # DataBundle
+    device: torch.device
+    model: nn.Module = field(init=False)
+    optimizer: torch.optim.Optimizer = field(init=False)
+    probe: Probe = field(init=False)
+    paused: bool = False
+    pause_reason: str = ""
+    local_step: int = 0
+    base_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.name = self.cfg.name
+        self.build()
+
+    def build(self, switches: dict | None = None, lr: float | None = None) -> None:
+        """(Re)build model and optimiser from the seed; `switches` keeps live toggles across restarts."""
+        mc, tc = self.cfg.model, self.cfg.train
+        dtype = DTYPES[mc.dtype]
+        model = build_model(mc, self.data.input_shape, self.data.n_outputs, seed=tc.seed)
+        model = model.to(device=self.device, dtype=dtype)
+        if switches:
+            from .models import switches as sw
+
+            sw.set_residual(model, switches["residual"])
+            sw.set_norm(model, switches["norm"])
+            sw.set_dropout(model, switches["dropout"])
+        self.model = model
+        self.base_lr = tc.lr if lr is None else lr
+        self.optimizer = make_optimizer(tc.optimizer, model.parameters(), self.base_lr, tc.momentum, tc.weight_decay)
+        self.loss_fn = make_loss(tc.loss if tc.loss != "auto" else self.data.default_loss)
+        example = torch.zeros((2, *self.data.input_shape), dtype=dtype, device=self.device)
+        layers = forward_order(model, example)
+        if getattr(self, "probe", None) is not None:
+            self.probe.remove()
+        self.probe = Probe(
+            model,
+            layers,
+            blocks=switch_blocks(model),
+            activation=getattr(model, "activation", "relu"),
+            hist_every=tc.hist_every,
+        )
+        self.local_step = 0
+        self.paused = False
+        self.pause_reason = ""
+
+    def lr_now(self) -> float:
+        decay = self.cfg.train.lr_decay
+        if decay <= 0:
+            return self.base_lr
+        epoch = self.local_step // max(1, self.data.steps_per_epoch(self.cfg.train.batch_size))
+        return self.base_lr / (1.0 + epoch * decay)
+
+    def train_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> tuple[StepMetrics, float]:
+        """One optimiser step with probes. On a non-finite value the optimiser step is skipped
+        (weights stay usable) and `metrics.first_nonfinite` names the culprit."""
+        model, opt, probe = self.model, self.optimizer, self.probe
+        lr = self.lr_now()
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        probe.begin_step(step)
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        loss, per_example = self.loss_fn(out, y)
+        loss.backward()
+        metrics = probe.after_backward(per_example)
+        if metrics.first_nonfinite is None:
+            probe.before_step()
+            opt.step()
+            probe.after_step(metrics)
+        self.local_step += 1
+        return metrics, lr
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        model = self.model
+        was = model.training
+        model.eval()
+        total, correct, n = 0.0, 0, 0
+        dtype = DTYPES[self.cfg.model.dtype]
+        for x, y in self.data.eval_batches():
+            x = x.to(self.device, dtype=dtype)
+            y = y.to(self.device) if not y.is_floating_point() else y.to(self.device, dtype=dtype)
+            out = model(x)
+            _, per_example = self.loss_fn(out, y)
+            total += float(per_example) * x.shape[0]
+            n += x.shape[0]
+            if not y.is_floating_point():
+                correct += int((out.argmax(1) == y).sum())
+        model.train(was)
+        if n == 0:
+            return {}
+        result = {"eval_loss": total / n}
+        if self.data.task == "classification":
+            result["eval_accuracy"] = correct / n
+        return result
