@@ -1,0 +1,75 @@
+"""`gradviz run / presets / summary` end to end in a subprocess, from a clean environment."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import gradviz
+
+
+def gv(*args, tmp_path, timeout=300):
+    env = dict(os.environ, GRADVIZ_HOME=str(tmp_path / "home"))
+    return subprocess.run([sys.executable, "-m", "gradviz", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_run_records_a_file_and_prints_a_summary(tmp_path):
+    out = tmp_path / "demo.gradviz"
+    res = gv("run", "--preset", "demo", "--steps", "60", "--set", "model.depth=8", "--out", str(out), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "step 60/60" in res.stderr and "steps/s" in res.stderr
+    run = gradviz.open_run(out)
+    assert run.runs == ["plain", "residual"]
+    for name in run.runs:
+        steps, loss = run.metric(name, "loss")
+        assert list(steps) == list(range(60))
+        line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith(name))
+        assert f"final loss {loss[-1]:.6g}" in line
+        _, g = run.metric(name, "grad_norm")
+        ratio = float(np.median(g[-50:, 0] / g[-50:, -1]))
+        assert f"grad_norm {ratio:.3g}" in line
+
+
+def test_run_default_out_goes_to_the_data_folder(tmp_path):
+    res = gv("run", "--preset", "rgb", "--steps", "5", "--quiet", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    files = list((tmp_path / "home" / "runs").glob("rgb-*.gradviz"))
+    assert len(files) == 1 and str(files[0]) in res.stdout
+
+
+def test_presets_lists_names_with_one_line_each(tmp_path):
+    res = gv("presets", tmp_path=tmp_path)
+    assert res.returncode == 0
+    lines = res.stdout.strip().splitlines()
+    names = [ln.split()[0] for ln in lines]
+    assert "demo" in names and "rgb" in names
+    assert all(len(ln.split(None, 1)) == 2 for ln in lines)
+
+
+def test_summary_table(tmp_path):
+    res = gv("summary", "--preset", "demo", "--set", "model.depth=3", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "blocks.0.linear" in res.stdout and "Linear" in res.stdout
+    # 2->32, 3x(32->32 + BN 32), 32->4
+    params = (2 * 32 + 32) + 3 * (32 * 32 + 32 + 2 * 32) + (32 * 4 + 4)
+    assert f"{params:,}" in res.stdout or str(params) in res.stdout
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nactivation = "swish"\n')
+    cases = [
+        (("run", "--config", str(bad)), f"{bad}:2: model.activation"),
+        (("run", "--preset", "nope"), "unknown preset 'nope'"),
+        (("run", "--set", "model.depth=999"), "--set model.depth"),
+        (("run", "--steps", "many"), "invalid int value"),
+        (("run", "--preset", "demo", "--set", "data.name=mnist", "--steps", "1"), "--data-root"),
+        (("bogus",), "invalid choice"),
+    ]
+    for args, words in cases:
+        res = gv(*args, tmp_path=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        err = res.stderr.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, (args, err)
+        assert words in err, (args, err)

@@ -1,0 +1,59 @@
+"""Config files and --set flags: one-line errors naming file, line, key and accepted values."""
+
+import pytest
+
+from gradviz.config import ConfigError, load, load_preset, loads, parse_set, preset_names
+
+
+def test_every_preset_loads():
+    for name in preset_names():
+        cfg = load_preset(name)
+        assert cfg.runs and cfg.description, name
+
+
+def test_runs_override_the_shared_tables():
+    cfg = loads('[train]\nlr = 0.1\n[[runs]]\nname = "a"\n[[runs]]\nname = "b"\ntrain = { lr = 0.5 }\n')
+    assert cfg.run("a").train.lr == 0.1 and cfg.run("b").train.lr == 0.5
+
+
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        ('[model]\ndepth = 30\nactivation = "swish"\n', 3, ["model.activation", "tanh, sigmoid, relu"]),
+        ("[model]\ndepth = 500\n", 2, ["model.depth", "1 to 200"]),
+        ("[train]\nlr = 0.1\nbogus = 1\n", 3, ["train.bogus", "unknown key", "optimizer"]),
+        ('[train]\noptimizer = "lbfgs"\n', 2, ["sgd, momentum, rmsprop, adam"]),
+        ('[model]\ndropout = 0.95\n', 2, ["0.0 to 0.9"]),
+        ('[data]\nn_train = "many"\n', 2, ["expected an integer"]),
+    ],
+)
+def test_errors_name_file_line_key_and_accepted_values(tmp_path, text, line, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}:{line}:"), msg
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg
+
+
+def test_toml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[model]\ndepth = = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(path) in str(info.value) and "line 2" in str(info.value)
+
+
+def test_set_flags():
+    cfg = load_preset("demo").with_overrides(parse_set(["model.depth=12", "train.optimizer=adam"]))
+    assert all(r.model.depth == 12 and r.train.optimizer == "adam" for r in cfg.runs)
+    assert cfg.run("residual").model.residual is True  # per-run settings survive
+    with pytest.raises(ConfigError, match="--set model.depth"):
+        load_preset("demo").with_overrides(parse_set(["model.depth=0"]))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_preset("demo").with_overrides(parse_set(["nothing=1"]))
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; accepted values are"):
+        load_preset("nope")

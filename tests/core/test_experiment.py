@@ -1,0 +1,156 @@
+"""Experiment: twins, lockstep batches, commands between steps, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from gradviz.config import load_preset
+from gradviz.core import commands as C
+from gradviz.core.experiment import Experiment
+
+
+def small(**over):
+    base = {"model.depth": 5, "model.width": 8, "data.n_train": 256, "data.n_test": 64, "train.batch_size": 32}
+    base.update(over)
+    return load_preset("demo").with_overrides(base)
+
+
+def test_twins_start_from_identical_weights_and_differ_only_in_the_skip():
+    exp = Experiment(small())
+    a, b = (dict(r.model.state_dict()) for r in exp.runs)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert exp.switches("plain")["residual"] is False and exp.switches("residual")["residual"] is True
+
+
+def test_runs_see_identical_batches():
+    exp = Experiment(small())
+    seen = {}
+    for run in exp.runs:
+        run.model.register_forward_pre_hook(lambda m, args, n=run.name: seen.setdefault(n, []).append(args[0].clone()))
+    for _ in range(3):
+        exp.step()
+    for x0, x1 in zip(seen["plain"], seen["residual"]):
+        assert torch.equal(x0, x1)
+    assert not torch.equal(seen["plain"][0], seen["plain"][1])
+
+
+def test_toggle_changes_the_next_forward_and_keeps_the_weights():
+    exp = Experiment(small())
+    exp.step()
+    run = exp.get_run("plain")
+    x = torch.randn(4, *run.data.input_shape)
+    run.model.eval()
+    before = run.model(x).detach()
+    weights = {k: v.clone() for k, v in run.model.state_dict().items()}
+    opt = run.optimizer
+    exp.submit(C.SetResidual("plain", True))
+    exp.submit(C.SetNorm("plain", True))
+    exp.submit(C.SetDropout("plain", 0.3))
+    exp.apply_commands()
+    assert run.optimizer is opt  # no rebuild
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    run.model.eval()
+    after = run.model(x).detach()
+    assert not torch.allclose(before, after)
+    assert exp.switches("plain") == {"residual": True, "norm": True, "dropout": 0.3}
+    events = [e for e in exp.recording.events() if e[2] == "toggle"]
+    assert [e[0] for e in events] == [1, 1, 1]  # marked at the first step that uses them
+    assert {e[3] for e in events} == {"residual on", "norm on", "dropout p=0.3"}
+    # the switched-on norm layers now get gradients at the next step
+    exp.step()
+    _, g = exp.recording.metric("plain", "grad_norm")
+    layers = exp.recording.layers("plain")
+    bn = layers.index("blocks.0.norm")
+    assert np.isnan(g[0][bn]) and np.isfinite(g[1][bn])
+
+
+def test_pause_step_resume_and_restart():
+    exp = Experiment(small())
+    exp.submit(C.Pause())
+    exp.apply_commands()
+    assert not exp.step()
+    exp.submit(C.Step(2))
+    exp.apply_commands()
+    assert exp.step() and exp.step() and not exp.step()
+    exp.submit(C.Resume())
+    exp.submit(C.SetResidual("plain", True))
+    exp.apply_commands()
+    exp.step()
+    w0 = exp.get_run("plain").model.head.weight.detach().clone()
+    exp.submit(C.Restart())
+    exp.apply_commands()
+    assert exp.switches("plain")["residual"] is True  # restart keeps the current switches
+    fresh = Experiment(small())
+    assert torch.equal(exp.get_run("plain").model.head.weight, fresh.get_run("plain").model.head.weight)
+    assert not torch.equal(exp.get_run("plain").model.head.weight, w0)
+    step_before = exp.step_index
+    exp.step()
+    assert exp.recording.last_step("plain") == step_before  # steps keep counting after a restart
+    kinds = [e[2] for e in exp.recording.events()]
+    assert kinds == ["pause", "resume", "toggle", "restart"]
+
+
+def test_an_exception_in_the_model_stops_with_one_line():
+    exp = Experiment(small())
+    exp.step()
+
+    def boom(*_):
+        raise RuntimeError("shapes do not match\n(second line)")
+
+    exp.get_run("residual").model.register_forward_pre_hook(boom)
+    exp.run(steps=5, threads=1)
+    assert exp.stopped and exp.error
+    assert "\n" not in exp.error and "residual" in exp.error and "RuntimeError" in exp.error
+    assert exp.recording.last_step("plain") >= 0  # what was recorded stays
+    assert ("residual", "error") in [(e[1], e[2]) for e in exp.recording.events()]
+
+
+def test_bad_command_is_a_note_not_a_crash():
+    exp = Experiment(small())
+    exp.submit(C.SetResidual("nobody", True))
+    exp.submit(C.SetDropout("plain", 2.0))
+    exp.apply_commands()
+    assert len(exp.messages) == 2 and "nobody" in exp.messages[0]
+    assert exp.step()
+
+
+def test_rgb_preset_follows_seed_000():
+    cfg = load_preset("rgb").with_overrides({"train.eval_every": 10})
+    exp = Experiment(cfg)
+    run = exp.get_run("residual")
+    assert next(run.model.parameters()).dtype == torch.float64
+    assert run.data.n_train == 1000 and run.cfg.train.batch_size == 0
+    assert isinstance(run.optimizer, torch.optim.Adam) and run.optimizer.param_groups[0]["lr"] == 1e-3
+    exp.run(steps=200, threads=1)
+    _, lp = exp.recording.metric("plain", "loss")
+    _, lr_ = exp.recording.metric("residual", "loss")
+    assert lp[-1] < lp[0] and lr_[-1] < lr_[0]
+
+
+def test_hyperbolic_decay():
+    cfg = small(**{"train.lr_decay": 1.0, "train.lr": 0.1})
+    exp = Experiment(cfg)
+    spe = exp.runs[0].data.steps_per_epoch(32)
+    for _ in range(spe * 2 + 1):
+        exp.step()
+    _, lr = exp.recording.metric("plain", "lr")
+    assert lr[0] == pytest.approx(0.1) and lr[spe] == pytest.approx(0.05) and lr[2 * spe] == pytest.approx(0.1 / 3)
+
+
+def test_demo_preset_shows_vanishing_gradients():
+    """The demo's promise (issue 3): over steps 150-200 the plain twin's first layer gets at most
+    1/100 of its last layer's grad_norm, the residual twin at least 1/10; residual loss lower at 300."""
+    exp = Experiment(load_preset("demo"))
+    exp.run(steps=301, threads=1)
+    ratios = {}
+    for run in ("plain", "residual"):
+        steps, g = exp.recording.metric(run, "grad_norm")
+        sel = (steps >= 150) & (steps <= 200)
+        ratios[run] = float(np.median(g[sel, 0] / g[sel, -1]))
+    assert ratios["plain"] <= 1e-2
+    assert ratios["residual"] >= 1e-1
+    loss = {r: exp.recording.metric(r, "loss")[1][300] for r in ("plain", "residual")}
+    assert loss["residual"] < loss["plain"]

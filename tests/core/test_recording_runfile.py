@@ -1,0 +1,200 @@
+"""Recording (bounded, thread-safe views) and run file (round trip, follow, hostile files)."""
+
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+import gradviz
+from gradviz.core import runfile
+from gradviz.core.recording import SERIES_BYTES, Recording
+from gradviz.core.runfile import RunFileError, RunFileReader, RunFileWriter
+
+
+def filled(rec: Recording, steps=50, layers=5):
+    rec.set_meta({"kind": "test", "config": {"a": 1}})
+    rec.add_run("plain", [f"l{i}" for i in range(layers)], ["Linear"] * layers, ["b0", "b1"])
+    rec.add_run("residual", [f"l{i}" for i in range(layers)], ["Linear"] * layers, ["b0", "b1"])
+    rng = np.random.default_rng(0)
+    for s in range(steps):
+        for r in ("plain", "residual"):
+            rec.append(r, s, {"loss": 1.0 / (s + 1), "grad_norm": rng.random(layers), "act_grad_norm": rng.random(2)})
+            if s % 10 == 0:
+                if s == 0:
+                    rec.set_edges(r, "weight", 1, np.linspace(-1, 1, 9))
+                rec.append_histograms(r, s, "weight", {1: rng.integers(0, 9, 8).astype(np.float32)})
+    rec.add_event(7, "plain", "toggle", "residual on")
+    return rec
+
+
+def test_round_trip_equals_memory(tmp_path):
+    rec = Recording()
+    path = tmp_path / "a.gradviz"
+    w = RunFileWriter(path, rec)
+    filled(rec)
+    w.close()
+    back = gradviz.open_run(path)
+    assert back.runs == ["plain", "residual"]
+    assert back.layers("plain") == [f"l{i}" for i in range(5)]
+    for r in back.runs:
+        for name in ("loss", "grad_norm", "act_grad_norm"):
+            s0, v0 = rec.metric(r, name)
+            s1, v1 = back.metric(r, name)
+            np.testing.assert_array_equal(s0, s1)
+            np.testing.assert_allclose(v0, v1, rtol=1e-6)
+    s, e, c = back.histograms("plain", "weight", "l1")
+    assert list(s) == [0, 10, 20, 30, 40] and len(e) == 9 and c.shape == (5, 8)
+    np.testing.assert_array_equal(c, rec.histograms("plain", "weight", 1)[2])
+    assert back.events() == [(7, "plain", "toggle", "residual on")]
+    assert back.meta["config"] == {"a": 1}
+
+
+def test_writer_commits_within_half_a_second_and_follow_sees_it(tmp_path, monkeypatch):
+    rec = Recording()
+    path = tmp_path / "f.gradviz"
+    w = RunFileWriter(path, rec)
+    rec.add_run("r", ["a"], ["Linear"], [])
+    reader = RunFileReader(path)
+    mirror = reader.load()
+    clock = [0.0]
+    monkeypatch.setattr(runfile.time, "monotonic", lambda: clock[0])
+    w._last_commit = 0.0
+    rec.append("r", 0, {"loss": 1.0})
+    clock[0] = 0.2
+    rec.append("r", 1, {"loss": 0.5})
+    reader.poll(mirror)
+    assert len(mirror.metric("r", "loss")[0]) == 0  # not due yet: still buffered
+    clock[0] = 0.6
+    rec.append("r", 2, {"loss": 0.25})  # 0.6 s since last commit: flushes all three
+    reader.poll(mirror)
+    np.testing.assert_array_equal(mirror.metric("r", "loss")[1], [1.0, 0.5, 0.25])
+    w.close()
+
+
+def test_killed_writer_leaves_a_readable_file(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "k.gradviz"
+    code = f"""
+import os, time
+from gradviz.core.recording import SERIES_BYTES, Recording
+from gradviz.core.runfile import RunFileWriter
+rec = Recording(); w = RunFileWriter({str(path)!r}, rec)
+rec.add_run('r', ['a'], ['Linear'], [])
+for s in range(200):
+    rec.append('r', s, {{'loss': float(s)}})
+    time.sleep(0.005)
+w.flush()
+os._exit(9)  # killed: no close(), WAL left behind
+"""
+    res = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert res.returncode == 9
+    back = gradviz.open_run(path)
+    steps, _ = back.metric("r", "loss")
+    assert len(steps) == 200
+
+
+def hostile(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def test_hostile_files_give_one_line_errors(tmp_path):
+    good = tmp_path / "good.gradviz"
+    rec = Recording()
+    w = RunFileWriter(good, rec)
+    filled(rec)
+    w.close()
+    raw = good.read_bytes()
+    cases = {
+        "empty": hostile(tmp_path, "empty.gradviz", b""),
+        "random": hostile(tmp_path, "rand.gradviz", np.random.default_rng(1).bytes(5000)),
+        "truncated": hostile(tmp_path, "trunc.gradviz", raw[: len(raw) // 3]),
+        "header only": hostile(tmp_path, "head.gradviz", raw[:60]),
+    }
+    other = tmp_path / "other.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t(x)")
+    db.commit()
+    db.close()
+    cases["other schema"] = other
+    newer = tmp_path / "newer.gradviz"
+    newer.write_bytes(raw)
+    db = sqlite3.connect(newer)
+    db.execute("PRAGMA user_version=99")
+    db.commit()
+    db.close()
+    cases["newer"] = newer
+    cases["missing"] = tmp_path / "nope.gradviz"
+    cases["folder"] = tmp_path
+    for what, path in cases.items():
+        with pytest.raises(RunFileError) as info:
+            gradviz.open_run(path)
+        msg = str(info.value)
+        assert "\n" not in msg and str(path) in msg, (what, msg)
+    assert "newer gradviz" in str(pytest.raises(RunFileError, gradviz.open_run, newer).value)
+    assert "not a gradviz run file" in str(pytest.raises(RunFileError, gradviz.open_run, other).value)
+
+
+def test_damaged_chunk_is_skipped_and_the_rest_is_read(tmp_path):
+    path = tmp_path / "d.gradviz"
+    rec = Recording()
+    w = RunFileWriter(path, rec)
+    filled(rec)
+    w.close()
+    db = sqlite3.connect(path)
+    cid = db.execute("SELECT id FROM chunks WHERE name='grad_norm' LIMIT 1").fetchone()[0]
+    db.execute("UPDATE chunks SET vals = x'00010203' WHERE id = ?", (cid,))
+    db.execute("INSERT INTO chunks(run, name, n, width, dtype, steps, vals) VALUES (1, 'loss', 1, 0, 'pickle', x'00', x'00')")
+    db.commit()
+    db.close()
+    back = gradviz.open_run(path)
+    assert back.warnings and "damaged chunk" in back.warnings[0]
+    assert len(back.metric("residual", "grad_norm")[0]) == 50
+    assert len(back.metric("plain", "loss")[0]) == 50
+
+
+def test_memory_stays_bounded_over_100k_steps():
+    rec = Recording()
+    rec.add_run("r", [f"l{i}" for i in range(60)], ["Linear"] * 60, [])
+    row = np.ones(60, np.float32)
+    for s in range(100_000):
+        rec.append("r", s, {"loss": float(s), "grad_norm": row})
+    grad = rec._series[("r", "grad_norm")]
+    size_100k = grad.nbytes()
+    for s in range(100_000, 150_000):
+        rec.append("r", s, {"loss": float(s), "grad_norm": row})
+    assert grad.decimated and grad.nbytes() == size_100k  # no growth once the budget is reached
+    assert rec.nbytes() <= 2 * SERIES_BYTES * 1.05  # every series lives within its budget
+    steps, loss = rec.metric("r", "loss")
+    assert steps[-1] == 149_999 and steps[0] == 0 and np.all(np.diff(steps) > 0)
+    lo, hi = rec.envelope("r", "loss")
+    assert lo[0] == 0 and hi[0] >= steps[1] - 1  # the first row's envelope spans its steps
+    assert np.all(np.diff(steps[-100:]) == 1)  # newest rows at full resolution
+
+
+def test_views_stay_valid_while_another_thread_appends():
+    rec = Recording()
+    rec.add_run("r", ["a", "b"], ["Linear"] * 2, [])
+    stop = threading.Event()
+
+    def writer():
+        s = 0
+        while not stop.is_set():
+            rec.append("r", s, {"loss": float(s), "grad_norm": np.array([s, s], np.float32)})
+            s += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(2000):
+            steps, vals = rec.metric("r", "grad_norm")
+            if len(steps):
+                assert len(steps) == len(vals)
+                np.testing.assert_array_equal(vals[-1], [steps[-1], steps[-1]])
+    finally:
+        stop.set()
+        t.join()
