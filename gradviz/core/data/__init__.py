@@ -1,0 +1,54 @@
+"""Data sets as in-memory `DataBundle`s: synthetic sets built in, image sets through torchvision.
+
+`load_data(cfg, seed, dtype)` is the one entry point; `cfg` is a `gradviz.config.DataConfig`.
+torchvision is imported only inside the image loaders, so the built-in sets work without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .synthetic import DataBundle, DataError, make_linear, make_rgb, make_shapes, make_spiral
+from .vision import TORCHVISION_SETS, load_image_folder, load_torchvision_set
+
+__all__ = ["DATASETS", "DataBundle", "DataError", "load_data"]
+
+SYNTHETIC = ("spiral", "rgb", "linear", "shapes")
+DATASETS = (*SYNTHETIC, *TORCHVISION_SETS, "imagefolder")
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def load_data(cfg: Any, seed: int, dtype: torch.dtype | str = torch.float32) -> DataBundle:
+    """Load the data set `cfg.name`; synthetic sets are drawn deterministically from `seed`.
+
+    Raises `DataError` with a one-line message for an unknown name, a missing folder, a missing
+    torchvision or unreadable files.
+    """
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise DataError(f"data dtype {dtype!r}: accepted values are {', '.join(_DTYPES)}")
+        dtype = _DTYPES[dtype]
+    name = cfg.name
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; accepted values are {', '.join(DATASETS)}")
+    if name in SYNTHETIC:
+        if cfg.n_train < 1 or cfg.n_test < 1:
+            raise DataError(
+                f"data set {name!r} needs n_train and n_test of at least 1, "
+                f"got {cfg.n_train} and {cfg.n_test}"
+            )
+        if name == "rgb":
+            return make_rgb(cfg.n_train, cfg.n_test, seed, dtype)
+        if name == "linear":
+            return make_linear(cfg.n_train, cfg.n_test, cfg.noise, seed, dtype)
+        if name == "shapes":
+            return make_shapes(cfg.n_train, cfg.n_test, cfg.noise, seed, dtype)
+        if cfg.classes < 2:
+            raise DataError(f"spiral needs at least 2 classes, got {cfg.classes}")
+        return make_spiral(cfg.n_train, cfg.n_test, cfg.classes, cfg.noise, seed, dtype)
+    if name == "imagefolder":
+        return load_image_folder(cfg, dtype)
+    return load_torchvision_set(cfg, dtype)

@@ -1,0 +1,248 @@
+"""Image data sets through torchvision, imported lazily inside the loaders.
+
+MNIST, Fashion-MNIST and CIFAR-10 are read with torchvision's own dataset classes from `cfg.root`
+(downloaded there when `cfg.download`), then turned once into uint8 tensors (N, C, H, W), resized when
+`cfg.resize` > 0 (bilinear, antialiased; seed 001 uses 96). An image folder is read with
+`torchvision.datasets.ImageFolder`: `root/train` and `root/test` when both exist, otherwise `root`
+split per class, every fifth image (in file-name order) to the test side; images become RGB of side
+`cfg.resize` (64 when 0). Pixels are scaled to [0, 1] and standardised per channel with the training
+split's mean and std, batch by batch. Evaluation uses at most the first `EVAL_LIMIT` test images so it
+stays cheap. Every failure becomes a one-line `DataError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .synthetic import DataBundle, DataError
+
+EVAL_LIMIT = 2000
+BUILTIN = "built-in data sets: spiral, rgb, linear, shapes"
+
+# cfg name -> (torchvision class, name shown to the user)
+TORCHVISION_SETS = {
+    "mnist": ("MNIST", "MNIST"),
+    "fashion-mnist": ("FashionMNIST", "Fashion-MNIST"),
+    "cifar10": ("CIFAR10", "CIFAR-10"),
+}
+# the folder torchvision expects under the root
+_SUBFOLDER = {"MNIST": "MNIST", "FashionMNIST": "FashionMNIST", "CIFAR10": "cifar-10-batches-py"}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] if text else type(exc).__name__
+
+
+def _datasets() -> Any:
+    try:
+        import torchvision.datasets as tvd
+    except Exception as exc:  # noqa: BLE001 - any import failure: say why in one line
+        raise DataError(f"torchvision is not available ({_one_line(exc)}); {BUILTIN}") from None
+    return tvd
+
+
+def _not_found(label: str, root: Path) -> DataError:
+    return DataError(
+        f"{label} not found under '{root}' "
+        "(pass --download to fetch it, or --data-root DIR to point at it)"
+    )
+
+
+def _resize(x: Tensor, side: int, chunk: int = 2048) -> Tensor:
+    """Resize uint8 images (N, C, H, W) to side x side, chunk by chunk, staying uint8."""
+    if side <= 0 or (x.shape[-2] == side and x.shape[-1] == side):
+        return x
+    out = torch.empty((x.shape[0], x.shape[1], side, side), dtype=torch.uint8)
+    for i in range(0, x.shape[0], chunk):
+        part = x[i : i + chunk].float()
+        part = F.interpolate(part, size=(side, side), mode="bilinear", antialias=True)
+        out[i : i + chunk] = part.round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _channel_stats(x: Tensor, chunk: int = 4096, most: int = 10_000) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std of uint8 images on the [0, 1] scale, shape (C, 1, 1).
+
+    Estimated from the first `most` images, which is plenty for standardising and keeps a large
+    resized set from taking seconds here.
+    """
+    x = x[:most]
+    c = x.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    total_sq = torch.zeros(c, dtype=torch.float64)
+    for i in range(0, x.shape[0], chunk):
+        part = x[i : i + chunk].double().div_(255.0)
+        total += part.sum(dim=(0, 2, 3))
+        total_sq += (part * part).sum(dim=(0, 2, 3))
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    var = (total_sq / count - mean * mean).clamp_min(0.0)
+    std = var.sqrt().clamp_min(1e-6)
+    return mean.view(c, 1, 1), std.view(c, 1, 1)
+
+
+def _bundle(
+    name: str,
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    classes: tuple[str, ...],
+    dtype: torch.dtype,
+) -> DataBundle:
+    # clone so the slice does not keep the whole test split alive
+    test_x, test_y = test_x[:EVAL_LIMIT].clone(), test_y[:EVAL_LIMIT].clone()
+    mean, std = _channel_stats(train_x)
+    return DataBundle(
+        name=name,
+        task="classification",
+        input_shape=tuple(int(s) for s in train_x.shape[1:]),
+        n_outputs=len(classes),
+        default_loss="cross_entropy",
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        dtype=dtype,
+        mean=mean,
+        std=std,
+        classes=classes,
+    )
+
+
+def _as_images(data: Any) -> Tensor:
+    """torchvision's `.data`: MNIST gives a (N, H, W) tensor, CIFAR a (N, H, W, C) numpy array."""
+    x = torch.as_tensor(data)
+    if x.dim() == 3:
+        return x.unsqueeze(1).contiguous()
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def load_torchvision_set(cfg: Any, dtype: torch.dtype) -> DataBundle:
+    cls_name, label = TORCHVISION_SETS[cfg.name]
+    if not cfg.root:
+        raise DataError(
+            f"{label} needs a folder: pass --data-root DIR (add --download to fetch it there)"
+        )
+    root = Path(cfg.root).expanduser()
+    if not cfg.download and not root.is_dir():
+        raise _not_found(label, root)
+    cls = getattr(_datasets(), cls_name)
+    try:
+        train = cls(root=str(root), train=True, download=cfg.download)
+        test = cls(root=str(root), train=False, download=cfg.download)
+    except Exception as exc:  # noqa: BLE001 - torchvision raises RuntimeError, OSError, pickle errors...
+        reason = _one_line(exc)
+        if cfg.download:
+            raise DataError(f"could not fetch {label} into '{root}': {reason}") from None
+        sub = root / _SUBFOLDER[cls_name]
+        if not sub.is_dir() or not any(sub.iterdir()):
+            raise _not_found(label, root) from None
+        raise DataError(
+            f"{label} under '{root}' is incomplete or corrupted ({reason}); "
+            "pass --download to fetch it again, or --data-root DIR to point elsewhere"
+        ) from None
+    try:
+        train_x = _resize(_as_images(train.data), cfg.resize)
+        test_x = _resize(_as_images(test.data), cfg.resize)
+        train_y = torch.as_tensor(train.targets, dtype=torch.long)
+        test_y = torch.as_tensor(test.targets, dtype=torch.long)
+        classes = tuple(str(c) for c in train.classes)
+    except Exception as exc:  # noqa: BLE001 - malformed files give odd shapes or types
+        raise DataError(
+            f"{label} under '{root}' has an unexpected layout ({_one_line(exc)})"
+        ) from None
+    if train_x.shape[0] == 0 or test_x.shape[0] == 0:
+        raise _not_found(label, root)
+    return _bundle(cfg.name, train_x, train_y, test_x, test_y, classes, dtype)
+
+
+def _read_images(samples: list[tuple[str, int]], loader: Any, side: int) -> Tensor:
+    from PIL import Image
+
+    out = torch.empty((len(samples), 3, side, side), dtype=torch.uint8)
+    for i, (path, _) in enumerate(samples):
+        try:
+            img = loader(path).convert("RGB").resize((side, side), Image.BILINEAR)
+        except Exception as exc:  # noqa: BLE001 - a broken file names itself
+            raise DataError(f"cannot read image '{path}': {_one_line(exc)}") from None
+        out[i] = (
+            torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            .view(side, side, 3)
+            .permute(2, 0, 1)
+        )
+    return out
+
+
+def _interleave(samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Round-robin over classes, so a bounded evaluation prefix holds every class."""
+    by_class: dict[int, list[tuple[str, int]]] = {}
+    for s in samples:
+        by_class.setdefault(s[1], []).append(s)
+    queues = [by_class[k] for k in sorted(by_class)]
+    out = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
+def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
+    hint = "a folder with one subfolder of images per class, or train/ and test/ folders of those"
+    if not cfg.root:
+        raise DataError(f"imagefolder needs a folder: pass --data-root DIR ({hint})")
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"image folder not found: '{root}' (pass --data-root DIR: {hint})")
+    tvd = _datasets()
+    side = cfg.resize if cfg.resize > 0 else 64
+    split_dirs = (root / "train", root / "test")
+    try:
+        if all(d.is_dir() for d in split_dirs):
+            train_ds = tvd.ImageFolder(str(split_dirs[0]))
+            test_ds = tvd.ImageFolder(str(split_dirs[1]))
+            classes = tuple(train_ds.classes)
+            unknown = sorted(set(test_ds.classes) - set(classes))
+            if unknown:
+                raise DataError(
+                    f"image folder '{root}': test classes {', '.join(unknown)} are not in train/"
+                )
+            remap = {i: train_ds.class_to_idx[c] for i, c in enumerate(test_ds.classes)}
+            train_samples = list(train_ds.samples)
+            test_samples = [(p, remap[t]) for p, t in test_ds.samples]
+            loader = train_ds.loader
+        else:
+            ds = tvd.ImageFolder(str(root))
+            classes = tuple(ds.classes)
+            seen: dict[int, int] = {}
+            train_samples, test_samples = [], []
+            for path, target in ds.samples:  # sorted by class, then file name
+                k = seen.get(target, 0)
+                seen[target] = k + 1
+                (test_samples if k % 5 == 4 else train_samples).append((path, target))
+            loader = ds.loader
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - FileNotFoundError "no class folder" and the like
+        raise DataError(
+            f"image folder '{root}' cannot be used ({_one_line(exc)}; {hint})"
+        ) from None
+    if len(classes) < 2:
+        raise DataError(
+            f"image folder '{root}' has {len(classes)} class folder(s); it needs 2 or more"
+        )
+    if not train_samples or not test_samples:
+        raise DataError(
+            f"image folder '{root}' is too small to split: put at least 5 images in a class folder"
+        )
+    test_samples = _interleave(test_samples)[:EVAL_LIMIT]
+    train_x = _read_images(train_samples, loader, side)
+    test_x = _read_images(test_samples, loader, side)
+    train_y = torch.tensor([t for _, t in train_samples], dtype=torch.long)
+    test_y = torch.tensor([t for _, t in test_samples], dtype=torch.long)
+    return _bundle("imagefolder", train_x, train_y, test_x, test_y, classes, dtype)

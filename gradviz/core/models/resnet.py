@@ -1,0 +1,201 @@
+"""ResNet-18 with a model-wide residual switch, and switchable torchvision ResNets.
+
+`ResNet18` has exactly torchvision's module names and state_dict keys (conv1, bn1, relu, maxpool,
+layer1..layer4 of two BasicBlocks each with conv1, bn1, relu, conv2, bn2, downsample.0/.1, avgpool,
+fc), so torchvision's weights load into it; it never imports torchvision. With the skip off the net is
+the plain 18-layer stack of seed 004 (`relu(Y)` instead of `relu(Y + shortcut(X))`). `norm_on`
+toggles each block's bn1, bn2 and downsample norm; the stem's bn1 is always on. To keep torchvision's
+module names the blocks hold no Dropout, so `set_dropout` finds nothing to change in this model.
+
+`make_switchable` patches torchvision BasicBlock/Bottleneck instances in place so that
+`set_residual` reaches them too (used for `torchvision:<name>` models and by `gradviz.watch`).
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from torch import nn
+
+from .switches import SwitchableBlock
+
+
+class ModelError(ValueError):
+    """A model cannot be built as asked; the message is one line."""
+
+
+class BasicBlock(SwitchableBlock):
+    def __init__(
+        self, inplanes: int, planes: int, stride: int, residual: bool, norm_on: bool
+    ) -> None:
+        super().__init__(residual=residual, norm_on=norm_on)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        if stride != 1 or inplanes != planes:
+            self.downsample: nn.Sequential | None = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes),
+            )
+        else:
+            self.downsample = None
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(x)
+        if self.norm_on:
+            out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        if self.norm_on:
+            out = self.bn2(out)
+        if self.residual:
+            if self.downsample is None:
+                identity = x
+            else:
+                identity = self.downsample[0](x)
+                if self.norm_on:
+                    identity = self.downsample[1](identity)
+            out = out + identity
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    def __init__(self, in_channels: int, n_outputs: int, residual: bool, norm_on: bool) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        inplanes = 64
+        for i, planes in enumerate((64, 128, 256, 512)):
+            stride = 1 if i == 0 else 2
+            layer = nn.Sequential(
+                BasicBlock(inplanes, planes, stride, residual, norm_on),
+                BasicBlock(planes, planes, 1, residual, norm_on),
+            )
+            self.add_module(f"layer{i + 1}", layer)
+            inplanes = planes
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, n_outputs)
+        # torchvision's initialisation, so "default" means what it means for torchvision's resnet18
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def build_resnet18(cfg, input_shape: tuple[int, ...], n_outputs: int) -> ResNet18:
+    return ResNet18(input_shape[0], n_outputs, residual=cfg.residual, norm_on=cfg.norm)
+
+
+# --- torchvision models ---------------------------------------------------------------------------
+
+
+def _basic_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision BasicBlock.forward with the identity added only while `self.residual`."""
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    if self.residual:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = out + identity
+    return self.relu(out)
+
+
+def _bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision Bottleneck.forward with the identity added only while `self.residual`."""
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.relu(self.bn2(self.conv2(out)))
+    out = self.bn3(self.conv3(out))
+    if self.residual:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = out + identity
+    return self.relu(out)
+
+
+def make_switchable(model: nn.Module, residual: bool = True) -> int:
+    """Make every torchvision BasicBlock/Bottleneck instance of `model` a switchable block.
+
+    Each instance gets `gradviz_block = True`, `residual` and a forward that skips the identity while
+    `residual` is False (a per-instance bound method; the classes stay untouched). Blocks patched
+    before are left alone. Returns how many blocks this call patched; 0 when torchvision is absent
+    (then the model cannot hold torchvision blocks).
+    """
+    try:
+        from torchvision.models.resnet import BasicBlock as TvBasic
+        from torchvision.models.resnet import Bottleneck as TvBottleneck
+    except Exception:  # noqa: BLE001 - any import failure means no torchvision blocks
+        return 0
+    patched = 0
+    for m in model.modules():
+        if getattr(m, "gradviz_block", False):
+            continue
+        if isinstance(m, TvBasic):
+            forward = _basic_forward
+        elif isinstance(m, TvBottleneck):
+            forward = _bottleneck_forward
+        else:
+            continue
+        m.gradviz_block = True
+        m.residual = bool(residual)
+        m.forward = types.MethodType(forward, m)
+        patched += 1
+    return patched
+
+
+def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
+    """Swap the first Conv2d for one that takes `in_channels` when it expects another count."""
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d):
+            continue
+        if m.in_channels == in_channels:
+            return
+        new = nn.Conv2d(
+            in_channels,
+            m.out_channels,
+            m.kernel_size,
+            stride=m.stride,
+            padding=m.padding,
+            dilation=m.dilation,
+            bias=m.bias is not None,
+            padding_mode=m.padding_mode,
+        )
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, new)
+        return
+
+
+def build_torchvision(name: str, cfg, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+    builtin = "built-in models: mlp, conv, resnet18, rgb, lenet"
+    try:
+        import torchvision.models as tvm
+    except Exception as exc:  # noqa: BLE001 - report any import failure in one line
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"torchvision is not available ({reason}); {builtin}") from None
+    ctor = getattr(tvm, name, None)
+    known = set(tvm.list_models()) if hasattr(tvm, "list_models") else None
+    if ctor is None or not callable(ctor) or (known is not None and name not in known):
+        raise ModelError(
+            f"unknown torchvision model {name!r}; use a name from torchvision.models.list_models(),"
+            f" e.g. torchvision:resnet34, or a {builtin}"
+        )
+    try:
+        model = ctor(weights=None, num_classes=n_outputs)
+    except Exception as exc:  # noqa: BLE001 - torchvision raises many kinds here
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelError(f"torchvision:{name} cannot be built: {msg}") from None
+    if len(input_shape) == 3:
+        _replace_first_conv(model, input_shape[0])
+    make_switchable(model, residual=cfg.residual)
+    return model

@@ -1,0 +1,129 @@
+"""Layer table: parameters, FLOPs by hand, execution order, output shapes (seed 001's ResNet-18)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gradviz.config import ModelConfig
+from gradviz.core.models import build_model, set_norm
+from gradviz.core.summary import LayerRow, format_table, summarize
+
+
+def test_params_sum_to_the_model_and_rows_are_layers():
+    for cfg, shape, n in (
+        (ModelConfig(kind="mlp", depth=3, width=10, norm=True), (4,), 2),
+        (ModelConfig(kind="conv", depth=1, width=4, norm=True), (3, 16, 16), 5),
+        (ModelConfig(kind="lenet", norm=True), (1, 28, 28), 10),
+    ):
+        model = build_model(cfg, shape, n, 0)
+        rows = summarize(model, shape)
+        assert sum(r.params for r in rows) == sum(p.numel() for p in model.parameters())
+        owners = {name for name, m in model.named_modules() if list(m.parameters(recurse=False))}
+        assert {r.name for r in rows} == owners and len(rows) == len(owners)
+
+
+def test_linear_and_norm_flops_by_hand():
+    model = build_model(
+        ModelConfig(kind="mlp", depth=1, width=7, norm=True, norm_kind="layer"), (5,), 3, 0
+    )
+    rows = {r.name: r for r in summarize(model, (5,))}
+    assert rows["input"].flops == 2 * 5 * 7 + 7 and rows["input"].output_shape == (7,)
+    assert rows["blocks.0.linear"].flops == 2 * 7 * 7 + 7
+    assert rows["blocks.0.norm"].flops == 2 * 7 and rows["blocks.0.norm"].type == "LayerNorm"
+    assert rows["head"].flops == 2 * 7 * 3 + 3 and rows["head"].output_shape == (3,)
+    assert rows["head"].params == 7 * 3 + 3
+    bare = nn.Sequential(nn.Linear(4, 6, bias=False))
+    assert summarize(bare, (4,))[0].flops == 2 * 4 * 6
+
+
+def test_conv_flops_by_hand():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=False),
+        nn.BatchNorm2d(8),
+    )
+    rows = summarize(model, (3, 10, 10))
+    assert rows[0].output_shape == (8, 5, 5)
+    assert rows[0].flops == 2 * 3 * 9 * 8 * 25 + 8 * 25
+    assert rows[1].flops == 2 * (8 // 4) * 9 * 8 * 25
+    assert rows[2].flops == 2 * 8 * 25 and rows[2].params == 16
+
+
+def test_order_is_execution_order_and_skipped_layers_follow_their_predecessor():
+    class Backwards(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(4, 2)  # registered first, runs last
+            self.body = nn.Linear(3, 4)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.body(x)))
+
+    assert [r.name for r in summarize(Backwards(), (3,))] == ["body", "head"]
+    model = build_model(ModelConfig(kind="mlp", depth=2, width=4, norm=False), (2,), 1, 0)
+    rows = summarize(model, (2,))
+    assert [r.name for r in rows] == [
+        "input",
+        "blocks.0.linear",
+        "blocks.0.norm",
+        "blocks.1.linear",
+        "blocks.1.norm",
+        "head",
+    ]
+    skipped = rows[2]
+    assert skipped.output_shape == () and skipped.flops == 0 and skipped.params == 8
+    set_norm(model, True)
+    assert summarize(model, (2,))[2].output_shape == (4,)
+
+
+def test_model_state_is_restored():
+    model = build_model(ModelConfig(kind="mlp", depth=2, width=4, norm=True), (2,), 1, 0)
+    model.train()
+    model.blocks[1].eval()
+    stats = model.blocks[0].norm.running_mean.clone()
+    summarize(model, (2,))
+    assert model.training and model.blocks[0].training and not model.blocks[1].training
+    assert model.blocks[1].linear.training is False
+    assert torch.equal(stats, model.blocks[0].norm.running_mean)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_resnet18_shapes_like_seed_001():
+    model = build_model(
+        ModelConfig(kind="resnet18", norm=True, residual=True), (1, 224, 224), 10, 0
+    )
+    rows = {r.name: r for r in summarize(model, (1, 224, 224))}
+    assert rows["conv1"].output_shape == (64, 112, 112)
+    assert rows["layer1.1.bn2"].output_shape == (64, 56, 56)
+    assert rows["layer2.1.bn2"].output_shape == (128, 28, 28)
+    assert rows["layer3.1.bn2"].output_shape == (256, 14, 14)
+    assert rows["layer4.1.bn2"].output_shape == (512, 7, 7)
+    assert rows["layer2.0.downsample.0"].output_shape == (128, 28, 28)
+    assert rows["fc"].output_shape == (10,)
+    assert sum(r.params for r in rows.values()) == 11_175_370  # ~11.17 M, as in seed 004
+    # the well-known figures for ImageNet's ResNet-18: 11,689,512 parameters, ~1.8 G multiply-adds
+    big = build_model(ModelConfig(kind="resnet18", norm=True), (3, 224, 224), 1000, 0)
+    big_rows = summarize(big, (3, 224, 224))
+    assert sum(r.params for r in big_rows) == 11_689_512
+    assert 3.5e9 < sum(r.flops for r in big_rows) < 3.7e9
+
+
+def test_format_table():
+    rows = [
+        LayerRow("input", "Linear", (7,), 42, 77),
+        LayerRow("blocks.0.norm", "BatchNorm1d", (), 14, 0),
+        LayerRow("head", "Linear", (3,), 1_234_567, 2_000_000),
+    ]
+    text = format_table(rows)
+    lines = text.splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "shape", "params", "FLOPs"]
+    assert any(line.startswith("head") and "1,234,567" in line for line in lines)
+    total = next(line for line in lines if line.startswith("total"))
+    assert "1,234,623" in total and "2,000,077" in total
+    # columns are aligned: every params cell ends at the same column
+    ends = {
+        line.index(c) + len(c)
+        for line, c in zip(lines[2:5], ("42", "14", "1,234,567"), strict=True)
+    }
+    assert len(ends) == 1
