@@ -15,7 +15,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 PRESET_DIR = RESOURCES / "presets"
@@ -63,6 +63,7 @@ class TrainConfig:
     steps: int = 1000  # default length of a headless run
     eval_every: int = 25  # evaluation cadence in steps
     hist_every: int = 25  # histogram and activation-statistics cadence in steps
+    update_every: int = 5  # weight_norm / update_ratio cadence (they need a copy of the weights)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch threads in the training thread; 0 = leave one core to the GUI
@@ -130,6 +131,7 @@ RANGES = {
     ("train", "steps"): (0, 1 << 40),
     ("train", "eval_every"): (1, 1 << 30),
     ("train", "hist_every"): (1, 1 << 30),
+    ("train", "update_every"): (1, 1 << 30),
 }
 
 
@@ -304,5 +306,3 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         out[key.strip()] = value
     return out
 
-
-_ = get_args  # keep typing helper import explicit for readers of field types

@@ -24,7 +24,7 @@ from . import commands as C
 from .data import load_data
 from .models import switches as sw
 from .recording import Recording
-from .training import DTYPES, TrainingRun, resolve_device
+from .training import DTYPES, TrainingRun, record_step, resolve_device
 
 log = logging.getLogger("gradviz")
 
@@ -214,29 +214,8 @@ class Experiment:
 
     def _step_run(self, run: TrainingRun, step: int, x, y) -> None:
         metrics, lr = run.train_step(step, x, y)
-        rec = self.recording
-        values = {
-            "loss": metrics.loss,
-            "lr": lr,
-            "grad_norm": metrics.grad_norm,
-        }
-        if len(run.probe.block_names):
-            values["act_grad_norm"] = metrics.act_grad_norm
-        if metrics.weight_norm is not None:
-            values["weight_norm"] = metrics.weight_norm
-            values["update_ratio"] = metrics.update_ratio
-        probe = run.probe
-        if probe.is_hist_step(step):
-            stats, hists = probe.collect_cadence()
-            for kind, layer, edges in probe.new_edges:
-                rec.set_edges(run.name, kind, layer, edges)
-            probe.new_edges.clear()
-            values.update(stats)
-            for kind, counts in hists.items():
-                rec.append_histograms(run.name, step, kind, counts)
-        if step % run.cfg.train.eval_every == 0 and metrics.first_nonfinite is None:
-            values.update(run.evaluate())
-        rec.append(run.name, step, values)
+        evaluate = step % run.cfg.train.eval_every == 0 and metrics.first_nonfinite is None
+        record_step(self.recording, run.name, run.probe, step, metrics, {"lr": lr}, run.evaluate if evaluate else None)
         if metrics.first_nonfinite is not None:
             where = "the loss" if metrics.first_nonfinite == "(loss)" else f"layer {metrics.first_nonfinite}"
             msg = f"{run.name}: non-finite gradient at step {step}, first in {where}; run paused"

@@ -1,8 +1,8 @@
 """Per-layer measurements taken around a training step, cheap and on the device.
 
-Per step: `grad_norm`, `weight_norm`, `update_ratio` (per layer) and `act_grad_norm` (per block),
-each computed with one grouped `torch._foreach_norm` call per model and summed per layer on the
-device. On a cadence: `act_mean`, `act_std`, `act_saturation` and histograms of `weight`, `grad` and
+Per step: `grad_norm` (per layer) and `act_grad_norm` (per block) from one grouped
+`torch._foreach_norm` call and one host copy; every `update_every` steps (default 5) `weight_norm` and
+`update_ratio`, which need a copy of the weights around the optimiser step. On a cadence: `act_mean`, `act_std`, `act_saturation` and histograms of `weight`, `grad` and
 `activation` with fixed bin edges per layer, from a bounded sample.
 
 Definitions (shared by the engine and `gradviz.watch`):
@@ -102,6 +102,7 @@ class Probe:
         blocks: list[tuple[str, nn.Module]] | None = None,
         activation: str = "relu",
         hist_every: int = 25,
+        update_every: int = 5,
         bins: int = HIST_BINS,
         sample: int = HIST_SAMPLE,
     ) -> None:
@@ -113,6 +114,9 @@ class Probe:
         self.block_names = [n for n, _ in self.blocks]
         self.activation = activation
         self.hist_every = max(1, int(hist_every))
+        self.update_every = max(1, int(update_every))
+        self._step = 0
+        self._have_prev = False
         self.bins = bins
         self.sample = sample
         self.params: list[nn.Parameter] = []
@@ -127,7 +131,6 @@ class Probe:
                 owner.append(i)
         self.n_layers = len(layers)
         self._owner = owner
-        self._owner_cache: dict[tuple, torch.Tensor] = {}
         self._block_grads: list[torch.Tensor | None] = [None] * len(self.blocks)
         self._block_hooks = [
             m.register_forward_hook(self._make_block_hook(i)) for i, (_, m) in enumerate(self.blocks)
@@ -147,7 +150,7 @@ class Probe:
             t = out[0] if isinstance(out, tuple | list) else out
             if isinstance(t, torch.Tensor) and t.requires_grad:
                 def keep(g):
-                    self._block_grads[i] = g.detach()  # the norm is taken for all blocks at once later
+                    self._block_grads[i] = g  # the norm is taken for all blocks at once later
 
                 t.register_hook(keep)
 
@@ -163,6 +166,7 @@ class Probe:
 
     def begin_step(self, step: int) -> None:
         """Before the forward pass: arm activation capture on cadence steps only."""
+        self._step = step
         self._block_grads = [None] * len(self.blocks)
         if self.enabled and self.is_hist_step(step) and not self._act_hooks:
             for i, (_, m) in enumerate(self.layers):
@@ -177,47 +181,41 @@ class Probe:
         return on_forward
 
     # ---- after backward -----------------------------------------------------------------
-    def _layer_sum(self, sq: torch.Tensor, present: list[int]) -> torch.Tensor:
-        key = tuple(present)
-        idx = self._owner_cache.get(key)
-        if idx is None or idx.device != sq.device:
-            idx = torch.tensor([self._owner[j] for j in present], device=sq.device)
-            self._owner_cache = {key: idx}
-        out = torch.zeros(self.n_layers, dtype=sq.dtype, device=sq.device)
-        return out.index_add_(0, idx, sq)
+    def _per_layer(self, norms: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """Combine per-tensor norms into per-layer norms (sqrt of summed squares); NaN where a
+        layer had no tensor. Done on the host: the norms are already there, and it saves a
+        handful of tiny device ops per step."""
+        sq = np.bincount(owners, weights=norms.astype(np.float64) ** 2, minlength=self.n_layers)
+        have = np.bincount(owners, minlength=self.n_layers) > 0
+        out = np.sqrt(sq)
+        out[~have] = np.nan
+        return out
 
-    def _grouped_norm(self, tensors: list[torch.Tensor], present: list[int], fill_missing: float) -> torch.Tensor:
-        if not tensors:
-            return torch.full((self.n_layers,), fill_missing)
+    @staticmethod
+    def _stack(tensors: list[torch.Tensor]) -> np.ndarray:
+        """One grouped norm call, one stack, one host copy."""
         norms = torch._foreach_norm(tensors)
-        sq = torch.stack(norms).double() ** 2
-        total = self._layer_sum(sq, present)
-        if len(present) < len(self.params):
-            have = torch.zeros(self.n_layers, dtype=torch.bool, device=total.device)
-            have[self._layer_sum(torch.ones_like(sq), present) > 0] = True
-            total = torch.where(have, total, torch.full_like(total, fill_missing))
-        return total.sqrt()
+        dtypes = {n.dtype for n in norms}
+        if len(dtypes) > 1:  # mixed precision: bring every norm to float32 first
+            norms = [n.float() for n in norms]
+        return torch.stack(norms).cpu().numpy()
 
     def after_backward(self, loss: torch.Tensor) -> StepMetrics:
         """Measure gradients; one host copy. Call before `optimizer.step()` (the NaN guard needs it)."""
         present = [j for j, p in enumerate(self.params) if p.grad is not None]
-        grads = [self.params[j].grad for j in present]
-        gn = self._grouped_norm(grads, present, float("nan"))
-        bg = [g for g in self._block_grads if g is not None]
-        if bg:
-            bn = torch.stack(torch._foreach_norm(bg)).double()
-            if len(bg) < len(self._block_grads):
-                full = torch.full((len(self._block_grads),), float("nan"), dtype=torch.float64, device=bn.device)
-                full[[i for i, g in enumerate(self._block_grads) if g is not None]] = bn
-                bn = full
-        else:
-            bn = torch.full((len(self.blocks),), float("nan"), dtype=torch.float64, device=gn.device)
-        flat = torch.cat([loss.detach().reshape(1).double().to(gn.device), gn.double(), bn.to(gn.device)]).cpu().numpy()
+        bidx = [i for i, g in enumerate(self._block_grads) if g is not None]
+        tensors = [self.params[j].grad for j in present] + [self._block_grads[i] for i in bidx]
+        tensors.append(loss.detach().reshape(1))  # the loss rides along in the same copy
+        flat = self._stack(tensors).astype(np.float64)
         self._block_grads = [None] * len(self.blocks)
-        loss_v, grad_norm, act_grad = float(flat[0]), flat[1 : 1 + self.n_layers], flat[1 + self.n_layers :]
+        loss_v = float(flat[-1])
+        owners = np.asarray(self._owner, np.int64)[present]
+        grad_norm = self._per_layer(flat[: len(present)], owners)
+        act_grad = np.full(len(self.blocks), np.nan)
+        act_grad[bidx] = flat[len(present) : len(present) + len(bidx)]
         first_bad = None
         # a NaN from a layer that got no gradient at all means "not used", not "non-finite"
-        used = {self._owner[j] for j in present}
+        used = set(owners.tolist())
         bad = [i for i in np.flatnonzero(~np.isfinite(grad_norm)) if i in used]
         if bad:
             first_bad = self.layer_names[max(bad)]  # backward runs from the last layer to the first
@@ -225,29 +223,39 @@ class Probe:
             first_bad = "(loss)"
         return StepMetrics(loss_v, grad_norm, act_grad, first_nonfinite=first_bad)
 
+    def is_update_step(self) -> bool:
+        return self.enabled and self._step % self.update_every == 0
+
     def before_step(self) -> None:
-        """Keep the weights as they are before the optimiser step (for `update_ratio`)."""
-        if not self.enabled:
+        """Keep the weights as they are before the optimiser step (for `update_ratio`), on the
+        update cadence only: the copy and three norms cost about as much as the backward of a
+        small MLP."""
+        if not self.is_update_step() or not self.params:
             return
-        params = [p.detach() for p in self.params]
-        if self._prev is None or len(self._prev) != len(params) or self._prev[0].device != params[0].device:
-            self._prev = [p.clone() for p in params]
-        else:
-            torch._foreach_copy_(self._prev, params)
+        with torch.no_grad():
+            if self._prev is None or len(self._prev) != len(self.params) or self._prev[0].device != self.params[0].device:
+                self._prev = [p.detach().clone() for p in self.params]
+            else:
+                torch._foreach_copy_(self._prev, self.params)
+        self._have_prev = True
 
     def after_step(self, metrics: StepMetrics) -> StepMetrics:
         """`weight_norm` and `update_ratio` after the optimiser step; one host copy."""
-        if not self.enabled or self._prev is None or not self.params:
+        if not self._have_prev:
             return metrics
-        params = [p.detach() for p in self.params]
-        every = list(range(len(params)))
-        delta = torch._foreach_sub(params, self._prev)
-        before = self._grouped_norm(list(self._prev), every, float("nan"))
-        after = self._grouped_norm(params, every, float("nan"))
-        moved = self._grouped_norm(delta, every, float("nan"))
-        flat = torch.cat([after, moved / before]).cpu().numpy()
-        metrics.weight_norm = flat[: self.n_layers]
-        metrics.update_ratio = flat[self.n_layers :]
+        self._have_prev = False
+        with torch.no_grad():
+            params = list(self.params)
+            delta = torch._foreach_sub(params, self._prev)
+            flat = self._stack(list(self._prev) + params + list(delta))
+        n = len(params)
+        owners = np.asarray(self._owner, np.int64)
+        before = self._per_layer(flat[:n], owners)
+        after = self._per_layer(flat[n : 2 * n], owners)
+        moved = self._per_layer(flat[2 * n :], owners)
+        metrics.weight_norm = after
+        with np.errstate(all="ignore"):
+            metrics.update_ratio = moved / before
         return metrics
 
     # ---- cadence: activation statistics and histograms ------------------------------------
@@ -282,20 +290,13 @@ class Probe:
                 stats[1, i] = a.std() if a.numel() > 1 else 0.0
                 stats[2, i] = sat.double().mean()
                 samples["activation"][i] = self._sample(a)
-        hists: dict[str, dict[int, torch.Tensor]] = {}
+        hists: dict[str, torch.Tensor] = {}
         for kind, per_layer in samples.items():
-            for i, x in per_layer.items():
-                key = (kind, i)
-                if key not in self.edges:
-                    self.edges[key] = self._fix_edges(x)
-                    self.new_edges.append((kind, i, self.edges[key].cpu().numpy()))
-                e = self.edges[key]
-                lo, hi = float(e[0]), float(e[-1])
-                c = torch.histc(x.float().clamp(lo, hi), bins=self.bins, min=lo, max=hi)
-                hists.setdefault(kind, {})[i] = c
+            if per_layer:
+                hists[kind] = self._batched_histogram(kind, per_layer)
         # one host copy for everything measured on this cadence step
-        order = [(k, i) for k in hists for i in hists[k]]
-        packed = torch.cat([stats.flatten().to(dev)] + [hists[k][i].double().to(dev) for k, i in order]).cpu().numpy()
+        order = [(k, i) for k in hists for i in samples[k]]
+        packed = torch.cat([stats.flatten()] + [hists[k].double().reshape(-1) for k in hists]).cpu().numpy()
         L = self.n_layers
         stat_out = {"act_mean": packed[:L], "act_std": packed[L : 2 * L], "act_saturation": packed[2 * L : 3 * L]}
         if not acts:
@@ -306,6 +307,28 @@ class Probe:
             hist_out.setdefault(k, {})[i] = packed[off : off + self.bins].astype(np.float32)
             off += self.bins
         return stat_out, hist_out
+
+    def _batched_histogram(self, kind: str, per_layer: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Histograms of every layer of one kind with a single bincount: each value becomes
+        layer_slot * bins + its bin under that layer's fixed edges (clamped into the end bins)."""
+        layers = list(per_layer)
+        for i in layers:
+            if (kind, i) not in self.edges:
+                self.edges[(kind, i)] = self._fix_edges(per_layer[i])
+                self.new_edges.append((kind, i, self.edges[(kind, i)].numpy()))
+        xs = [per_layer[i].reshape(-1) for i in layers]
+        dev = xs[0].device
+        sizes = torch.tensor([x.numel() for x in xs], device=dev)
+        lo = torch.tensor([float(self.edges[(kind, i)][0]) for i in layers], dtype=torch.float64, device=dev)
+        hi = torch.tensor([float(self.edges[(kind, i)][-1]) for i in layers], dtype=torch.float64, device=dev)
+        x = torch.cat([t.double() for t in xs]) if len({t.dtype for t in xs}) > 1 else torch.cat(xs).double()
+        lo_e = torch.repeat_interleave(lo, sizes)
+        scale = torch.repeat_interleave(self.bins / (hi - lo), sizes)
+        b = ((x - lo_e) * scale).nan_to_num(0.0).floor().clamp_(0, self.bins - 1).long()
+        slot = torch.repeat_interleave(torch.arange(len(layers), device=dev), sizes)
+        keep = torch.isfinite(x)  # NaN / inf gradients are counted nowhere
+        idx = (slot * self.bins + b)[keep]
+        return torch.bincount(idx, minlength=len(layers) * self.bins).reshape(len(layers), self.bins)
 
     def _sample(self, t: torch.Tensor) -> torch.Tensor:
         flat = t.reshape(-1)

@@ -23,8 +23,8 @@ LAYER_METRICS = ("grad_norm", "weight_norm", "update_ratio", "act_mean", "act_st
 BLOCK_METRICS = ("act_grad_norm",)
 HIST_KINDS = ("weight", "grad", "activation")
 
-# Per-series memory budget; a 60-layer vector series keeps ~11 000 full rows at this size.
-SERIES_BYTES = 8 << 20
+# Per-series memory budget: a 62-layer vector series keeps ~5 600 rows (values + envelope).
+SERIES_BYTES = 4 << 20
 
 
 def _group(a: np.ndarray, k: int, how: str) -> np.ndarray:
@@ -50,8 +50,9 @@ class Event:
 class Series:
     """Append-only rows (step, value[, envelope]) with a row budget."""
 
-    def __init__(self, width: int, dtype, max_rows: int | None) -> None:
+    def __init__(self, width: int, dtype, max_rows: int | None, envelope: bool = True) -> None:
         self.width = width  # 0 = scalar series
+        self.keep_envelope = envelope
         self.dtype = np.dtype(dtype)
         self.max_rows = max_rows
         self.n = 0
@@ -110,26 +111,32 @@ class Series:
             mv = slice(self.n_old, self.n_old + move)
             st = np.concatenate([self.steps[old], self.steps[mv][:: self.stride]])
             v = np.concatenate([self.values[old], _group(self.values[mv], self.stride, "mean")])
-            lv = np.concatenate([lo[old], _group(lo[mv], self.stride, "min")])
-            hv = np.concatenate([hi[old], _group(hi[mv], self.stride, "max")])
+            env = self.keep_envelope
+            lv = np.concatenate([lo[old], _group(lo[mv], self.stride, "min")]) if env else None
+            hv = np.concatenate([hi[old], _group(hi[mv], self.stride, "max")]) if env else None
             while len(st) > half_budget and len(st) >= 2:
                 even = len(st) & ~1
                 tail = slice(even, len(st))
                 st = np.concatenate([st[:even:2], st[tail]])
                 v = np.concatenate([_group(v[:even], 2, "mean"), v[tail]])
-                lv = np.concatenate([_group(lv[:even], 2, "min"), lv[tail]])
-                hv = np.concatenate([_group(hv[:even], 2, "max"), hv[tail]])
+                if env:
+                    lv = np.concatenate([_group(lv[:even], 2, "min"), lv[tail]])
+                    hv = np.concatenate([_group(hv[:even], 2, "max"), hv[tail]])
                 self.stride *= 2
             keep = slice(self.n_old + move, self.n)
+            if not self.keep_envelope:
+                lv = hv = None
             m = len(st) + (self.n - self.n_old - move)
             cap = max(self.max_rows, m)
             steps = np.zeros(cap, np.int64)
             vals = np.zeros((cap, *self.values.shape[1:]), self.dtype)
-            los, his = np.zeros_like(vals), np.zeros_like(vals)
             steps[:m] = np.concatenate([st, self.steps[keep]])
             vals[:m] = np.concatenate([v, self.values[keep]])
-            los[:m] = np.concatenate([lv, lo[keep]])
-            his[:m] = np.concatenate([hv, hi[keep]])
+            los = his = None
+            if lv is not None:
+                los, his = np.zeros_like(vals), np.zeros_like(vals)
+                los[:m] = np.concatenate([lv, lo[keep]])
+                his[:m] = np.concatenate([hv, hi[keep]])
             need -= self.n - m
             self.n_old = len(st)
             self.steps, self.values, self.lo, self.hi, self.n = steps, vals, los, his, m
@@ -253,7 +260,8 @@ class Recording:
         key = (run, kind, layer)
         s = self._hists.get(key)
         if s is None:
-            s = self._hists[key] = Series(bins, np.float32, 1024 if self._bounded else None)
+            # counts need no envelope; 512 rows = 12 800 steps at full resolution at cadence 25
+            s = self._hists[key] = Series(bins, np.float32, 512 if self._bounded else None, envelope=False)
         return s
 
     def add_event(self, step: int, run: str, kind: str, detail: str) -> Event:

@@ -12,6 +12,7 @@ from ..config import RunConfig
 from .models import build_model
 from .models.switches import blocks as switch_blocks
 from .probes import Probe, StepMetrics, forward_order
+from .recording import Recording
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -99,6 +100,7 @@ class TrainingRun:
             blocks=switch_blocks(model),
             activation=getattr(model, "activation", "relu"),
             hist_every=tc.hist_every,
+            update_every=tc.update_every,
         )
         self.local_step = 0
         self.paused = False
@@ -118,7 +120,8 @@ class TrainingRun:
         lr = self.lr_now()
         for g in opt.param_groups:
             g["lr"] = lr
-        model.train()
+        if not model.training:  # .train() walks every module: only when evaluation switched it off
+            model.train()
         probe.begin_step(step)
         opt.zero_grad(set_to_none=True)
         out = model(x)
@@ -155,3 +158,33 @@ class TrainingRun:
         if self.data.task == "classification":
             result["eval_accuracy"] = correct / n
         return result
+
+
+def record_step(
+    recording: Recording,
+    run: str,
+    probe: Probe,
+    step: int,
+    metrics: StepMetrics,
+    extra: dict | None = None,
+    evaluate=None,
+) -> None:
+    """Append one step's measurements (and, on the cadence, activation statistics, histograms and
+    evaluation) to the recording. Shared by the experiment, `watch` and the benchmarks."""
+    values: dict = {"loss": metrics.loss, **(extra or {}), "grad_norm": metrics.grad_norm}
+    if len(probe.block_names):
+        values["act_grad_norm"] = metrics.act_grad_norm
+    if metrics.weight_norm is not None:
+        values["weight_norm"] = metrics.weight_norm
+        values["update_ratio"] = metrics.update_ratio
+    if probe.is_hist_step(step):
+        stats, hists = probe.collect_cadence()
+        for kind, layer, edges in probe.new_edges:
+            recording.set_edges(run, kind, layer, edges)
+        probe.new_edges.clear()
+        values.update(stats)
+        for kind, counts in hists.items():
+            recording.append_histograms(run, step, kind, counts)
+    if evaluate is not None:
+        values.update(evaluate())
+    recording.append(run, step, values)

@@ -39,12 +39,15 @@ def manual_metrics(model, layers, blocks, x, y, lr):
         gs = pgrads[k : k + len(ps)]
         k += len(ps)
         if all(g is None for g in gs):
-            gn.append(float("nan")); wn.append(float("nan")); ur.append(float("nan"))
+            for lst in (gn, wn, ur):
+                lst.append(float("nan"))
             continue
         g2 = sum(float((g.double() ** 2).sum()) for g in gs if g is not None)
         w2 = sum(float((p.detach().double() ** 2).sum()) for p in ps)
         after2 = sum(float(((p.detach().double() - lr * (g.double() if g is not None else 0)) ** 2).sum()) for p, g in zip(ps, gs))
-        gn.append(np.sqrt(g2)); wn.append(np.sqrt(after2)); ur.append(lr * np.sqrt(g2) / np.sqrt(w2))
+        gn.append(np.sqrt(g2))
+        wn.append(np.sqrt(after2))
+        ur.append(lr * np.sqrt(g2) / np.sqrt(w2))
     agn = [float(g.double().norm()) for g in bgrads]
     return float(loss.detach()), np.array(gn), np.array(agn), np.array(wn), np.array(ur)
 
