@@ -83,6 +83,11 @@ class Series:
         k = len(steps)
         if k == 0:
             return
+        if self.max_rows and k > self.max_rows // 2:  # a bulk load: in pieces, so it decimates too
+            piece = max(1, self.max_rows // 4)
+            for i in range(0, k, piece):
+                self.extend(steps[i : i + piece], values[i : i + piece])
+            return
         if self.max_rows and self.n + k > self.max_rows:
             self._decimate(self.n + k)
         self._grow(self.n + k)
@@ -175,6 +180,7 @@ class Recording:
         self._edges: dict[tuple[str, str, int], np.ndarray] = {}
         self._events: list[Event] = []
         self._listeners: list[Callable[[str, tuple], None]] = []
+        self._hist_loader: Callable[[str, str, int], None] | None = None
         self.meta: dict = {}
         self.version = 0  # bumps on every change; views redraw only when it moved
         self.source = ""  # where the data comes from: a run file path, or "" while unsaved
@@ -310,10 +316,17 @@ class Recording:
                 return np.zeros(0), np.zeros(0)
             return s.envelope()
 
+    def set_hist_loader(self, fn: Callable[[str, str, int], None] | None) -> None:
+        """A run file opened from disk loads a layer's histograms when first asked for (they are
+        most of a long run's bytes, and a view shows one layer at a time)."""
+        self._hist_loader = fn
+
     def histograms(self, run: str, kind: str, layer: str | int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(steps (n,), edges (bins+1,), counts (n, bins)) for one layer (name or index)."""
         with self._lock:
             idx = layer if isinstance(layer, int) else self.info(run).layers.index(layer)
+            if self._hist_loader is not None:
+                self._hist_loader(run, kind, idx)
             edges = self._edges.get((run, kind, idx))
             s = self._hists.get((run, kind, idx))
             if s is None or edges is None:
@@ -343,5 +356,6 @@ class Recording:
             return sum(s.nbytes() for s in self._series.values()) + sum(s.nbytes() for s in self._hists.values())
 
     def hist_layers(self, run: str, kind: str) -> Iterable[int]:
+        """Layers with histogram edges of this kind (their counts may still be on disk)."""
         with self._lock:
-            return sorted(i for (r, k, i) in self._hists if r == run and k == kind)
+            return sorted(i for (r, k, i) in self._edges if r == run and k == kind)

@@ -39,13 +39,39 @@ CREATE TABLE hist_edges(run INTEGER NOT NULL, kind TEXT NOT NULL, layer INTEGER 
 CREATE TABLE hist_chunks(id INTEGER PRIMARY KEY, run INTEGER NOT NULL, kind TEXT NOT NULL,
                          layer INTEGER NOT NULL, n INTEGER NOT NULL, bins INTEGER NOT NULL,
                          dtype TEXT NOT NULL, steps BLOB NOT NULL, counts BLOB NOT NULL);
+CREATE INDEX hist_key ON hist_chunks(run, kind, layer, id);
 CREATE TABLE events(id INTEGER PRIMARY KEY, step INTEGER NOT NULL, run TEXT NOT NULL,
                     kind TEXT NOT NULL, detail TEXT NOT NULL);
 """
 
 
-def _pack(arr: np.ndarray) -> bytes:
-    return zlib.compress(arr.tobytes(), _LEVEL)
+def _pack(arr: np.ndarray, tag: str) -> tuple[str, bytes]:
+    """Compressed when that saves at least 30% (tag gets a "z"), else raw: inflating costs time
+    at open, so it is only paid where it buys something."""
+    raw = arr.tobytes()
+    packed = zlib.compress(raw, _LEVEL)
+    return (tag + "z", packed) if len(packed) < 0.7 * len(raw) else (tag, raw)
+
+
+def _mask_columns(arr: np.ndarray) -> tuple[str, bytes]:
+    """Per-layer chunks: drop the columns that are NaN throughout (layers switched off, e.g. a
+    BatchNorm while norm is off) and prefix a one-byte-per-column mask. Cheaper to read back than
+    zlib, and it catches most of what zlib would save on these floats."""
+    keep = ~np.isnan(arr).all(axis=0)
+    if keep.all():
+        return "f4", arr.tobytes()
+    return "f4m", keep.astype(np.uint8).tobytes() + np.ascontiguousarray(arr[:, keep]).tobytes()
+
+
+def _unmask(blob: bytes, n: int, width: int) -> bytes | None:
+    if len(blob) < width:
+        return None
+    keep = np.frombuffer(blob[:width], np.uint8)
+    if keep.max(initial=0) > 1 or len(blob) - width != 4 * n * int(keep.sum()):
+        return None
+    out = np.full((n, width), np.nan, "<f4")
+    out[:, keep.astype(bool)] = np.frombuffer(blob[width:], "<f4").reshape(n, int(keep.sum()))
+    return out.tobytes()
 
 
 def _unpack(blob: bytes, expected: int) -> bytes | None:
@@ -147,22 +173,24 @@ class RunFileWriter:
                     continue
                 arr = np.stack(vals)
                 width = 0 if arr.ndim == 1 else arr.shape[1]
-                dtype = "f8" if width == 0 else "f4"
-                arr = arr.astype(_DTYPES[dtype])
+                if width == 0:
+                    tag, blob = "f8", arr.astype(_DTYPES["f8"]).tobytes()
+                else:
+                    tag, blob = _mask_columns(arr.astype(_DTYPES["f4"]))
                 db.execute(
                     "INSERT INTO chunks(run, name, n, width, dtype, steps, vals) VALUES (?,?,?,?,?,?,?)",
-                    (self._run_ids[run], name, len(steps), width, dtype + "z",
-                     _pack(np.asarray(steps, "<i8")), _pack(arr)),
+                    (self._run_ids[run], name, len(steps), width, tag, np.asarray(steps, "<i8").tobytes(), blob),
                 )
             self._pending.clear()
             for (run, hkind, layer), (steps, vals) in self._pending_hist.items():
                 arr = np.stack(vals)
                 whole = bool(np.all(arr == np.round(arr))) and arr.min(initial=0) >= 0 and arr.max(initial=0) < 65536
                 dtype = "u2" if whole else "f4"  # counts from a bounded sample fit in 16 bits
+                tag, blob = _pack(arr.astype(_DTYPES[dtype]), dtype)
                 db.execute(
                     "INSERT INTO hist_chunks(run, kind, layer, n, bins, dtype, steps, counts) VALUES (?,?,?,?,?,?,?,?)",
-                    (self._run_ids[run], hkind, layer, len(steps), arr.shape[1], dtype + "z",
-                     _pack(np.asarray(steps, "<i8")), _pack(arr.astype(_DTYPES[dtype]))),
+                    (self._run_ids[run], hkind, layer, len(steps), arr.shape[1], tag,
+                     np.asarray(steps, "<i8").tobytes(), blob),
                 )
             self._pending_hist.clear()
             db.execute("COMMIT")
@@ -220,6 +248,8 @@ class RunFileReader:
         self._last = {"chunks": 0, "hist_chunks": 0, "events": 0}
         self._runs: dict[int, str] = {}
         self._edges_seen: set[tuple] = set()
+        self._hist_mark: int | None = None  # newest histogram chunk id taken into account
+        self._hist_loaded: set[tuple[str, str, int]] = set()
         self._meta_seen = False
         self.warnings: list[str] = []
         p = self.path
@@ -299,37 +329,44 @@ class RunFileReader:
                 continue
             rec.set_edges(self._runs[run], str(kind), int(layer), np.frombuffer(edges, "<f8"))
             self._edges_seen.add(key)
-        # Group chunks per series so each series is extended once (fast opens of long runs).
-        grouped: dict[tuple[str, str], tuple[list, list]] = {}
+        # Collect raw bytes per series and convert once: a long run has tens of thousands of chunks.
+        grouped: dict[tuple[str, str], tuple[list, list, int]] = {}
         for cid, run, name, n, width, dtype, steps, vals in self._query(
             "SELECT id, run, name, n, width, dtype, steps, vals FROM chunks WHERE id > ? ORDER BY id",
             (self._last["chunks"],),
         ):
             self._last["chunks"] = cid
-            arrs = self._decode(run, n, width, dtype, steps, vals)
-            if arrs is None:
+            raw = self._check(run, n, width, dtype, steps, vals)
+            if raw is None:
                 continue
-            g = grouped.setdefault((self._runs[run], str(name)), ([], []))
-            g[0].append(arrs[0])
-            g[1].append(arrs[1])
-            new += 1
-        for (run, name), (steps, vals) in grouped.items():
-            rec.extend(run, name, np.concatenate(steps), np.concatenate(vals))
-        hgrouped: dict[tuple[str, str, int], tuple[list, list]] = {}
-        for cid, run, kind, layer, n, bins, dtype, steps, counts in self._query(
-            "SELECT id, run, kind, layer, n, bins, dtype, steps, counts FROM hist_chunks WHERE id > ? ORDER BY id",
-            (self._last["hist_chunks"],),
-        ):
-            self._last["hist_chunks"] = cid
-            arrs = self._decode(run, n, bins, dtype, steps, counts)
-            if arrs is None or bins < 1:
+            key = (self._runs[run], str(name))
+            g = grouped.get(key)
+            if g is None:
+                g = grouped[key] = ([], [], width, raw[2])
+            if g[2] != width or g[3] != raw[2]:
+                self.warnings.append(f"skipped a chunk of {name!r} whose shape changed")
                 continue
-            g = hgrouped.setdefault((self._runs[run], str(kind), int(layer)), ([], []))
-            g[0].append(arrs[0])
-            g[1].append(arrs[1])
+            g[0].append(raw[0])
+            g[1].append(raw[1])
             new += 1
-        for (run, kind, layer), (steps, counts) in hgrouped.items():
-            rec.extend_histograms(run, kind, layer, np.concatenate(steps), np.concatenate(counts))
+        for (run, name), (steps, vals, width, tag) in grouped.items():
+            s = np.frombuffer(b"".join(steps), "<i8").astype(np.int64, copy=False)
+            v = np.frombuffer(b"".join(vals), _DTYPES[tag]).astype(_DTYPES[tag].newbyteorder("="), copy=False)
+            rec.extend(run, name, s, v.reshape(len(s), width) if width else v)
+        # Histograms: only layers a view has asked for are kept up to date; the rest load on demand.
+        if self._hist_mark is None:
+            self._hist_mark = self._query("SELECT COALESCE(MAX(id), 0) FROM hist_chunks")[0][0]
+            rec.set_hist_loader(lambda run, kind, layer: self._load_hist(rec, run, kind, layer))
+        else:
+            rows = self._query(
+                "SELECT id, run, kind, layer, n, bins, dtype, steps, counts FROM hist_chunks WHERE id > ? ORDER BY id",
+                (self._hist_mark,),
+            )
+            for cid, run, kind, layer, n, bins, dtype, steps, counts in rows:
+                self._hist_mark = cid
+                name = self._runs.get(run)
+                if (name, kind, layer) in self._hist_loaded:
+                    new += self._ingest_hist(rec, name, kind, layer, [(n, bins, dtype, steps, counts, run)])
         for eid, step, run, kind, detail in self._query(
             "SELECT id, step, run, kind, detail FROM events WHERE id > ? ORDER BY id", (self._last["events"],)
         ):
@@ -338,9 +375,39 @@ class RunFileReader:
             new += 1
         return new
 
-    def _decode(self, run, n, width, dtype, steps, vals):
-        """Validate one chunk; returns (steps, values) or None (skipped with a warning)."""
-        tag = dtype[:-1] if isinstance(dtype, str) and dtype.endswith("z") else dtype
+    def _load_hist(self, rec: Recording, run: str, kind: str, layer: int) -> None:
+        key = (run, kind, layer)
+        if key in self._hist_loaded:
+            return
+        self._hist_loaded.add(key)
+        rid = next((i for i, n in self._runs.items() if n == run), None)
+        if rid is None:
+            return
+        try:
+            rows = self._query(
+                "SELECT n, bins, dtype, steps, counts, run FROM hist_chunks WHERE run=? AND kind=? AND layer=? AND id <= ? ORDER BY id",
+                (rid, kind, layer, self._hist_mark or 0),
+            )
+        except (RunFileError, sqlite3.ProgrammingError) as exc:  # asked from a view: never raise there
+            self.warnings.append(str(exc) if isinstance(exc, RunFileError) else f"{self.path}: closed")
+            return
+        self._ingest_hist(rec, run, kind, layer, rows)
+
+    def _ingest_hist(self, rec: Recording, run: str, kind: str, layer: int, rows) -> int:
+        steps, counts = [], []
+        for n, bins, dtype, st, c, rid in rows:
+            arrs = self._decode(rid, n, bins, dtype, st, c)
+            if arrs is None or bins < 1:
+                continue
+            steps.append(arrs[0])
+            counts.append(arrs[1])
+        if steps:
+            rec.extend_histograms(run, kind, layer, np.concatenate(steps), np.concatenate(counts))
+        return len(steps)
+
+    def _check(self, run, n, width, dtype, steps, vals):
+        """Validate one chunk; returns (steps bytes, values bytes, dtype tag) or None."""
+        tag = dtype[:-1] if isinstance(dtype, str) and dtype[-1:] in ("z", "m") else dtype
         ok = (
             run in self._runs
             and isinstance(n, int) and 0 < n <= _MAX_ROWS_PER_CHUNK
@@ -350,17 +417,26 @@ class RunFileReader:
         )
         if ok:
             want = _DTYPES[tag].itemsize * n * max(width, 1)
-            if tag != dtype:  # compressed: never inflate past the size the header promises
-                steps, vals = _unpack(steps, 8 * n), _unpack(vals, want)
-            ok = steps is not None and vals is not None and len(steps) == 8 * n and len(vals) == want
+            if dtype == "f4m" and width > 0:
+                vals = _unmask(vals, n, width)
+            elif tag != dtype and dtype.endswith("z"):  # compressed: never inflate past the promised size
+                vals = _unpack(vals, want)
+            elif tag != dtype:
+                vals = None
+            ok = vals is not None and len(steps) == 8 * n and len(vals) == want
         if not ok:
             self.warnings.append(f"skipped a damaged chunk of run id {run!r}")
             return None
-        s = np.frombuffer(steps, "<i8")
-        v = np.frombuffer(vals, _DTYPES[tag])
-        if width:
-            v = v.reshape(n, width)
-        return s.astype(np.int64), v.astype(v.dtype.newbyteorder("="))
+        return steps, vals, tag
+
+    def _decode(self, run, n, width, dtype, steps, vals):
+        """Validate one chunk; returns (steps, values) arrays or None (skipped with a warning)."""
+        raw = self._check(run, n, width, dtype, steps, vals)
+        if raw is None:
+            return None
+        s = np.frombuffer(raw[0], "<i8").astype(np.int64, copy=False)
+        v = np.frombuffer(raw[1], _DTYPES[raw[2]]).astype(_DTYPES[raw[2]].newbyteorder("="), copy=False)
+        return s, (v.reshape(n, width) if width else v)
 
     def close(self) -> None:
         self._db.close()
@@ -370,12 +446,15 @@ def open_run(path: str | Path, bounded: bool = False) -> Recording:
     """Read a run file into a Recording (read-only; nothing stored in the file is executed).
 
     The returned object answers `runs`, `layers(run)`, `metric(run, name)`,
-    `histograms(run, kind, layer)` and `events()`.
+    `histograms(run, kind, layer)` (read from the file when first asked for) and `events()`;
+    `warnings` lists chunks that were skipped as damaged.
     """
     reader = RunFileReader(path)
     try:
         rec = reader.load(bounded=bounded)
-        rec.warnings = reader.warnings  # type: ignore[attr-defined]
-        return rec
-    finally:
+    except BaseException:
         reader.close()
+        raise
+    rec.warnings = reader.warnings  # type: ignore[attr-defined]
+    rec.reader = reader  # type: ignore[attr-defined]  # keeps the read-only connection for histograms
+    return rec

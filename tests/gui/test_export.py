@@ -1,0 +1,368 @@
+"""Export: every file read back (PNG decoded, SVG parsed, PDF rendered, CSV parsed), slide packs,
+and the GUI entry points (menu + Ctrl+E, dialog, right-click) on the real views and main window."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import csv
+import importlib.util
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gradviz.core.runfile import open_run
+from gradviz.gui import export as ex
+from gradviz.gui.views import make_views
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = 300
+VIEW_NAMES = ["depth", "heatmap", "loss", "histograms", "activations", "layers"]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("gradviz_bench_open_export", ROOT / "bench" / "open_export.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("run") / "synthetic.gradviz"
+    return _bench().write_synthetic_run(path, STEPS)
+
+
+@pytest.fixture(scope="module")
+def recording(run_file):
+    return open_run(run_file)
+
+
+@pytest.fixture(scope="module")
+def all_views(qapp, recording):
+    vs = make_views(None)
+    yield {v.name: v for v in vs}
+    for v in vs:
+        v.close()
+        v.deleteLater()
+    qapp.processEvents()
+
+
+@pytest.fixture()
+def views(all_views, recording):
+    """The six real views, drawn up to the end of the recording."""
+    for v in all_views.values():
+        v.refresh(recording, None)
+    return all_views
+
+
+def num(cell: str) -> float:
+    return float(cell) if cell != "" else float("nan")  # the CSV leaves non-finite cells empty
+
+
+# ---- reading files back -------------------------------------------------------------------------
+def image_stats(img: QtGui.QImage) -> tuple[int, float, np.ndarray]:
+    """(distinct colours, fraction of pixels that differ from the corner, RGBA array)."""
+    img = img.convertToFormat(QtGui.QImage.Format.Format_RGBA8888)
+    arr = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())[:, : img.width() * 4].copy()
+    arr = arr.reshape(img.height(), img.width(), 4)
+    flat = arr.reshape(-1, 4).view(np.uint32).ravel()
+    distinct = len(np.unique(flat[:: max(1, len(flat) // 200_000)]))
+    differs = float(np.mean(flat != flat[0]))
+    return distinct, differs, arr.copy()
+
+
+def assert_png(path: Path, width: int, height: int) -> np.ndarray:
+    img = QtGui.QImage(str(path))
+    assert not img.isNull(), f"{path} does not decode"
+    assert (img.width(), img.height()) == (width, height)
+    distinct, differs, arr = image_stats(img)
+    assert distinct > 20 and differs > 0.02, f"{path} looks blank ({distinct} colours, {differs:.3f} drawn)"
+    return arr
+
+
+def svg_texts(path: Path) -> tuple[ET.Element, list[str]]:
+    root = ET.parse(path).getroot()
+    texts = ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("}text") or el.tag == "text"]
+    return root, texts
+
+
+def assert_svg(path: Path, must_contain: list[str], shapes: tuple[str, ...] = ("path",)) -> None:
+    root, texts = svg_texts(path)
+    tags = {el.tag.split("}")[-1] for el in root.iter()}
+    assert "text" in tags and tags & set(shapes), f"{path}: no {shapes}/text elements ({sorted(tags)})"
+    joined = " | ".join(texts)
+    for s in must_contain:
+        assert s in joined, f"{path}: {s!r} not among the SVG texts: {joined[:300]}"
+
+
+def render_pdf(path: Path, out_dir: Path) -> Path:
+    assert path.read_bytes()[:5] == b"%PDF-"
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) not installed: cannot render the PDF")
+    prefix = out_dir / path.stem
+    subprocess.run(["pdftoppm", "-png", "-r", "72", "-singlefile", str(path), str(prefix)], check=True, timeout=60)
+    return prefix.with_suffix(".png")
+
+
+def pdf_text(path: Path) -> str:
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) not installed")
+    return subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def drawn_title(view) -> str:
+    """The part of the view's title every export shows (titles may carry a ': detail' suffix)."""
+    return re.split(r" \(|: ", view.title)[0]
+
+
+# ---- one view, each format ----------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_png_size_scale_and_white_background(views, tmp_path, scale):
+    files = ex.export_view(views["depth"], tmp_path, "png", scale=scale)
+    assert files == [tmp_path / "depth.png"]
+    w, h = ex.DEFAULT_SIZE.width(), ex.DEFAULT_SIZE.height()
+    arr = assert_png(files[0], round(w * scale), round(h * scale))
+    assert tuple(arr[0, 0]) == (255, 255, 255, 255)  # white, opaque corner
+    # both runs' colours (theme: plain vermillion, residual blue) are on the chart
+    rgb = arr[..., :3].reshape(-1, 3)
+    for colour in ((0xD5, 0x5E, 0x00), (0x00, 0x72, 0xB2)):
+        assert np.any(np.all(np.abs(rgb.astype(int) - colour) < 12, axis=1)), f"no pixel of colour {colour}"
+
+
+def test_png_transparent_background(views, tmp_path):
+    (path,) = ex.export_view(views["loss"], tmp_path / "loss-clear.png", "png", scale=1, transparent=True)
+    assert path.name == "loss-clear.png"
+    arr = assert_png(path, ex.DEFAULT_SIZE.width(), ex.DEFAULT_SIZE.height())
+    alpha = arr[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 0  # corners see through
+    assert (alpha == 0).mean() > 0.5  # mostly background
+    assert (alpha == 255).any()  # but curves and text are opaque
+
+
+def test_explicit_size(views, tmp_path):
+    (path,) = ex.export_view(views["activations"], tmp_path, "png", scale=1, size=(800, 600))
+    assert_png(path, 800, 600)
+
+
+def test_svg_is_vectors_with_title_axes_legend(views, tmp_path):
+    (path,) = ex.export_view(views["depth"], tmp_path, "svg")
+    assert_svg(path, [drawn_title(views["depth"]), "layer index", "plain", "residual"])
+    root, _ = svg_texts(path)
+    paths = [el for el in root.iter() if el.tag.endswith("}path")]
+    assert len(paths) >= 10  # curves, axes, ticks: drawn as paths, not one big picture
+    images = [el for el in root.iter() if el.tag.endswith("}image")]
+    assert not images, "the depth profile should hold no bitmaps"
+
+
+def test_pdf_renders_and_holds_text(views, tmp_path):
+    (path,) = ex.export_view(views["loss"], tmp_path, "pdf")
+    png = render_pdf(path, tmp_path)
+    img = QtGui.QImage(str(png))
+    # 960x540 logical pixels at 96 dpi = 720x405 pt; rendered at 72 dpi
+    assert abs(img.width() - 720) <= 2 and abs(img.height() - 405) <= 2
+    distinct, differs, _ = image_stats(img)
+    assert distinct > 20 and differs > 0.02
+    text = pdf_text(path)
+    assert drawn_title(views["loss"]) in text and "step" in text and "plain" in text
+
+
+def test_csv_layers_and_steps(views, recording, tmp_path):
+    ex.export_view(views["depth"], tmp_path, "csv")
+    ex.export_view(views["loss"], tmp_path, "csv")
+    header, rows = read_csv(tmp_path / "depth.csv")
+    assert header == [str(h) for h in views["depth"].csv()[0]]
+    assert header[0] == "layer" and len(rows) == len(recording.layers("plain"))
+    _, grad = recording.metric("residual", "grad_norm")
+    col = header.index(next(h for h in header if h.startswith("residual")))
+    np.testing.assert_allclose([num(r[col]) for r in rows], grad[-1], rtol=1e-6, equal_nan=True)
+    header, rows = read_csv(tmp_path / "loss.csv")
+    assert header[0] == "step" and len(header) >= 3
+    steps, _ = recording.metric("plain", "loss")
+    assert len(rows) == len(steps) == STEPS
+    assert [int(r[0]) for r in rows] == list(steps)
+
+
+def test_export_at_a_step(views, recording, tmp_path):
+    k = 120
+    views["depth"].refresh(recording, upto_step=k)
+    views["loss"].refresh(recording, upto_step=k)
+    ex.export_view(views["depth"], tmp_path, "csv")
+    ex.export_view(views["loss"], tmp_path, "csv")
+    header, rows = read_csv(tmp_path / "depth.csv")
+    _, grad = recording.metric("plain", "grad_norm")
+    col = header.index(next(h for h in header if h.startswith("plain")))
+    got = np.array([num(r[col]) for r in rows])
+    assert np.isfinite(got).sum() > 20
+    np.testing.assert_allclose(got, grad[k], rtol=1e-6, equal_nan=True)
+    _, rows = read_csv(tmp_path / "loss.csv")
+    assert len(rows) == k + 1
+
+
+def test_bad_requests_are_one_line_errors(views, tmp_path):
+    with pytest.raises(ex.ExportError, match="unknown format 'gif'"):
+        ex.export_view(views["depth"], tmp_path, "png,gif")
+    with pytest.raises(ex.ExportError, match="out of range"):
+        ex.export_view(views["depth"], tmp_path, "png", scale=5)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ex.ExportError, match="not a folder"):
+        ex.export_slide_pack(list(views.values()), blocker, "png")
+
+
+# ---- slide pack ----------------------------------------------------------------------------------
+def test_slide_pack_every_view_every_format(views, recording, tmp_path):
+    order = [views[n] for n in VIEW_NAMES]
+    files = ex.export_slide_pack(order, tmp_path, scale=1)
+    expected = {f"{n}.{f}" for n in VIEW_NAMES for f in ex.FORMATS} | {"index.html"}
+    assert {f.name for f in files} == expected
+    assert {p.name for p in tmp_path.iterdir()} == expected
+    w, h = ex.DEFAULT_SIZE.width(), ex.DEFAULT_SIZE.height()
+    for view in order:
+        name = view.name
+        assert_png(tmp_path / f"{name}.png", w, h)
+        # a table is drawn with lines and rectangles; every chart has paths
+        shapes = ("path", "polyline", "rect") if name == "layers" else ("path",)
+        assert_svg(tmp_path / f"{name}.svg", [drawn_title(view)], shapes)
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        header, rows = read_csv(tmp_path / f"{name}.csv")
+        assert header == [str(x) for x in view.csv()[0]] and rows
+    # index.html shows the PNGs in view order
+    html = (tmp_path / "index.html").read_text()
+    assert re.findall(r'<img src="([^"]+)"', html) == [f"{n}.png" for n in VIEW_NAMES]
+    # charts with a step axis hold one CSV row per recorded step
+    for name in ("loss", "heatmap"):
+        _, rows = read_csv(tmp_path / f"{name}.csv")
+        assert len(rows) == STEPS
+
+
+def test_slide_pack_pdfs_render(views, tmp_path):
+    order = [views[n] for n in VIEW_NAMES]
+    ex.export_slide_pack(order, tmp_path / "pack", "pdf")
+    for name in VIEW_NAMES:
+        png = render_pdf(tmp_path / "pack" / f"{name}.pdf", tmp_path)
+        distinct, differs, _ = image_stats(QtGui.QImage(str(png)))
+        assert distinct > 10 and differs > 0.02, f"{name}.pdf renders blank"
+
+
+# ---- GUI: menu, shortcut, dialog, right-click --------------------------------------------------------
+@pytest.fixture()
+def window(qtbot, recording, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path / "home"))
+    QtCore.QStandardPaths.setTestModeEnabled(True)
+    from gradviz.gui.app import MainWindow
+
+    w = MainWindow(recording)
+    qtbot.addWidget(w)
+    ex.install_export(w)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.shutdown() if hasattr(w, "shutdown") else None
+
+
+def _find_action(window, text: str) -> QtGui.QAction:
+    for act in window.menu_file.actions():
+        if act.text() == text:
+            return act
+    raise AssertionError(f"no File menu entry {text!r}: {[a.text() for a in window.menu_file.actions()]}")
+
+
+def _dialog(qtbot) -> ex.ExportDialog:
+    found: list = []
+
+    def visible():
+        found[:] = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, ex.ExportDialog) and w.isVisible()]
+        return bool(found)
+
+    qtbot.waitUntil(visible, timeout=3000)
+    return found[-1]
+
+
+def test_menu_and_ctrl_e_export_current_view(window, qtbot, tmp_path):
+    act = _find_action(window, "Export view…")
+    assert act.shortcut().toString() == "Ctrl+E"
+    assert _find_action(window, "Export slide pack…")
+    window.depth.setFocus()
+    qtbot.keyClick(window, QtCore.Qt.Key.Key_E, QtCore.Qt.KeyboardModifier.ControlModifier)
+    dlg = _dialog(qtbot)
+    assert not dlg.isModal() or dlg.windowModality() != QtCore.Qt.WindowModality.ApplicationModal
+    dlg.folder.setText(str(tmp_path / "out"))
+    for fmt, box in dlg.format_boxes.items():
+        box.setChecked(fmt in ("png", "csv"))
+    dlg.scale.setValue(1.5)
+    dlg.background.setCurrentIndex(1)  # transparent
+    dlg.accept()
+    out = tmp_path / "out"
+    qtbot.waitUntil(lambda: (out / "depth.png").exists(), timeout=5000)
+    arr = assert_png(out / "depth.png", 1440, 810)
+    assert arr[0, 0, 3] == 0
+    assert (out / "depth.csv").exists() and not (out / "depth.svg").exists()
+    assert "Exported" in window.message_label.text() and "depth.png" in window.message_label.text()
+
+
+def test_gui_slide_pack_includes_hidden_tabs(window, qtbot, tmp_path):
+    window.set_upto_step(150)
+    _find_action(window, "Export slide pack…").trigger()
+    dlg = _dialog(qtbot)
+    dlg.folder.setText(str(tmp_path / "pack"))
+    for fmt, box in dlg.format_boxes.items():
+        box.setChecked(fmt in ("png", "csv"))
+    dlg.scale.setValue(1)
+    dlg.accept()
+    pack = tmp_path / "pack"
+    qtbot.waitUntil(lambda: (pack / "index.html").exists(), timeout=10000)
+    for view in window.views:
+        assert_png(pack / f"{view.name}.png", 960, 540)  # also the views in tabs nobody looked at
+    _, rows = read_csv(pack / "loss.csv")
+    assert len(rows) == 151  # as shown: up to step 150
+    assert "Slide pack" in window.message_label.text()
+
+
+def test_failed_export_is_one_status_line(window, qtbot, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    window._gradviz_exporter._do_view(window.depth, {"folder": str(blocker / "sub"), "name": "depth", "formats": ["png"],
+                                                    "scale": 1.0, "transparent": False, "size": None})
+    msg = window.message_label.text()
+    assert msg.startswith("Export failed") and "\n" not in msg
+    assert window.isVisible()
+
+
+def test_right_click_offers_export(window, qtbot):
+    view = window.depth
+    plot = view.export_widget()
+    target = plot.viewport() if isinstance(plot, QtWidgets.QAbstractScrollArea) else plot
+    pos = QtCore.QPoint(target.width() // 2, target.height() // 2)
+    ev = QtGui.QContextMenuEvent(QtGui.QContextMenuEvent.Reason.Mouse, pos, target.mapToGlobal(pos))
+    QtWidgets.QApplication.sendEvent(target, ev)
+    menus: list = []
+
+    def shown():
+        menus[:] = [m for m in QtWidgets.QApplication.topLevelWidgets() if isinstance(m, QtWidgets.QMenu) and m.isVisible()]
+        return bool(menus)
+
+    qtbot.waitUntil(shown, timeout=3000)
+    texts = [a.text() for m in menus for a in m.actions()]
+    assert "Export view…" in texts
+    export_act = next(a for m in menus for a in m.actions() if a.text() == "Export view…")
+    for m in menus:
+        m.close()
+    export_act.trigger()
+    dlg = _dialog(qtbot)
+    assert view.title.split(":")[0] in dlg.windowTitle()
+    dlg.reject()
