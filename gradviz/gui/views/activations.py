@@ -1,0 +1,112 @@
+"""Activation statistics per layer at the newest recorded step: mean, std, and the saturated
+(tanh / sigmoid near their bounds) or dead (ReLU at zero) fraction, every run overlaid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtWidgets
+
+from .base import View, live_curve, style_plot, style_widget, upto_count
+
+STATS = ("act_mean", "act_std", "act_saturation")
+
+
+def saturation_label(recording) -> str:
+    cfg = (recording.meta or {}).get("config") or {}
+    act = (cfg.get("model") or {}).get("activation", "")
+    kind = (cfg.get("model") or {}).get("kind", "")
+    if act == "relu" or kind in ("conv", "resnet18"):
+        return "dead fraction (ReLU = 0)"
+    return "saturated fraction"
+
+
+class ActivationsView(View):
+    name = "activations"
+    title = "Activation statistics per layer"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.widget = pg.GraphicsLayoutWidget()
+        ci = self.widget.ci
+        self.title_label = ci.addLabel(self.title, row=0, col=0, colspan=3)
+        self.plots: dict[str, pg.PlotItem] = {}
+        labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}
+        for i, stat in enumerate(STATS):
+            p = ci.addPlot(row=1, col=i)
+            p.setMenuEnabled(False)
+            p.setTitle(labels[stat])
+            p.setLabel("bottom", "layer index")
+            p.setLabel("left", labels[stat])
+            if i == 0:
+                p.addLegend(offset=(-10, 10))
+            self.plots[stat] = p
+        self.plots["act_saturation"].setYRange(0, 1, padding=0.02)
+        self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self._drawn: dict[tuple[str, str], np.ndarray] = {}
+        self._step: dict[str, int] = {}
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.widget)
+        self._apply_theme(self.theme)
+
+    def _on_new_recording(self, recording) -> None:
+        for (_run, stat), c in self.curves.items():
+            self.plots[stat].removeItem(c)
+        self.curves, self._drawn, self._step = {}, {}, {}
+        self.plots["act_mean"].legend.clear()
+        sat = saturation_label(recording)
+        self.plots["act_saturation"].setTitle(sat)
+        self.plots["act_saturation"].setLabel("left", sat)
+        self._apply_theme(self.theme)
+
+    def _draw(self, recording, upto: int | None) -> None:
+        self._drawn = {}
+        for run in recording.runs:
+            color = self.run_color(recording, run)
+            for stat in STATS:
+                key = (run, stat)
+                if key not in self.curves:
+                    self.curves[key] = live_curve(
+                        self.plots[stat],
+                        self.theme.pen(color),
+                        name=run if stat == "act_mean" else None,
+                        symbol="o",
+                        symbolSize=3 + 2 * self.theme.line_width,
+                        symbolBrush=pg.mkBrush(color),
+                        symbolPen=None,
+                    )
+                steps, values = recording.metric(run, stat)
+                n = upto_count(steps, upto)
+                if n == 0 or values.ndim != 2:
+                    self.curves[key].setData([], [])
+                    continue
+                v = np.asarray(values[n - 1], np.float64)
+                ok = np.isfinite(v)
+                self.curves[key].setData(np.arange(len(v))[ok], v[ok])
+                self._drawn[key] = v
+                self._step[run] = int(steps[n - 1])
+
+    def csv(self) -> tuple[list[str], list[list]]:
+        keys = list(self._drawn)
+        header = ["layer"] + [f"{run} {stat} @ step {self._step.get(run, '')}" for run, stat in keys]
+        width = max((len(v) for v in self._drawn.values()), default=0)
+        rows = [[i, *(float(self._drawn[k][i]) if i < len(self._drawn[k]) else float("nan") for k in keys)] for i in range(width)]
+        return header, rows
+
+    def plot_items(self) -> list:
+        return [self.widget]
+
+    def export_widget(self) -> QtWidgets.QWidget:
+        return self.widget
+
+    def _apply_theme(self, theme) -> None:
+        style_widget(self.widget, theme)
+        self.title_label.setText(self.title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
+        for p in self.plots.values():
+            style_plot(p, theme, p.titleLabel.text)
+        if self.recording is not None:
+            for (run, _stat), c in self.curves.items():
+                color = self.run_color(self.recording, run)
+                c.setPen(theme.pen(color))
+                c.setSymbolSize(3 + 2 * theme.line_width)

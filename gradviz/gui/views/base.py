@@ -1,0 +1,252 @@
+"""The view protocol every chart follows, and the pieces the charts share.
+
+A view pulls from a `Recording` when the window's frame timer asks (`refresh`), and redraws only
+when the recording's version, the step limit or its own settings changed since the last frame.
+pyqtgraph items are made once and fed with `setData` / `setImage`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from ..theme import EVENT_KINDS_MARKED, Theme, make_theme
+
+pg.setConfigOptions(antialias=False, useNumba=False)
+
+
+def upto_count(steps: np.ndarray, upto: int | None) -> int:
+    """Rows of a series with step <= upto (all rows when upto is None)."""
+    if upto is None:
+        return len(steps)
+    return int(np.searchsorted(steps, upto, side="right"))
+
+
+def positive(values: np.ndarray) -> np.ndarray:
+    """Values for a log axis: non-positive and non-finite become NaN (a gap, not a warning)."""
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(v) & (v > 0), v, np.nan)
+
+
+def fmt_num(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return ""
+    return f"{x:.6g}"
+
+
+class View(QtWidgets.QWidget):
+    """Base class: subclasses implement `_draw(recording, upto)` and the export hooks."""
+
+    name = ""
+    title = ""
+    time_based = False  # charts with a step axis carry event markers
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.theme: Theme = make_theme()
+        self._key: tuple | None = None
+        self._settings_rev = 0  # bumped when a selector changes, to force a redraw
+        self.draw_count = 0  # how many real redraws happened (tests and the bench read it)
+        self.recording = None
+        self.drawn_upto: int | None = None  # newest step the current drawing includes
+
+    # ---- protocol ---------------------------------------------------------------------
+    def refresh(self, recording, upto_step: int | None = None) -> None:
+        if recording is None:
+            return
+        key = (id(recording), recording.version, upto_step, self._settings_rev)
+        if key == self._key:
+            return
+        self._key = key
+        new = recording is not self.recording
+        self.recording = recording
+        if new:
+            self._on_new_recording(recording)
+        self._draw(recording, upto_step)
+        self.drawn_upto = recording.last_step() if upto_step is None else min(upto_step, recording.last_step())
+        self.draw_count += 1
+
+    def invalidate(self) -> None:
+        """Redraw at the next refresh even if the recording did not change."""
+        self._settings_rev += 1
+
+    def redraw(self) -> None:
+        if self.recording is not None:
+            upto = self._key[2] if self._key else None
+            self.invalidate()
+            self.refresh(self.recording, upto)
+
+    def csv(self) -> tuple[list[str], list[list]]:
+        raise NotImplementedError
+
+    def plot_items(self) -> list:
+        raise NotImplementedError
+
+    def export_widget(self) -> QtWidgets.QWidget:
+        raise NotImplementedError
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self._apply_theme(theme)
+        self.redraw()
+
+    # ---- for subclasses ----------------------------------------------------------------
+    def _on_new_recording(self, recording) -> None:
+        pass
+
+    def _draw(self, recording, upto: int | None) -> None:
+        raise NotImplementedError
+
+    def _apply_theme(self, theme: Theme) -> None:
+        pass
+
+    def run_color(self, recording, run: str) -> str:
+        runs = recording.runs
+        return self.theme.run_color(runs.index(run) if run in runs else 0)
+
+
+# ---- plots -------------------------------------------------------------------------------
+def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False) -> pg.PlotWidget:
+    w = pg.PlotWidget()
+    p = w.getPlotItem()
+    p.setTitle(title)
+    p.setLabel("bottom", xlabel)
+    p.setLabel("left", ylabel)
+    p.showGrid(x=False, y=False)
+    p.setLogMode(x=False, y=logy)
+    p.setMenuEnabled(False)
+    p.addLegend(offset=(-10, 10))
+    return w
+
+
+def live_curve(plot: pg.PlotItem, pen, name: str | None = None, **kw) -> pg.PlotDataItem:
+    """A curve made once and fed with setData: no antialiasing, clipped to view, downsampled."""
+    item = pg.PlotDataItem(
+        pen=pen,
+        name=name,
+        antialias=False,
+        clipToView=True,
+        autoDownsample=True,
+        downsampleMethod="peak",
+        connect="finite",
+        skipFiniteCheck=False,
+        **kw,
+    )
+    plot.addItem(item)
+    return item
+
+
+def style_plot(plot: pg.PlotItem, theme: Theme, title: str | None = None) -> None:
+    """Axis pens, fonts, title and legend for a theme."""
+    fg = theme.foreground
+    pt = theme.font_pt
+    for side in ("left", "bottom", "right", "top"):
+        ax = plot.getAxis(side)
+        ax.setPen(pg.mkPen(fg, width=1.5 if theme.presentation else 1))
+        ax.setTextPen(pg.mkPen(fg))
+        ax.setTickFont(theme.font())
+        label = ax.labelText
+        if label:
+            ax.setLabel(label, units=ax.labelUnits or None, **{"font-size": f"{pt}pt", "color": fg})
+    # room for big tick labels in presentation mode
+    plot.getAxis("left").setWidth(int(pt * 5))
+    plot.getAxis("bottom").setHeight(int(pt * 3.6))
+    plot.showGrid(x=False, y=False)
+    text = title if title is not None else plot.titleLabel.text
+    plot.setTitle(text, size=f"{int(pt * 1.3)}pt", color=fg)
+    legend = plot.legend
+    if legend is not None:
+        legend.setLabelTextColor(fg)
+        legend.setLabelTextSize(f"{pt}pt")
+        bg = pg.mkColor(theme.background)
+        bg.setAlpha(200)
+        legend.setBrush(pg.mkBrush(bg))
+        legend.setPen(pg.mkPen(fg, width=0.5))
+        for _sample, label in legend.items:
+            label.setText(label.text, color=fg, size=f"{pt}pt")
+
+
+def style_widget(widget: pg.GraphicsView, theme: Theme) -> None:
+    widget.setBackground(theme.background)
+
+
+class Markers:
+    """Labelled vertical lines at event steps on one plot; rebuilt only when the events change."""
+
+    def __init__(self, plot: pg.PlotItem) -> None:
+        self.plot = plot
+        self.lines: list[pg.InfiniteLine] = []
+        self._sig: tuple | None = None
+        self.theme = make_theme()
+
+    def count(self) -> int:
+        return len(self.lines)
+
+    def update(self, events, upto: int | None = None, run: str | None = None, force: bool = False) -> None:
+        chosen = [
+            e
+            for e in events
+            if e.kind in EVENT_KINDS_MARKED
+            and (upto is None or e.step <= upto)
+            and (run is None or e.run in ("", run))
+        ]
+        sig = tuple(chosen)
+        if sig == self._sig and not force:
+            return
+        self._sig = sig
+        for line in self.lines:
+            self.plot.removeItem(line)
+        self.lines = []
+        t = self.theme
+        for e in chosen:
+            label = marker_label(e)
+            color = t.event_color(e.kind)
+            line = pg.InfiniteLine(
+                pos=e.step,
+                angle=90,
+                movable=False,
+                pen=t.pen(color, t.marker_width, alpha=200, dash=e.kind == "pause"),
+                label=label,
+                labelOpts={"position": 0.92, "color": color, "rotateAxis": (1, 0), "anchors": [(0, 0), (0, 0)]},
+            )
+            line.label.setFont(t.font(0.85))
+            line.setZValue(50)
+            line.gradviz_event = e
+            self.plot.addItem(line, ignoreBounds=True)
+            self.lines.append(line)
+
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        sig, self._sig = self._sig, None
+        if sig is not None:
+            self.update(list(sig), force=True)
+
+
+def marker_label(e) -> str:
+    detail = e.detail
+    if e.kind == "nonfinite":
+        detail = "non-finite"
+    elif e.kind == "error":
+        detail = "error"
+    elif e.kind == "pause":
+        detail = "pause"
+    elif e.kind == "restart":
+        detail = "restart"
+    return f"{e.run}: {detail}" if e.run else detail
+
+
+class TitledExport(QtWidgets.QWidget):
+    """A plain container used as an export widget: a title line above a chart."""
+
+    def __init__(self, title: str, inner: QtWidgets.QWidget, parent=None) -> None:
+        super().__init__(parent)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.label = QtWidgets.QLabel(title)
+        self.label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        lay.addWidget(self.label)
+        lay.addWidget(inner, 1)

@@ -1,0 +1,239 @@
+"""Depth profile: a per-layer value against layer index, every run overlaid, log y.
+
+The latest step is drawn bold; a fading trail shows where the profile was a few steps ago. The y
+axis is fixed by default (auto-scaling would stretch a 1e-9 gradient to fill the chart and hide that
+it vanished); the lecturer can change the decades or let it auto-scale. A shaded band marks the
+values that count as vanishing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtWidgets
+
+from .base import View, live_curve, make_plot_widget, positive, style_plot, style_widget, upto_count
+
+METRICS = {
+    # name: (label, y axis label, fixed decades, vanishing threshold or None)
+    "grad_norm": ("gradient norm per layer", "‖∂L/∂W‖", (-10, 2), 1e-5),
+    "act_grad_norm": ("gradient reaching each block", "‖∂L/∂h‖", (-10, 1), 1e-5),
+    "update_ratio": ("update / weight per layer", "‖ΔW‖ / ‖W‖", (-10, 0), 1e-6),
+    "weight_norm": ("weight norm per layer", "‖W‖", (-1, 2), None),
+}
+TRAIL = 6  # faded profiles behind the latest one
+TRAIL_STRIDE = 4  # rows between two trail profiles
+
+
+class DepthView(View):
+    name = "depth"
+    title = "Depth profile"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.metric_name = "grad_norm"
+        self.fixed = True
+        self.decades = {k: v[2] for k, v in METRICS.items()}
+
+        bar = QtWidgets.QHBoxLayout()
+        self.selector = QtWidgets.QComboBox()
+        for key, (label, *_rest) in METRICS.items():
+            self.selector.addItem(label, key)
+        self.selector.currentIndexChanged.connect(self._on_metric)
+        self.fix_box = QtWidgets.QCheckBox("fixed y axis from 1e")
+        self.fix_box.setChecked(True)
+        self.fix_box.setToolTip("Auto-scaling can make a vanishing gradient look healthy: keep the axis fixed")
+        self.fix_box.toggled.connect(self._on_axes)
+        self.lo_spin = QtWidgets.QSpinBox()
+        self.hi_spin = QtWidgets.QSpinBox()
+        for s in (self.lo_spin, self.hi_spin):
+            s.setRange(-30, 10)
+            s.valueChanged.connect(self._on_axes)
+        bar.addWidget(QtWidgets.QLabel("show"))
+        bar.addWidget(self.selector)
+        bar.addSpacing(12)
+        bar.addWidget(self.fix_box)
+        bar.addWidget(self.lo_spin)
+        bar.addWidget(QtWidgets.QLabel("to 1e"))
+        bar.addWidget(self.hi_spin)
+        bar.addStretch(1)
+        self.bar = QtWidgets.QWidget()
+        self.bar.setLayout(bar)
+        self.bar.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+
+        self.widget = make_plot_widget(self.title, "layer index (input → output)", "‖∂L/∂W‖", logy=True)
+        self.plot: pg.PlotItem = self.widget.getPlotItem()
+        self.band = pg.LinearRegionItem(orientation="horizontal", movable=False)
+        for line in self.band.lines:
+            line.setPen(pg.mkPen(None))
+        self.band.setZValue(-20)
+        self.plot.addItem(self.band, ignoreBounds=True)
+        self.band_label = pg.TextItem("vanishing", anchor=(0, 1))
+        self.plot.addItem(self.band_label, ignoreBounds=True)
+
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.widget, 1)
+
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.trails: dict[str, list[pg.PlotDataItem]] = {}
+        self._latest: dict[str, tuple[int, np.ndarray]] = {}  # run -> (step, values) drawn bold
+        self._sync_spins()
+        self._apply_theme(self.theme)
+
+    # ---- settings ---------------------------------------------------------------------
+    def set_metric(self, metric: str) -> None:
+        self.selector.setCurrentIndex(list(METRICS).index(metric))
+
+    def set_fixed(self, fixed: bool, lo: int | None = None, hi: int | None = None) -> None:
+        if lo is not None and hi is not None:
+            self.decades[self.metric_name] = (lo, hi)
+            self._sync_spins()
+        self.fix_box.setChecked(fixed)
+        self._on_axes()
+
+    def _on_metric(self) -> None:
+        self.metric_name = self.selector.currentData()
+        label, ylabel, _dec, _thr = METRICS[self.metric_name]
+        self.plot.setLabel("left", ylabel)
+        self.plot.setLabel("bottom", "block index (input → output)" if self.metric_name == "act_grad_norm" else "layer index (input → output)")
+        self._sync_spins()
+        style_plot(self.plot, self.theme, f"{self.title}: {label}")
+        self.invalidate()
+        self.redraw()
+
+    def _sync_spins(self) -> None:
+        lo, hi = self.decades[self.metric_name]
+        for s, v in ((self.lo_spin, lo), (self.hi_spin, hi)):
+            s.blockSignals(True)
+            s.setValue(v)
+            s.blockSignals(False)
+        self._apply_axes()
+
+    def _on_axes(self) -> None:
+        lo, hi = self.lo_spin.value(), self.hi_spin.value()
+        if hi <= lo:
+            hi = lo + 1
+        self.decades[self.metric_name] = (lo, hi)
+        self.fixed = self.fix_box.isChecked()
+        self._apply_axes()
+
+    def _apply_axes(self) -> None:
+        vb = self.plot.getViewBox()
+        if self.fixed:
+            lo, hi = self.decades[self.metric_name]
+            vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
+            self.plot.setYRange(lo, hi, padding=0)
+        else:
+            vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=True)
+        self.lo_spin.setEnabled(self.fixed)
+        self.hi_spin.setEnabled(self.fixed)
+        thr = METRICS[self.metric_name][3]
+        self.band.setVisible(thr is not None)
+        self.band_label.setVisible(thr is not None)
+        if thr is not None:
+            self.band.setRegion((-40, math.log10(thr)))
+            self.band_label.setPos(0, math.log10(thr))
+
+    # ---- drawing ----------------------------------------------------------------------
+    def _on_new_recording(self, recording) -> None:
+        for items in (*self.curves.values(), *(t for ts in self.trails.values() for t in ts)):
+            self.plot.removeItem(items)
+        self.curves, self.trails, self._latest = {}, {}, {}
+        self.plot.legend.clear()
+
+    def _ensure(self, recording, run: str) -> None:
+        if run in self.curves:
+            return
+        color = self.run_color(recording, run)
+        trail = []
+        for i in range(TRAIL):
+            alpha = int(150 * (1 - (i + 1) / (TRAIL + 1)))
+            trail.append(live_curve(self.plot, self.theme.pen(color, self.theme.line_width, alpha)))
+        self.trails[run] = trail
+        self.curves[run] = live_curve(
+            self.plot,
+            self.theme.pen(color, self.theme.bold_width),
+            name=run,
+            symbol="o",
+            symbolSize=4 + 2 * self.theme.bold_width,
+            symbolBrush=pg.mkBrush(color),
+            symbolPen=None,
+        )
+        self.curves[run].setZValue(10)
+
+    def _draw(self, recording, upto: int | None) -> None:
+        self._latest = {}
+        for run in recording.runs:
+            self._ensure(recording, run)
+            steps, values = recording.metric(run, self.metric_name)
+            n = upto_count(steps, upto)
+            curve, trail = self.curves[run], self.trails[run]
+            if n == 0 or values.ndim != 2:
+                curve.setData([], [])
+                for t in trail:
+                    t.setData([], [])
+                continue
+            x_all = np.arange(values.shape[1])
+            v = positive(values[n - 1])
+            ok = np.isfinite(v)
+            curve.setData(x_all[ok], v[ok])
+            self._latest[run] = (int(steps[n - 1]), values[n - 1])
+            for i, t in enumerate(trail):
+                row = n - 1 - (i + 1) * TRAIL_STRIDE
+                if row < 0:
+                    t.setData([], [])
+                    continue
+                v = positive(values[row])
+                ok = np.isfinite(v)
+                t.setData(x_all[ok], v[ok])
+        if self.fixed:
+            lo, hi = self.decades[self.metric_name]
+            self.plot.setYRange(lo, hi, padding=0)
+
+    # ---- export -----------------------------------------------------------------------
+    def csv(self) -> tuple[list[str], list[list]]:
+        runs = list(self._latest)
+        header = ["layer"] + [f"{r} {self.metric_name} @ step {self._latest[r][0]}" for r in runs]
+        width = max((len(self._latest[r][1]) for r in runs), default=0)
+        rows = []
+        for i in range(width):
+            row: list = [i]
+            for r in runs:
+                vals = self._latest[r][1]
+                row.append(float(vals[i]) if i < len(vals) else float("nan"))
+            rows.append(row)
+        return header, rows
+
+    def plot_items(self) -> list:
+        return [self.plot]
+
+    def export_widget(self) -> QtWidgets.QWidget:
+        return self.widget
+
+    def _apply_theme(self, theme) -> None:
+        style_widget(self.widget, theme)
+        label = METRICS[self.metric_name][0]
+        style_plot(self.plot, theme, f"{self.title}: {label}")
+        band = pg.mkColor(theme.band)
+        band.setAlpha(45 if theme.name == "light" else 70)
+        self.band.setBrush(pg.mkBrush(band))
+        self.band_label.setColor(theme.band)
+        self.band_label.setFont(theme.font(0.9))
+        for run, curve in self.curves.items():
+            color = self.run_color(self.recording, run) if self.recording else theme.run_color(0)
+            curve.setPen(theme.pen(color, theme.bold_width))
+            curve.setSymbolSize(4 + 2 * theme.bold_width)
+            curve.setSymbolBrush(pg.mkBrush(color))
+            for i, t in enumerate(self.trails[run]):
+                alpha = int(150 * (1 - (i + 1) / (TRAIL + 1)))
+                t.setPen(theme.pen(color, theme.line_width, alpha))
+        self._apply_axes()
+
+    def latest_values(self, run: str) -> np.ndarray | None:
+        got = self._latest.get(run)
+        return None if got is None else got[1]
+

@@ -1,0 +1,159 @@
+"""Heatmap: layer × step of log10 gradient norm, one image per run, one shared colour scale.
+
+Each image is an `ImageItem` with fixed levels and a lookup table, resampled onto at most
+`MAX_COLUMNS` evenly spaced steps (so older, decimated rows land at their true step and a long run
+costs the same per frame as a short one). Layers that got no gradient in the window (e.g. a
+switched-off BatchNorm) are left out; NaN cells are transparent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from .base import Markers, View, style_plot, style_widget, upto_count
+
+MAX_COLUMNS = 1200
+LEVELS = (-10.0, 1.0)  # log10 gradient norm: 1e-10 (dark) to 10 (bright)
+
+
+class HeatmapView(View):
+    name = "heatmap"
+    title = "Gradient norm heatmap (log10 ‖∂L/∂W‖, layer × step)"
+    time_based = True
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.metric_name = "grad_norm"
+        self.levels = LEVELS
+        self.widget = pg.GraphicsLayoutWidget()
+        self.layout_ = self.widget.ci
+        self.title_label = self.layout_.addLabel(self.title, row=0, col=0, colspan=2)
+        self.cmap = pg.colormap.get("viridis")
+        self.bar = pg.ColorBarItem(
+            values=self.levels, colorMap=self.cmap, interactive=False, width=18
+        )
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        self.markers: dict[str, Markers] = {}
+        self._drawn: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # run -> (steps, log10 (L, n))
+        self._rows: dict[str, np.ndarray] = {}  # run -> layer indices shown as image rows
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.widget)
+        self._apply_theme(self.theme)
+
+    def _on_new_recording(self, recording) -> None:
+        for plot in self.plots.values():
+            self.layout_.removeItem(plot)
+        if self.bar.scene() is not None:
+            self.layout_.removeItem(self.bar)
+        self.plots, self.images, self.markers, self._drawn, self._rows = {}, {}, {}, {}, {}
+
+    def _build(self, recording) -> None:
+        runs = recording.runs
+        if list(self.plots) == runs:
+            return
+        self._on_new_recording(recording)
+        first = None
+        for i, run in enumerate(runs):
+            plot = self.layout_.addPlot(row=1 + i, col=0)
+            plot.setMenuEnabled(False)
+            plot.setLabel("left", f"{run}: layer")
+            plot.setMouseEnabled(x=False, y=False)
+            if i == len(runs) - 1:
+                plot.setLabel("bottom", "step")
+            img = pg.ImageItem(axisOrder="row-major")
+            plot.addItem(img)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            self.plots[run], self.images[run] = plot, img
+            self.markers[run] = Markers(plot)
+            self.markers[run].set_theme(self.theme)
+        self.layout_.addItem(self.bar, row=1, col=1, rowspan=max(1, len(runs)))
+        self.bar.setImageItem(list(self.images.values()))
+        self.bar.setLevels(self.levels)
+        self._apply_theme(self.theme)
+
+    def _draw(self, recording, upto: int | None) -> None:
+        self._build(recording)
+        events = recording.event_objects()
+        self._drawn = {}
+        for run in recording.runs:
+            steps, values = recording.metric(run, self.metric_name)
+            n = upto_count(steps, upto)
+            img = self.images[run]
+            if n == 0 or values.ndim != 2:
+                img.clear()
+                self.markers[run].update(events, upto, run)
+                continue
+            steps, values = steps[:n], values[:n]
+            s0, s1 = int(steps[0]), int(steps[-1])
+            cols = min(n, MAX_COLUMNS, s1 - s0 + 1)
+            grid = np.linspace(s0, s1, cols).round().astype(np.int64) if cols > 1 else steps[-1:]
+            idx = np.clip(np.searchsorted(steps, grid, side="right") - 1, 0, n - 1)
+            sub = values[idx].astype(np.float32)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logv = np.log10(np.where(sub > 0, sub, np.nan)).T  # (layers, cols)
+            # rows that never got a gradient (a switched-off BatchNorm) are left out; the axis
+            # keeps the layer indices of the depth profile
+            rows = np.flatnonzero(np.isfinite(logv).any(axis=1))
+            if len(rows) == 0:
+                rows = np.arange(logv.shape[0])
+            shown = logv[rows]
+            img.setImage(shown, levels=self.levels, autoLevels=False)
+            span = max(s1 - s0, 1)
+            width = span + span / max(cols - 1, 1)
+            img.setRect(QtCore.QRectF(s0, 0, width, len(rows)))
+            plot = self.plots[run]
+            plot.setXRange(s0, s0 + width, padding=0)
+            plot.setYRange(0, len(rows), padding=0)
+            if self._rows.get(run) is None or not np.array_equal(self._rows[run], rows):
+                self._rows[run] = rows
+                every = max(1, int(np.ceil(len(rows) / 8)))
+                ticks = [(i + 0.5, str(int(rows[i]))) for i in range(0, len(rows), every)]
+                plot.getAxis("left").setTicks([ticks, []])
+            self._drawn[run] = (steps[idx], logv)
+            self.markers[run].update(events, upto, run)
+
+    def csv(self) -> tuple[list[str], list[list]]:
+        runs = list(self._drawn)
+        if not runs:
+            return ["step"], []
+        ref_steps = self._drawn[runs[0]][0]
+        header = ["step"]
+        cols = []
+        for run in runs:
+            steps, logv = self._drawn[run]
+            names = self.recording.layers(run) if self.recording is not None else []
+            for i in range(logv.shape[0]):
+                layer = names[i] if i < len(names) else str(i)
+                header.append(f"{run} {layer} log10 {self.metric_name}")
+            idx = np.clip(np.searchsorted(steps, ref_steps, side="right") - 1, 0, len(steps) - 1)
+            cols.append(logv[:, idx])
+        table = np.concatenate(cols, axis=0).T  # (cols, all layers)
+        rows = [[int(s), *(float(x) for x in r)] for s, r in zip(ref_steps, table, strict=True)]
+        return header, rows
+
+    def plot_items(self) -> list:
+        return [self.widget]
+
+    def export_widget(self) -> QtWidgets.QWidget:
+        return self.widget
+
+    def _apply_theme(self, theme) -> None:
+        style_widget(self.widget, theme)
+        self.title_label.setText(self.title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
+        for plot in self.plots.values():
+            style_plot(plot, theme, "")
+            plot.getAxis("left").setWidth(int(theme.font_pt * 7))
+        for m in self.markers.values():
+            m.set_theme(theme)
+        ax = self.bar.axis
+        ax.setPen(pg.mkPen(theme.foreground))
+        ax.setTextPen(pg.mkPen(theme.foreground))
+        ax.setTickFont(theme.font())
+        ax.setLabel("log10 ‖∂L/∂W‖", **{"font-size": f"{theme.font_pt}pt", "color": theme.foreground})

@@ -1,0 +1,189 @@
+"""Histograms over time: weights, gradients or activations of one layer as bins × steps per run
+(like TensorBoard's distributions), and the latest histogram of every run overlaid on one axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from .base import Markers, View, style_plot, style_widget, upto_count
+
+KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activations"))
+MAX_COLUMNS = 600
+
+
+class HistogramsView(View):
+    name = "histograms"
+    title = "Histograms over time"
+    time_based = True
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.kind = "weight"
+        self.layer = 1
+        bar = QtWidgets.QHBoxLayout()
+        self.kind_box = QtWidgets.QComboBox()
+        for key, label in KINDS:
+            self.kind_box.addItem(label, key)
+        self.layer_box = QtWidgets.QComboBox()
+        self.layer_box.setMinimumContentsLength(18)
+        self.kind_box.currentIndexChanged.connect(self._on_select)
+        self.layer_box.currentIndexChanged.connect(self._on_select)
+        bar.addWidget(QtWidgets.QLabel("histogram of"))
+        bar.addWidget(self.kind_box)
+        bar.addWidget(QtWidgets.QLabel("in layer"))
+        bar.addWidget(self.layer_box)
+        bar.addStretch(1)
+
+        self.widget = pg.GraphicsLayoutWidget()
+        self.ci = self.widget.ci
+        self.title_label = self.ci.addLabel(self.title, row=0, col=0)
+        self.latest = self.ci.addPlot(row=99, col=0)
+        self.latest.setMenuEnabled(False)
+        self.latest.setLabel("bottom", "value")
+        self.latest.setLabel("left", "count (latest)")
+        self.latest.addLegend(offset=(-10, 10))
+        self.cmap = pg.colormap.get("viridis")
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        self.markers: dict[str, Markers] = {}
+        self.latest_curves: dict[str, pg.PlotDataItem] = {}
+        self._drawn: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # steps, edges, counts
+
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(bar)
+        lay.addWidget(self.widget, 1)
+        self._apply_theme(self.theme)
+
+    def set_selection(self, kind: str | None = None, layer: int | None = None) -> None:
+        if kind is not None:
+            self.kind_box.setCurrentIndex([k for k, _ in KINDS].index(kind))
+        if layer is not None:
+            self.layer_box.setCurrentIndex(layer)
+        self._on_select()
+
+    def _on_select(self) -> None:
+        self.kind = self.kind_box.currentData() or "weight"
+        if self.layer_box.count():
+            self.layer = max(0, self.layer_box.currentIndex())
+        self.invalidate()
+        self.redraw()
+
+    def _title(self) -> str:
+        label = dict(KINDS)[self.kind]
+        name = self.layer_box.currentText() or f"layer {self.layer}"
+        return f"Histograms over time: {label} of {name}"
+
+    def _on_new_recording(self, recording) -> None:
+        for plot in self.plots.values():
+            self.ci.removeItem(plot)
+        for c in self.latest_curves.values():
+            self.latest.removeItem(c)
+        self.latest.legend.clear()
+        self.plots, self.images, self.markers, self.latest_curves, self._drawn = {}, {}, {}, {}, {}
+        runs = recording.runs
+        self.layer_box.blockSignals(True)
+        self.layer_box.clear()
+        if runs:
+            for i, name in enumerate(recording.layers(runs[0])):
+                self.layer_box.addItem(f"{i}: {name}")
+            self.layer = min(self.layer, max(0, self.layer_box.count() - 1))
+            self.layer_box.setCurrentIndex(self.layer)
+        self.layer_box.blockSignals(False)
+
+    def _build(self, recording) -> None:
+        runs = recording.runs
+        if list(self.plots) == runs:
+            return
+        first = None
+        for i, run in enumerate(runs):
+            if run in self.plots:
+                continue
+            plot = self.ci.addPlot(row=1 + i, col=0)
+            plot.setMenuEnabled(False)
+            plot.setLabel("left", f"{run}: value")
+            plot.setLabel("bottom", "step")
+            plot.setMouseEnabled(x=False, y=False)
+            img = pg.ImageItem(axisOrder="row-major")
+            img.setLookupTable(self.cmap.getLookupTable(nPts=256))
+            plot.addItem(img)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            self.plots[run], self.images[run] = plot, img
+            self.markers[run] = Markers(plot)
+            color = self.run_color(recording, run)
+            self.latest_curves[run] = pg.PlotDataItem(stepMode="center", pen=self.theme.pen(color), name=run, antialias=False)
+            self.latest.addItem(self.latest_curves[run])
+        self._apply_theme(self.theme)
+
+    def _draw(self, recording, upto: int | None) -> None:
+        self._build(recording)
+        events = recording.event_objects()
+        self._drawn = {}
+        title = self._title()
+        self.title_label.setText(title, size=f"{int(self.theme.font_pt * 1.3)}pt", color=self.theme.foreground)
+        for run in recording.runs:
+            img, curve = self.images[run], self.latest_curves[run]
+            try:
+                steps, edges, counts = recording.histograms(run, self.kind, self.layer)
+            except (KeyError, ValueError, IndexError):
+                steps, edges, counts = np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 0))
+            n = upto_count(steps, upto)
+            self.markers[run].update(events, upto, run)
+            if n == 0 or len(edges) < 2:
+                img.clear()
+                curve.setData([], [])
+                continue
+            steps, counts = steps[:n], counts[:n]
+            s0, s1 = int(steps[0]), int(steps[-1])
+            cols = min(n, MAX_COLUMNS)
+            if cols > 1:
+                grid = np.linspace(s0, s1, cols).round().astype(np.int64)
+                idx = np.clip(np.searchsorted(steps, grid, side="right") - 1, 0, n - 1)
+            else:
+                idx = np.array([n - 1])
+            image = np.log1p(counts[idx].T.astype(np.float32))  # (bins, cols)
+            top = float(image.max()) if image.size else 1.0
+            img.setImage(image, levels=(0.0, max(top, 1e-6)), autoLevels=False)
+            cadence = (s1 - s0) / max(n - 1, 1) if n > 1 else 1.0
+            img.setRect(QtCore.QRectF(s0, edges[0], (s1 - s0) + cadence, edges[-1] - edges[0]))
+            self.plots[run].setXRange(s0, s1 + cadence, padding=0)
+            self.plots[run].setYRange(float(edges[0]), float(edges[-1]), padding=0)
+            curve.setData(edges, counts[-1])
+            self._drawn[run] = (steps[idx], edges, counts[idx])
+
+    def csv(self) -> tuple[list[str], list[list]]:
+        runs = list(self._drawn)
+        header = ["step"]
+        if not runs:
+            return header, []
+        ref = self._drawn[runs[0]][0]
+        cols = []
+        for run in runs:
+            steps, edges, counts = self._drawn[run]
+            for b in range(counts.shape[1]):
+                header.append(f"{run} {self.kind} [{edges[b]:.4g}, {edges[b + 1]:.4g})")
+            idx = np.clip(np.searchsorted(steps, ref, side="right") - 1, 0, len(steps) - 1)
+            cols.append(counts[idx])
+        table = np.concatenate(cols, axis=1)
+        return header, [[int(s), *(float(x) for x in row)] for s, row in zip(ref, table, strict=True)]
+
+    def plot_items(self) -> list:
+        return [self.widget]
+
+    def export_widget(self) -> QtWidgets.QWidget:
+        return self.widget
+
+    def _apply_theme(self, theme) -> None:
+        style_widget(self.widget, theme)
+        self.title_label.setText(self._title(), size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
+        style_plot(self.latest, theme, "")
+        for run, plot in self.plots.items():
+            style_plot(plot, theme, "")
+            self.markers[run].set_theme(theme)
+            if self.recording is not None:
+                self.latest_curves[run].setPen(theme.pen(self.run_color(self.recording, run)))

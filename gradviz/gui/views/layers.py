@@ -1,0 +1,174 @@
+"""Layer table: name, type, output shape, parameters and FLOPs of every layer.
+
+The rows come from the recording, never from a live model: the worker stores the summary in
+`recording.meta["layer_table"]` at session start (so it is saved in the run file too). A file
+recorded without it gets its model rebuilt from `meta["config"]` once; when that fails (a data set
+that is not on this machine, say) the table shows the names and types the recording holds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6 import QtCore, QtWidgets
+
+from .base import View
+
+log = logging.getLogger("gradviz")
+HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs"]
+
+
+def summary_rows(model, input_shape) -> list[list]:
+    """JSON-friendly rows [name, type, output shape, params, flops] for `meta["layer_table"]`."""
+    from ...core.summary import summarize
+
+    return [[r.name, r.type, list(r.output_shape), int(r.params), int(r.flops)] for r in summarize(model, input_shape)]
+
+
+def rows_from_config(config: dict) -> dict[str, list[list]]:
+    """Rebuild each run's model from a recorded config (weights do not matter for the table)."""
+    from ...config import from_dict
+    from ...core.data import load_data
+    from ...core.models import build_model
+
+    cfg = from_dict(config)
+    out: dict[str, list[list]] = {}
+    data_cache: dict = {}
+    for rc in cfg.runs:
+        key = repr(rc.data)
+        if key not in data_cache:
+            data_cache[key] = load_data(rc.data, seed=rc.train.seed)
+        data = data_cache[key]
+        model = build_model(rc.model, data.input_shape, data.n_outputs, seed=rc.train.seed)
+        out[rc.name] = summary_rows(model, data.input_shape)
+    return out
+
+
+def _shape(s) -> str:
+    if not s:
+        return "-"
+    return "(" + ", ".join(str(int(x)) for x in s) + ")"
+
+
+class LayersView(View):
+    name = "layers"
+    title = "Layer table"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        bar = QtWidgets.QHBoxLayout()
+        self.run_box = QtWidgets.QComboBox()
+        self.run_box.currentIndexChanged.connect(self._on_run)
+        self.title_label = QtWidgets.QLabel(self.title)
+        bar.addWidget(self.title_label)
+        bar.addStretch(1)
+        bar.addWidget(QtWidgets.QLabel("run"))
+        bar.addWidget(self.run_box)
+        self.table = QtWidgets.QTableWidget(0, len(HEADER))
+        self.table.setHorizontalHeaderLabels(HEADER)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.total_label = QtWidgets.QLabel("")
+        self.note = ""  # why the table is incomplete, when it is
+        self._export = QtWidgets.QWidget()
+        ex = QtWidgets.QVBoxLayout(self._export)
+        ex.setContentsMargins(0, 0, 0, 0)
+        ex.addLayout(bar)
+        ex.addWidget(self.table, 1)
+        ex.addWidget(self.total_label)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self._export)
+        self._tables: dict[str, list[list]] = {}
+        self._source = ""  # "meta" | "config" | "names"
+        self._rows: list[list] = []
+        self._tried_config = False
+        self.live = False  # set by the window while a worker trains into the recording
+
+    def _on_new_recording(self, recording) -> None:
+        self._tables, self._source, self._tried_config = {}, "", False
+        self.run_box.blockSignals(True)
+        self.run_box.clear()
+        self.run_box.addItems(recording.runs)
+        self.run_box.blockSignals(False)
+
+    def _on_run(self) -> None:
+        self.invalidate()
+        self.redraw()
+
+    def _load(self, recording) -> None:
+        meta = recording.meta or {}
+        table = meta.get("layer_table")
+        if isinstance(table, dict) and table:
+            if self._source != "meta":
+                self._tables, self._source = {str(k): v for k, v in table.items()}, "meta"
+            return
+        if self._source:
+            return
+        # live: the worker is about to store the table; never rebuild a model in the GUI for it
+        if not self.live and not self._tried_config and isinstance(meta.get("config"), dict):
+            self._tried_config = True
+            try:
+                self._tables, self._source = rows_from_config(meta["config"]), "config"
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure falls back to names and types
+                self.note = f"model not rebuilt ({type(exc).__name__}: {exc}); names and types only"
+                log.info("layer table: %s", self.note)
+        self._tables = {}
+        for run in recording.runs:
+            info = recording.info(run)
+            self._tables[run] = [[n, t, None, None, None] for n, t in zip(info.layers, info.layer_types, strict=False)]
+        if not self.live:
+            self._source = "names"
+
+    def _draw(self, recording, upto: int | None) -> None:
+        if self.run_box.count() != len(recording.runs):
+            self._on_new_recording(recording)
+        self._load(recording)
+        run = self.run_box.currentText() or (recording.runs[0] if recording.runs else "")
+        rows = self._tables.get(run) or next(iter(self._tables.values()), [])
+        if rows == self._rows:
+            return
+        self._rows = rows
+        t = self.table
+        t.setUpdatesEnabled(False)
+        t.setRowCount(len(rows))
+        right = QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
+        for i, (name, typ, shape, params, flops) in enumerate(rows):
+            cells = [str(i), name, typ, _shape(shape) if shape is not None else "", f"{params:,}" if params is not None else "", f"{flops:,}" if flops is not None else ""]
+            for j, text in enumerate(cells):
+                item = QtWidgets.QTableWidgetItem(text)
+                if j in (0, 4, 5):
+                    item.setTextAlignment(right)
+                t.setItem(i, j, item)
+        t.resizeColumnsToContents()
+        t.setUpdatesEnabled(True)
+        if rows and rows[0][3] is not None:
+            total_p = sum(r[3] for r in rows)
+            total_f = sum(r[4] for r in rows)
+            self.total_label.setText(f"{len(rows)} layers, {total_p:,} parameters, {total_f:,} FLOPs per example (a multiply-add counts 2)")
+        else:
+            self.total_label.setText(self.note or "names and types only")
+
+    def csv(self) -> tuple[list[str], list[list]]:
+        rows = []
+        for i, (name, typ, shape, params, flops) in enumerate(self._rows):
+            rows.append([i, name, typ, _shape(shape) if shape is not None else "", params if params is not None else "", flops if flops is not None else ""])
+        return list(HEADER), rows
+
+    def plot_items(self) -> list:
+        return [self._export]
+
+    def export_widget(self) -> QtWidgets.QWidget:
+        return self._export
+
+    def _apply_theme(self, theme) -> None:
+        f = theme.font()
+        self.table.setFont(f)
+        self.table.horizontalHeader().setFont(f)
+        self.table.verticalHeader().setDefaultSectionSize(int(theme.font_pt * 2.2))
+        tf = theme.font(1.3)
+        self.title_label.setFont(tf)
+        self.total_label.setFont(f)
+        self.table.resizeColumnsToContents()

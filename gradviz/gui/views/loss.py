@@ -1,0 +1,91 @@
+"""Loss curves: train (solid) and eval (dashed) for every run, log y, with event markers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtWidgets
+
+from .base import (
+    Markers,
+    View,
+    live_curve,
+    make_plot_widget,
+    positive,
+    style_plot,
+    style_widget,
+    upto_count,
+)
+
+SERIES = (("loss", "train"), ("eval_loss", "eval"))
+
+
+class LossView(View):
+    name = "loss"
+    title = "Loss (train solid, eval dashed)"
+    time_based = True
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.widget = make_plot_widget(self.title, "step", "loss", logy=True)
+        self.plot: pg.PlotItem = self.widget.getPlotItem()
+        self.markers = Markers(self.plot)
+        self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self._drawn: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.widget)
+        self._apply_theme(self.theme)
+
+    def _on_new_recording(self, recording) -> None:
+        for c in self.curves.values():
+            self.plot.removeItem(c)
+        self.curves, self._drawn = {}, {}
+        self.plot.legend.clear()
+
+    def _pen(self, recording, run: str, metric: str):
+        color = self.run_color(recording, run)
+        return self.theme.pen(color, self.theme.line_width * (1 if metric == "loss" else 1.5), dash=metric != "loss")
+
+    def _draw(self, recording, upto: int | None) -> None:
+        self._drawn = {}
+        for run in recording.runs:
+            for metric, label in SERIES:
+                key = (run, metric)
+                if key not in self.curves:
+                    self.curves[key] = live_curve(self.plot, self._pen(recording, run, metric), name=f"{run} {label}")
+                steps, values = recording.metric(run, metric)
+                n = upto_count(steps, upto)
+                steps, values = steps[:n], values[:n]
+                self.curves[key].setData(steps, positive(values))
+                self._drawn[key] = (steps, values)
+        self.markers.update(recording.event_objects(), upto)
+
+    def csv(self) -> tuple[list[str], list[list]]:
+        keys = list(self._drawn)
+        header = ["step"] + [f"{run} {metric}" for run, metric in keys]
+        if not keys:
+            return header, []
+        all_steps = np.unique(np.concatenate([self._drawn[k][0] for k in keys]))
+        cols = []
+        for k in keys:
+            steps, values = self._drawn[k]
+            col = np.full(len(all_steps), np.nan)
+            col[np.searchsorted(all_steps, steps)] = values
+            cols.append(col)
+        rows = [[int(s), *(float(c[i]) for c in cols)] for i, s in enumerate(all_steps)]
+        return header, rows
+
+    def plot_items(self) -> list:
+        return [self.plot]
+
+    def export_widget(self) -> QtWidgets.QWidget:
+        return self.widget
+
+    def _apply_theme(self, theme) -> None:
+        style_widget(self.widget, theme)
+        style_plot(self.plot, theme, self.title)
+        self.markers.set_theme(theme)
+        if self.recording is not None:
+            for (run, metric), c in self.curves.items():
+                c.setPen(self._pen(self.recording, run, metric))

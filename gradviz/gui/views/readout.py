@@ -1,0 +1,124 @@
+"""The plain-language readout: one large line per run saying what the gradient is doing.
+
+`describe` is a pure function of the recording, so the readout, the tests and any export agree.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from ..theme import Theme, make_theme
+from .base import upto_count
+
+VANISHING = 1e-2  # first-layer gradient below 1/100 of the last layer's
+EXPLODING = 1e2
+WINDOW = 10  # steps the ratio is a median over, so the line does not flicker
+
+
+def _fraction(r: float) -> str:
+    x = 1.0 / r
+    if x >= 1e7:
+        return f"1/{x:.1e}".replace("e+0", "e").replace("e+", "e")
+    return f"1/{float(f'{x:.2g}'):,.0f}"
+
+
+def _times(r: float) -> str:
+    if r >= 1e7:
+        return f"{r:.1e}×".replace("e+0", "e").replace("e+", "e")
+    return f"{float(f'{r:.2g}'):,.4g}×"
+
+
+def gradient_ratio(recording, run: str, upto: int | None = None) -> tuple[float, int, int] | None:
+    """(first / last layer gradient norm, first index, last index) over the newest steps."""
+    steps, g = recording.metric(run, "grad_norm")
+    n = upto_count(steps, upto)
+    if n == 0 or g.ndim != 2:
+        return None
+    win = np.asarray(g[max(0, n - WINDOW) : n], np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.where(win > 0, win, np.nan), axis=0)
+    cols = np.flatnonzero(np.isfinite(med))
+    if len(cols) < 2:
+        return None
+    a, b = int(cols[0]), int(cols[-1])
+    return float(med[a] / med[b]), a, b
+
+
+def describe(recording, run: str, upto: int | None = None) -> str:
+    """e.g. "plain: layer 0 receives 1/3,000 of layer 61's gradient: vanishing"."""
+    stop = None
+    for e in recording.event_objects():
+        if upto is not None and e.step > upto:
+            continue
+        if e.run in (run, "") and e.kind in ("nonfinite", "error"):
+            stop = e
+        elif e.run in (run, "") and e.kind in ("resume", "restart") and stop is not None and stop.kind == "nonfinite":
+            stop = None
+    if stop is not None:
+        return stop.detail if stop.detail.startswith(run) else f"{run}: {stop.detail}"
+    got = gradient_ratio(recording, run, upto)
+    if got is None:
+        return f"{run}: waiting for gradients"
+    r, a, b = got
+    if r < VANISHING:
+        return f"{run}: layer {a} receives {_fraction(r)} of layer {b}'s gradient: vanishing"
+    if r > EXPLODING:
+        return f"{run}: layer {a} receives {_times(r)} layer {b}'s gradient: exploding"
+    return f"{run}: layer {a} receives {_times(r)} layer {b}'s gradient: it flows back"
+
+
+class Readout(QtWidgets.QWidget):
+    """Large text, one line per run, in the run's colour."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.theme: Theme = make_theme()
+        self._lay = QtWidgets.QVBoxLayout(self)
+        self._lay.setContentsMargins(8, 2, 8, 2)
+        self._lay.setSpacing(0)
+        self.labels: dict[str, QtWidgets.QLabel] = {}
+        self._key = None
+        self.recording = None
+
+    def lines(self) -> list[str]:
+        return [lab.text() for lab in self.labels.values()]
+
+    def refresh(self, recording, upto: int | None = None) -> None:
+        if recording is None:
+            return
+        key = (id(recording), recording.version, upto)
+        if key == self._key:
+            return
+        self._key = key
+        if recording is not self.recording or list(self.labels) != recording.runs:
+            self.recording = recording
+            for lab in self.labels.values():
+                lab.deleteLater()
+            self.labels = {}
+            for run in recording.runs:
+                lab = QtWidgets.QLabel("")
+                lab.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.NoTextInteraction)
+                lab.setWordWrap(True)  # never let a long line widen the window past the screen
+                lab.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+                self._lay.addWidget(lab)
+                self.labels[run] = lab
+            self.apply_theme(self.theme)
+        for run, lab in self.labels.items():
+            text = describe(recording, run, upto)
+            if lab.text() != text:
+                lab.setText(text)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        font = theme.font()
+        font.setPointSizeF(theme.readout_pt)
+        font.setBold(True)
+        runs = self.recording.runs if self.recording is not None else []
+        for run, lab in self.labels.items():
+            lab.setFont(font)
+            color = theme.run_color(runs.index(run) if run in runs else 0)
+            lab.setStyleSheet(f"color: {color};")

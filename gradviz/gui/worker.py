@@ -1,0 +1,251 @@
+"""The only bridge between the GUI thread and training.
+
+A `Worker` owns one session: an `Experiment` and its `RunFileWriter`, built and run in a background
+thread. The GUI talks to it only through `submit(command)` (queued, applied between two steps) and
+reads back only through the `Recording` the views poll and the small `Status` snapshot below. The
+worker never touches a Qt object, and the GUI never touches the model.
+
+This module imports no Qt, so a session can also be driven headless (the bench does).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import ExperimentConfig
+from ..core.recording import Recording
+
+log = logging.getLogger("gradviz")
+STATUS_EVERY = 0.1  # seconds between two status snapshots
+
+
+@dataclass
+class Status:
+    state: str = "starting"  # starting | training | paused | stopped | error
+    step: int = 0
+    rates: dict[str, float] = field(default_factory=dict)  # steps/s per run over the last second
+    device: str = ""
+    path: str = ""
+    paused: bool = False  # the whole experiment
+    run_paused: dict[str, bool] = field(default_factory=dict)
+    switches: dict[str, dict] = field(default_factory=dict)  # residual / norm / dropout per run
+    lrs: dict[str, float] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)  # one-line notices, oldest first
+    error: str | None = None
+    updated: float = 0.0  # time.monotonic() of this snapshot
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Worker:
+    """One training session in a background thread."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        recording: Recording | None = None,
+        path: str | Path | None = None,
+        max_rate: float | None = None,
+        threads: int | None = None,
+        record: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.recording = recording if recording is not None else Recording()
+        if path is None and record:
+            from ..paths import new_run_path
+
+            path = new_run_path(cfg.name)
+        self.path = Path(path) if path else None
+        self.max_rate = max_rate or None
+        self.threads = threads
+        self.experiment = None  # set in the worker thread once built
+        self.writer = None
+        self._pending: list = []  # commands submitted before the experiment exists
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._break = threading.Event()  # leaves Experiment.run: stop, or a new rate cap
+        self.ready = threading.Event()  # the experiment is built (or failed to build)
+        self.done = threading.Event()  # the thread finished and the run file is closed
+        self._status = Status(path=str(self.path or ""))
+        self._last_status = 0.0
+        self._rate_mark: tuple[float, dict[str, int]] | None = None
+        self._counts: dict[str, int] = {}
+        self._local: dict[str, int] = {}
+        self.thread = threading.Thread(target=self._main, name=f"gradviz-worker-{cfg.name}", daemon=True)
+
+    # ---- GUI side (thread-safe) ----------------------------------------------------------
+    def start(self) -> Worker:
+        self.thread.start()
+        return self
+
+    def submit(self, cmd) -> None:
+        with self._lock:
+            exp = self.experiment
+            if exp is None:
+                self._pending.append(cmd)
+                return
+        exp.submit(cmd)
+
+    def set_max_rate(self, rate: float | None) -> None:
+        self.max_rate = rate if rate and rate > 0 else None
+        self._break.set()
+        exp = self.experiment
+        if exp is not None:
+            exp._wake.set()
+
+    def status(self) -> Status:
+        with self._lock:
+            return copy.deepcopy(self._status)
+
+    def stop(self, timeout: float | None = 1.5) -> bool:
+        """Ask the thread to finish (the run file is closed by it); True when it has."""
+        self._stop.set()
+        self._break.set()
+        exp = self.experiment
+        if exp is not None:
+            exp._wake.set()
+        if timeout is None or timeout > 0:
+            self.thread.join(timeout)
+        return not self.thread.is_alive() if self.thread.ident else True
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    # ---- worker thread -----------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._session()
+        except Exception as exc:  # noqa: BLE001 - never let the thread die silently
+            msg = f"session stopped: {_one_line(exc)}"
+            log.exception(msg)
+            with self._lock:
+                self._status.error = msg
+                self._status.messages.append(msg)
+                self._status.state = "error"
+        finally:
+            if self.writer is not None:
+                try:
+                    self.writer.close()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("closing the run file failed: %s", exc)
+            self.ready.set()
+            self.done.set()
+
+    def _session(self) -> None:
+        from ..core.experiment import Experiment
+        from ..core.runfile import RunFileError, RunFileWriter
+
+        try:
+            exp = Experiment(self.cfg, self.recording)
+        except Exception as exc:  # noqa: BLE001 - a bad config, model or data set: one line
+            msg = f"cannot start {self.cfg.name}: {_one_line(exc)}"
+            log.exception(msg)
+            with self._lock:
+                self._status.error = msg
+                self._status.messages.append(msg)
+                self._status.state = "error"
+            return
+        if self.path is not None:
+            try:
+                self.writer = RunFileWriter(self.path, self.recording)
+            except RunFileError as exc:
+                with self._lock:
+                    self._status.messages.append(f"not recorded: {exc}")
+                self.path = None
+        self._store_layer_table(exp)
+        with self._lock:
+            self.experiment = exp
+            for cmd in self._pending:
+                exp.submit(cmd)
+            self._pending.clear()
+            self._status.device = str(exp.device)
+            self._status.path = str(self.path or "not recorded")
+        self._update_status(exp, force=True)
+        self.ready.set()
+        writer = self.writer
+        on_idle = self._on_idle
+        while not self._stop.is_set():
+            self._break.clear()
+            exp.run(stop=self._break, max_rate=self.max_rate, on_step=self._on_step, on_idle=on_idle)
+            if exp.stopped or exp.error:
+                break
+        if writer is not None:
+            writer.flush()
+        self._update_status(exp, force=True)
+
+    def _store_layer_table(self, exp) -> None:
+        """The layer table is computed here, once, so the GUI never needs the model."""
+        try:
+            from .views.layers import summary_rows
+
+            table = {}
+            for run in exp.runs:
+                table[run.name] = summary_rows(run.model, tuple(run.data.input_shape))
+            meta = dict(self.recording.meta)
+            meta["layer_table"] = table
+            self.recording.set_meta(meta)
+        except Exception as exc:  # noqa: BLE001 - the table is a nicety, training is not
+            log.warning("layer table not computed: %s", _one_line(exc))
+
+    def _on_idle(self) -> None:
+        if self.writer is not None:
+            self.writer.flush_if_due()
+        exp = self.experiment
+        if exp is not None:
+            self._update_status(exp)
+
+    def _on_step(self, exp) -> None:
+        for r in exp.runs:
+            last = self._local.get(r.name, 0)
+            delta = r.local_step - last if r.local_step >= last else r.local_step
+            self._local[r.name] = r.local_step
+            self._counts[r.name] = self._counts.get(r.name, 0) + delta
+        self._update_status(exp)
+
+    def _update_status(self, exp, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status < STATUS_EVERY:
+            return
+        self._last_status = now
+        from ..core.models import switches as sw
+
+        rates = {}
+        if self._rate_mark is None:
+            self._rate_mark = (now, dict(self._counts))
+        mark_t, mark_counts = self._rate_mark
+        dt = now - mark_t
+        if dt > 0:
+            for r in exp.runs:
+                rates[r.name] = (self._counts.get(r.name, 0) - mark_counts.get(r.name, 0)) / dt
+        if dt >= 1.0:
+            self._rate_mark = (now, dict(self._counts))
+        if dt < 0.2:
+            rates = dict(self._status.rates)  # too short a window to say anything new
+        state = "training"
+        if exp.error:
+            state = "error"
+        elif exp.stopped or self._stop.is_set():
+            state = "stopped"
+        elif exp.paused or not exp.active_runs():
+            state = "paused"
+        with self._lock:
+            s = self._status
+            s.state = state
+            s.step = exp.step_index
+            s.rates = rates
+            s.paused = exp.paused
+            s.run_paused = {r.name: r.paused for r in exp.runs}
+            s.switches = {r.name: sw.state(r.model) for r in exp.runs}
+            s.lrs = {r.name: r.base_lr for r in exp.runs}
+            s.messages = list(exp.messages)
+            s.error = exp.error
+            s.updated = now

@@ -1,0 +1,228 @@
+"""The live window: clicks and keys reach the model through the worker, and the charts show it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtWidgets
+from PySide6.QtCore import Qt
+
+from gradviz.core.runfile import open_run
+from gradviz.gui.app import MainWindow
+from gradviz.gui.worker import Worker
+
+
+@pytest.fixture()
+def live(qtbot, tmp_path, tiny):
+    def make(cfg=None, max_rate=200.0):
+        worker = Worker(cfg or tiny(), path=tmp_path / "live.gradviz", max_rate=max_rate).start()
+        win = MainWindow(worker.recording, session=worker)
+        qtbot.addWidget(win)
+        win.resize(1400, 900)
+        win.show()
+        qtbot.waitExposed(win)
+        # shortcuts are window shortcuts: they need the window active
+        win.windowHandle().requestActivate()
+        qtbot.waitUntil(lambda: QtWidgets.QApplication.activeWindow() is win, timeout=5000)
+        assert worker.ready.wait(60)
+        qtbot.waitUntil(lambda: worker.recording.last_step() >= 3, timeout=30000)
+        made.append(win)
+        return win, worker
+
+    made: list = []
+    yield make
+    for win in made:
+        win.shutdown()
+
+
+def click_box(qtbot, box):
+    """Click a check box on its indicator (Qt ignores clicks beside the label)."""
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=QtCore.QPoint(8, box.height() // 2))
+
+
+def loss_markers(win):
+    return [line.label.toPlainText() for line in win.views[2].markers.lines]
+
+
+def test_window_title_and_layout(live):
+    win, worker = live()
+    assert win.windowTitle().startswith("gradviz")
+    assert [v.name for v in win.views] == ["depth", "heatmap", "loss", "histograms", "activations", "layers"]
+    assert win.current_view() in win.views
+    assert "Two copies of the same deep network" in win.note.text()
+    # the worker stored the layer table; the GUI never built a model for it
+    layers = win.views[-1]
+    win.tabs.setCurrentWidget(layers)
+    win.refresh_all()
+    assert layers.table.rowCount() == len(worker.recording.layers("plain"))
+    assert "layer_table" in worker.recording.meta
+
+
+def test_clicking_toggles_changes_the_model_and_draws_a_marker(live, qtbot):
+    win, worker = live()
+    exp = worker.experiment
+    win.tabs.setCurrentWidget(win.views[2])
+    plain = win.controls.runs["plain"]
+    assert exp.switches("plain")["residual"] is False
+    click_box(qtbot, plain.residual)
+    qtbot.waitUntil(lambda: exp.switches("plain")["residual"] is True, timeout=5000)
+    qtbot.waitUntil(lambda: "plain: residual on" in loss_markers(win), timeout=5000)
+    ev = [e for e in worker.recording.event_objects() if e.kind == "toggle"][-1]
+    assert ev.run == "plain" and ev.detail == "residual on"
+    line = [ln for ln in win.views[2].markers.lines if ln.label.toPlainText() == "plain: residual on"][0]
+    assert line.value() == ev.step
+    # BatchNorm and dropout on the other run
+    res = win.controls.runs["residual"]
+    click_box(qtbot, res.norm)
+    res.dropout.setValue(0.3)
+    qtbot.waitUntil(lambda: exp.switches("residual")["norm"] is True, timeout=5000)
+    qtbot.waitUntil(lambda: exp.switches("residual")["dropout"] == pytest.approx(0.3), timeout=5000)
+    qtbot.waitUntil(lambda: {"residual: norm on", "residual: dropout p=0.3"} <= set(loss_markers(win)), timeout=5000)
+
+
+def test_keyboard_shortcuts(live, qtbot):
+    win, worker = live()
+    exp = worker.experiment
+    c = win.controls
+    assert c.selected == "plain"
+    qtbot.keyClick(win, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: exp.switches("plain")["residual"] is True, timeout=5000)
+    qtbot.keyClick(win, Qt.Key.Key_Tab)
+    assert c.selected == "residual"
+    qtbot.keyClick(win, Qt.Key.Key_B)
+    qtbot.keyClick(win, Qt.Key.Key_D)
+    qtbot.waitUntil(lambda: exp.switches("residual")["norm"] is True, timeout=5000)
+    qtbot.waitUntil(lambda: exp.switches("residual")["dropout"] == pytest.approx(0.5), timeout=5000)
+    assert exp.switches("plain")["norm"] is False  # B acted on the selected run only
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: exp.paused, timeout=5000)
+    time.sleep(0.2)
+    before = exp.step_index
+    qtbot.wait(300)
+    assert exp.step_index == before  # paused
+    qtbot.keyClick(win, Qt.Key.Key_N)
+    qtbot.waitUntil(lambda: exp.step_index == before + 1, timeout=5000)
+    qtbot.wait(200)
+    assert exp.step_index == before + 1 and exp.paused
+    qtbot.keyClick(win, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not exp.paused and exp.step_index > before + 3, timeout=5000)
+    n_restart = sum(e.kind == "restart" for e in worker.recording.event_objects())
+    qtbot.keyClick(win, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: sum(e.kind == "restart" for e in worker.recording.event_objects()) == n_restart + 1, timeout=5000)
+    assert exp.switches("plain")["residual"] is True  # a restart keeps the switches
+    assert "Resume" not in c.pause_btn.text()
+
+
+def test_presentation_mode_and_theme_persist(live, qtbot):
+    win, _ = live()
+    depth = win.views[0]
+    win.refresh_all()
+    pen0 = depth.curves["plain"].opts["pen"].widthF()
+    tick0 = depth.plot.getAxis("bottom").style["tickFont"].pointSizeF()
+    read0 = win.readout.labels["plain"].font().pointSizeF()
+    qtbot.keyClick(win, Qt.Key.Key_F5)
+    assert win.theme.presentation
+    assert depth.curves["plain"].opts["pen"].widthF() > pen0
+    assert depth.plot.getAxis("bottom").style["tickFont"].pointSizeF() > tick0
+    assert win.readout.labels["plain"].font().pointSizeF() > read0
+    assert win.controls.present_box.isChecked()
+    win.controls.theme_box.setCurrentText("dark")
+    assert win.theme.name == "dark" and win.theme.presentation
+    assert depth.widget.backgroundBrush().color().name() == "#000000"
+    win.tabs.setCurrentIndex(3)
+    win.close()
+    s = QtCore.QSettings()
+    assert s.value("theme") == "dark" and str(s.value("presentation")).lower() == "true"
+    # a new window comes back the same
+    w2 = MainWindow(win.recording)
+    qtbot.addWidget(w2)
+    assert w2.theme.name == "dark" and w2.theme.presentation
+    assert w2.geometry_restored and w2.tabs.currentIndex() == 3
+    w2.shutdown()
+
+
+def test_nan_in_one_run_pauses_it_and_the_other_goes_on(live, qtbot):
+    win, worker = live()
+    exp = worker.experiment
+    lr = win.controls.runs["plain"].lr
+    lr.setFocus()
+    lr.selectAll()
+    # on the tiny tanh twin 1e3 saturates but stays finite; 1e30 overflows float32 at once
+    qtbot.keyClicks(lr, "1e30")
+    qtbot.keyClick(lr, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: exp.get_run("plain").paused, timeout=15000)
+    qtbot.waitUntil(lambda: "non-finite" in win.message_label.text(), timeout=5000)
+    msg = win.message_label.text()
+    assert "plain" in msg and "step" in msg and ("layer" in msg or "loss" in msg)
+    assert "\n" not in msg
+    nan_ev = [e for e in worker.recording.event_objects() if e.kind == "nonfinite"][0]
+    assert f"step {nan_ev.step}" in msg
+    win.tabs.setCurrentWidget(win.views[2])
+    qtbot.waitUntil(lambda: any("non-finite" in t for t in loss_markers(win)), timeout=5000)
+    # the residual run goes on and the GUI keeps drawing
+    s0 = worker.recording.last_step("residual")
+    frames = win.frame_count
+    qtbot.waitUntil(lambda: worker.recording.last_step("residual") > s0 + 10, timeout=10000)
+    assert win.frame_count > frames
+    assert worker.recording.last_step("plain") < worker.recording.last_step("residual")
+    win.refresh_all()
+    assert "non-finite" in win.readout.labels["plain"].text()
+
+
+def test_a_model_that_raises_stops_with_one_line(live, qtbot, monkeypatch):
+    from gradviz.core import training
+
+    real = training.TrainingRun.train_step
+
+    def flaky(self, step, x, y):
+        if step >= 8 and self.name == "residual":
+            raise RuntimeError("boom in forward\nsecond line")
+        return real(self, step, x, y)
+
+    monkeypatch.setattr(training.TrainingRun, "train_step", flaky)
+    win, worker = live()
+    qtbot.waitUntil(lambda: worker.status().state == "error", timeout=15000)
+    qtbot.waitUntil(lambda: "boom" in win.message_label.text(), timeout=5000)
+    msg = win.message_label.text()
+    assert "residual" in msg and "RuntimeError" in msg and "\n" not in msg
+    assert win.isVisible()
+    frames = win.frame_count
+    qtbot.wait(200)
+    assert win.frame_count > frames  # still drawing
+    qtbot.waitUntil(lambda: worker.done.is_set(), timeout=5000)
+
+
+def test_preset_and_session_fields_start_a_new_session(live, qtbot):
+    win, worker = live()
+    old_rec = worker.recording
+    win.controls.depth.setValue(3)
+    win.controls.depth.editingFinished.emit()
+    assert win.session is not worker
+    new = win.session
+    assert new.cfg.model.depth == 3 and new.recording is not old_rec and win.recording is new.recording
+    assert new.path != worker.path
+    qtbot.waitUntil(lambda: worker.done.is_set(), timeout=5000)  # the old session finished
+    qtbot.waitUntil(lambda: new.recording.last_step() >= 2, timeout=30000)
+    assert len([n for n in new.recording.layers("plain") if n.endswith("linear")]) == 3
+    assert open_run(worker.path).last_step() >= 3  # the old run file is complete
+    # the preset picker starts the preset again, with its note
+    win.controls.preset.setCurrentText("demo")
+    win.controls.preset.activated.emit(win.controls.preset.currentIndex())
+    assert win.session.cfg.model.depth == 30
+    assert "Two copies" in win.note.text()
+
+
+def test_closing_mid_training_is_quick_and_leaves_a_complete_file(live, qtbot):
+    win, worker = live(max_rate=None)
+    qtbot.waitUntil(lambda: worker.recording.last_step() >= 20, timeout=30000)
+    t0 = time.perf_counter()
+    win.close()
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2.0
+    assert worker.done.is_set()
+    rec = open_run(worker.path)
+    steps, loss = rec.metric("plain", "loss")
+    live_steps, _ = worker.recording.metric("plain", "loss")
+    np.testing.assert_array_equal(steps, live_steps)

@@ -1,0 +1,279 @@
+"""Each view drawn over a real recording: what is plotted equals what was recorded."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gradviz.core.recording import Recording
+from gradviz.core.runfile import open_run
+from gradviz.gui.theme import EVENT_KINDS_MARKED, make_theme
+from gradviz.gui.views import make_views
+from gradviz.gui.views.depth import METRICS
+from gradviz.gui.views.readout import describe
+
+NAMES = ["depth", "heatmap", "loss", "histograms", "activations", "layers"]
+
+
+@pytest.fixture()
+def views(qtbot, recorded):
+    rec, _ = recorded
+    vs = make_views()
+    for v in vs:
+        qtbot.addWidget(v)
+        v.resize(900, 600)
+        v.refresh(rec)
+    return {v.name: v for v in vs}
+
+
+def marked(rec, run=None, upto=None):
+    return [
+        e
+        for e in rec.event_objects()
+        if e.kind in EVENT_KINDS_MARKED and (run is None or e.run in ("", run)) and (upto is None or e.step <= upto)
+    ]
+
+
+def finite_positive(row):
+    row = np.asarray(row, np.float64)
+    ok = np.isfinite(row) & (row > 0)
+    return np.flatnonzero(ok), row[ok]
+
+
+def test_make_views_follows_the_protocol(views):
+    assert list(views) == NAMES
+    for v in views.values():
+        assert v.title
+        header, rows = v.csv()
+        assert header and rows, v.name
+        assert all(len(r) == len(header) for r in rows), v.name
+        assert v.plot_items()
+        assert v.export_widget() is not None
+
+
+def test_depth_profile_plots_the_latest_step_of_every_run(views, recorded):
+    rec, _ = recorded
+    depth = views["depth"]
+    for run in rec.runs:
+        steps, g = rec.metric(run, "grad_norm")
+        x, y = depth.curves[run].getOriginalDataset()
+        ex, ey = finite_positive(g[-1])
+        np.testing.assert_array_equal(x, ex)
+        np.testing.assert_allclose(y, ey, rtol=1e-6)
+        # the first trail profile is TRAIL_STRIDE rows older
+        tx, ty = depth.trails[run][0].getOriginalDataset()
+        ex, ey = finite_positive(g[-1 - 4])
+        np.testing.assert_allclose(ty, ey, rtol=1e-6)
+    header, rows = depth.csv()
+    assert header[0] == "layer" and len(rows) == len(rec.layers("plain"))
+
+
+def test_depth_profile_selector_and_step_limit(views, recorded):
+    rec, _ = recorded
+    depth = views["depth"]
+    depth.set_metric("act_grad_norm")
+    steps, a = rec.metric("plain", "act_grad_norm")
+    x, y = depth.curves["plain"].getOriginalDataset()
+    np.testing.assert_allclose(y, finite_positive(a[-1])[1], rtol=1e-6)
+    depth.set_metric("update_ratio")
+    depth.refresh(rec, upto_step=10)
+    steps, u = rec.metric("residual", "update_ratio")
+    row = int(np.searchsorted(steps, 10, side="right")) - 1
+    assert steps[row] == 10
+    np.testing.assert_allclose(depth.curves["residual"].getOriginalDataset()[1], finite_positive(u[row])[1], rtol=1e-6)
+    assert depth.drawn_upto == 10
+    assert f"@ step {steps[row]}" in depth.csv()[0][1]
+
+
+def test_depth_profile_axes_fixed_by_default_and_vanishing_band(views, recorded):
+    depth = views["depth"]
+    lo, hi = METRICS["grad_norm"][2]
+    vr = depth.plot.getViewBox().viewRange()[1]
+    assert vr == pytest.approx([lo, hi])
+    assert depth.band.isVisible()
+    assert depth.band.getRegion()[1] == pytest.approx(math.log10(METRICS["grad_norm"][3]))
+    depth.set_fixed(True, -4, 0)
+    assert depth.plot.getViewBox().viewRange()[1] == pytest.approx([-4, 0])
+    depth.set_fixed(False)
+    assert depth.plot.getViewBox().autoRangeEnabled()[1]
+
+
+def test_refresh_is_cheap_when_nothing_changed(views, recorded):
+    rec, _ = recorded
+    for v in views.values():
+        n = v.draw_count
+        v.refresh(rec)
+        assert v.draw_count == n, v.name
+        v.refresh(rec, upto_step=5)
+        assert v.draw_count == n + 1, v.name
+
+
+def test_heatmap_is_log10_grad_norm_with_one_shared_scale(views, recorded):
+    rec, _ = recorded
+    hm = views["heatmap"]
+    for run in rec.runs:
+        steps, g = rec.metric(run, "grad_norm")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expect = np.log10(np.where(g > 0, g, np.nan)).T
+        rows = np.flatnonzero(np.isfinite(expect).any(axis=1))
+        img = hm.images[run].image
+        assert img.shape == (len(rows), len(steps))
+        np.testing.assert_allclose(img, expect[rows], rtol=1e-5)
+        assert tuple(hm.images[run].levels) == hm.levels
+        assert hm.markers[run].count() == len(marked(rec, run))
+    levels = {tuple(img.levels) for img in hm.images.values()}
+    assert len(levels) == 1
+
+
+def test_loss_curves_and_event_markers(views, recorded):
+    rec, _ = recorded
+    loss = views["loss"]
+    for run in rec.runs:
+        steps, values = rec.metric(run, "loss")
+        x, y = loss.curves[(run, "loss")].getOriginalDataset()
+        np.testing.assert_array_equal(x, steps)
+        np.testing.assert_allclose(y, values)
+        es, ev = rec.metric(run, "eval_loss")
+        np.testing.assert_allclose(loss.curves[(run, "eval_loss")].getOriginalDataset()[1], ev)
+    events = marked(rec)
+    kinds = {e.kind for e in events}
+    assert {"toggle", "pause", "restart"} <= kinds
+    assert loss.markers.count() == len(events)
+    assert sorted(line.value() for line in loss.markers.lines) == sorted(e.step for e in events)
+    labels = [line.label.toPlainText() for line in loss.markers.lines]
+    assert "plain: residual on" in labels and "restart" in labels
+    # a step limit hides later markers
+    loss.refresh(rec, upto_step=25)
+    assert loss.markers.count() == len(marked(rec, upto=25)) < len(events)
+    assert loss.curves[("plain", "loss")].getOriginalDataset()[0][-1] == 25
+
+
+def test_histograms_over_time_and_latest_overlay(views, recorded):
+    rec, _ = recorded
+    h = views["histograms"]
+    h.set_selection("grad", 1)
+    for run in rec.runs:
+        steps, edges, counts = rec.histograms(run, "grad", 1)
+        img = h.images[run].image
+        np.testing.assert_allclose(img, np.log1p(counts.T), rtol=1e-6)
+        x, y = h.latest_curves[run].getOriginalDataset()
+        np.testing.assert_allclose(x, edges)
+        np.testing.assert_allclose(y, counts[-1])
+        assert h.markers[run].count() == len(marked(rec, run))
+    assert "gradients of 1:" in h.title_label.text
+    header, rows = h.csv()
+    assert len(rows) == len(rec.histograms("plain", "grad", 1)[0])
+
+
+def test_activation_statistics_per_layer(views, recorded):
+    rec, _ = recorded
+    a = views["activations"]
+    for run in rec.runs:
+        for stat in ("act_mean", "act_std", "act_saturation"):
+            steps, v = rec.metric(run, stat)
+            row = np.asarray(v[-1], np.float64)
+            ok = np.isfinite(row)
+            x, y = a.curves[(run, stat)].getOriginalDataset()
+            np.testing.assert_array_equal(x, np.flatnonzero(ok))
+            np.testing.assert_allclose(y, row[ok], rtol=1e-6)
+    assert a.plots["act_saturation"].titleLabel.text == "saturated fraction"  # tanh demo
+
+
+def test_layer_table_rebuilt_from_the_config_of_a_file(qtbot, recorded):
+    from gradviz.config import from_dict
+    from gradviz.core.data import load_data
+    from gradviz.core.models import build_model
+    from gradviz.core.summary import summarize
+
+    _, path = recorded
+    rec = open_run(path)
+    assert "layer_table" not in rec.meta
+    (layers,) = [v for v in make_views() if v.name == "layers"]
+    qtbot.addWidget(layers)
+    layers.refresh(rec)
+    rc = from_dict(rec.meta["config"]).runs[0]
+    data = load_data(rc.data, seed=rc.train.seed)
+    expect = summarize(build_model(rc.model, data.input_shape, data.n_outputs, seed=rc.train.seed), data.input_shape)
+    header, rows = layers.csv()
+    assert header == ["layer", "name", "type", "output shape", "params", "FLOPs"]
+    assert [r[1] for r in rows] == [e.name for e in expect]
+    assert [r[4] for r in rows] == [e.params for e in expect]
+    assert [r[5] for r in rows] == [e.flops for e in expect]
+    assert layers.table.rowCount() == len(expect)
+    assert layers.table.item(1, 1).text() == expect[1].name
+
+
+def test_layer_table_without_a_buildable_model_shows_names_and_types(qtbot, recorded):
+    rec0, _ = recorded
+    rec = Recording()
+    rec.set_meta({"config": {"model": {"kind": "no-such-model"}}})
+    info = rec0.info("plain")
+    rec.add_run("plain", info.layers, info.layer_types, info.blocks)
+    (layers,) = [v for v in make_views() if v.name == "layers"]
+    qtbot.addWidget(layers)
+    layers.refresh(rec)
+    header, rows = layers.csv()
+    assert [r[1] for r in rows] == info.layers
+    assert [r[2] for r in rows] == info.layer_types
+    assert all(r[4] == "" for r in rows)
+    assert "names and types only" in layers.total_label.text()
+
+
+def test_layer_table_prefers_the_table_the_worker_stored(qtbot, recorded):
+    rec0, _ = recorded
+    rec = Recording()
+    rec.set_meta({"layer_table": {"plain": [["a", "Linear", [4], 12, 24], ["b", "Linear", [2], 10, 18]]}})
+    rec.add_run("plain", ["a", "b"], ["Linear", "Linear"], [])
+    (layers,) = [v for v in make_views() if v.name == "layers"]
+    qtbot.addWidget(layers)
+    layers.refresh(rec)
+    assert layers.csv()[1] == [[0, "a", "Linear", "(4)", 12, 24], [1, "b", "Linear", "(2)", 10, 18]]
+    assert "22 parameters" in layers.total_label.text()
+
+
+def _synthetic(first_over_last: float, steps: int = 12) -> Recording:
+    rec = Recording()
+    names = [f"l{i}" for i in range(30)]
+    rec.add_run("plain", names, ["Linear"] * 30, [])
+    for s in range(steps):
+        g = np.geomspace(first_over_last, 1.0, 30) * 0.01
+        rec.append("plain", s, {"loss": 1.0, "grad_norm": g.astype(np.float32)})
+    return rec
+
+
+def test_readout_in_plain_language():
+    assert describe(_synthetic(1 / 3000), "plain") == "plain: layer 0 receives 1/3,000 of layer 29's gradient: vanishing"
+    assert describe(_synthetic(1.0), "plain").endswith("receives 1× layer 29's gradient: it flows back")
+    assert describe(_synthetic(5000.0), "plain").endswith("exploding")
+    rec = _synthetic(1.0)
+    rec.add_event(11, "plain", "nonfinite", "plain: non-finite gradient at step 11, first in layer l3; run paused")
+    assert describe(rec, "plain") == "plain: non-finite gradient at step 11, first in layer l3; run paused"
+    assert describe(rec, "plain", upto=10).endswith("it flows back")
+
+
+def test_readout_on_the_recording(recorded):
+    rec, _ = recorded
+    text = describe(rec, "plain")
+    assert text.startswith("plain: layer 0 receives") and text.split(": ")[-1] in ("vanishing", "it flows back", "exploding")
+
+
+def test_presentation_mode_makes_fonts_and_pens_bigger(views, recorded):
+    depth, loss = views["depth"], views["loss"]
+    pen0 = depth.curves["plain"].opts["pen"].widthF()
+    font0 = depth.plot.getAxis("left").style["tickFont"].pointSizeF()
+    marker_pen0 = loss.markers.lines[0].pen.widthF()
+    big = make_theme("light", presentation=True)
+    for v in views.values():
+        v.apply_theme(big)
+    assert depth.curves["plain"].opts["pen"].widthF() > pen0
+    assert depth.plot.getAxis("left").style["tickFont"].pointSizeF() > font0
+    assert loss.markers.lines[0].pen.widthF() > marker_pen0
+    assert views["layers"].table.font().pointSizeF() == big.font_pt
+    assert loss.curves[("plain", "loss")].opts["pen"].widthF() == big.line_width
+    # dark theme changes the background, and the Okabe-Ito run colours stay
+    dark = make_theme("dark")
+    depth.apply_theme(dark)
+    assert depth.widget.backgroundBrush().color().name().upper() == dark.background.upper()
+    assert depth.curves["plain"].opts["pen"].color().name().upper() == dark.run_color(0).upper()
