@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtGui, QtWidgets
 
 from .base import View, live_curve, make_plot_widget, positive, style_plot, style_widget, upto_count
 
@@ -25,6 +25,10 @@ METRICS = {
 }
 TRAIL = 6  # faded profiles behind the latest one
 TRAIL_STRIDE = 4  # rows between two trail profiles
+# The trail is drawn as two items per run (near and far half, fading): one setData each with
+# NaN breaks between profiles, instead of one item per profile (the frame budget is ~30 ms).
+TRAIL_TIERS = ((1, 2, 3), (4, 5, 6))
+TIER_ALPHA = (110, 45)
 
 
 class DepthView(View):
@@ -65,9 +69,9 @@ class DepthView(View):
 
         self.widget = make_plot_widget(self.title, "layer index (input → output)", "‖∂L/∂W‖", logy=True)
         self.plot: pg.PlotItem = self.widget.getPlotItem()
-        self.band = pg.LinearRegionItem(orientation="horizontal", movable=False)
-        for line in self.band.lines:
-            line.setPen(pg.mkPen(None))
+        # a plain rectangle in data coordinates: LinearRegionItem is interactive and costs ~4 ms a paint
+        self.band = QtWidgets.QGraphicsRectItem()
+        self.band.setPen(QtGui.QPen(QtGui.QColor(0, 0, 0, 0)))
         self.band.setZValue(-20)
         self.plot.addItem(self.band, ignoreBounds=True)
         self.band_label = pg.TextItem("vanishing", anchor=(0, 1))
@@ -80,6 +84,7 @@ class DepthView(View):
 
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.trails: dict[str, list[pg.PlotDataItem]] = {}
+        self._width = 0  # layers (or blocks) on the x axis
         self._latest: dict[str, tuple[int, np.ndarray]] = {}  # run -> (step, values) drawn bold
         self._sync_spins()
         self._apply_theme(self.theme)
@@ -127,15 +132,22 @@ class DepthView(View):
             lo, hi = self.decades[self.metric_name]
             vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
             self.plot.setYRange(lo, hi, padding=0)
+            if self._width:  # both axes fixed: no bounds to recompute at every paint
+                vb.enableAutoRange(axis=pg.ViewBox.XAxis, enable=False)
+                self.plot.setXRange(-0.5, self._width - 0.5, padding=0.02)
         else:
-            vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=True)
+            vb.enableAutoRange(axis=pg.ViewBox.XYAxes, enable=True)
         self.lo_spin.setEnabled(self.fixed)
         self.hi_spin.setEnabled(self.fixed)
         thr = METRICS[self.metric_name][3]
         self.band.setVisible(thr is not None)
         self.band_label.setVisible(thr is not None)
         if thr is not None:
-            self.band.setRegion((-40, math.log10(thr)))
+            lo = self.decades[self.metric_name][0] if self.fixed else -40
+            # inside the plotted area only: exported SVGs are not clipped
+            w = self._width
+            x0, x1 = (-0.5 - 0.02 * w, w - 0.5 + 0.02 * w) if (self.fixed and w) else (-1e3, 1e3)
+            self.band.setRect(x0, lo, x1 - x0, math.log10(thr) - lo)
             self.band_label.setPos(0, math.log10(thr))
 
     # ---- drawing ----------------------------------------------------------------------
@@ -143,16 +155,14 @@ class DepthView(View):
         for items in (*self.curves.values(), *(t for ts in self.trails.values() for t in ts)):
             self.plot.removeItem(items)
         self.curves, self.trails, self._latest = {}, {}, {}
+        self._width = 0
         self.plot.legend.clear()
 
     def _ensure(self, recording, run: str) -> None:
         if run in self.curves:
             return
         color = self.run_color(recording, run)
-        trail = []
-        for i in range(TRAIL):
-            alpha = int(150 * (1 - (i + 1) / (TRAIL + 1)))
-            trail.append(live_curve(self.plot, self.theme.pen(color, self.theme.line_width, alpha)))
+        trail = [live_curve(self.plot, self.theme.pen(color, self.theme.line_width, a)) for a in TIER_ALPHA]
         self.trails[run] = trail
         self.curves[run] = live_curve(
             self.plot,
@@ -177,22 +187,28 @@ class DepthView(View):
                 for t in trail:
                     t.setData([], [])
                 continue
-            x_all = np.arange(values.shape[1])
+            width = values.shape[1]
+            x_all = np.arange(width)
             v = positive(values[n - 1])
             ok = np.isfinite(v)
             curve.setData(x_all[ok], v[ok])
             self._latest[run] = (int(steps[n - 1]), values[n - 1])
-            for i, t in enumerate(trail):
-                row = n - 1 - (i + 1) * TRAIL_STRIDE
-                if row < 0:
+            for tier, t in zip(TRAIL_TIERS, trail):
+                rows = [n - 1 - k * TRAIL_STRIDE for k in tier if n - 1 - k * TRAIL_STRIDE >= 0]
+                if not rows:
                     t.setData([], [])
                     continue
-                v = positive(values[row])
-                ok = np.isfinite(v)
-                t.setData(x_all[ok], v[ok])
-        if self.fixed:
-            lo, hi = self.decades[self.metric_name]
-            self.plot.setYRange(lo, hi, padding=0)
+                # profiles one after another, each with its NaN gaps dropped and a NaN break after it
+                xs, ys = [], []
+                for row in rows:
+                    v = positive(values[row])
+                    ok = np.isfinite(v)
+                    xs += [x_all[ok], [np.nan]]
+                    ys += [v[ok], [np.nan]]
+                t.setData(np.concatenate(xs), np.concatenate(ys))
+            if width > self._width:
+                self._width = width
+                self._apply_axes()
 
     # ---- export -----------------------------------------------------------------------
     def csv(self) -> tuple[list[str], list[list]]:
@@ -228,9 +244,8 @@ class DepthView(View):
             curve.setPen(theme.pen(color, theme.bold_width))
             curve.setSymbolSize(4 + 2 * theme.bold_width)
             curve.setSymbolBrush(pg.mkBrush(color))
-            for i, t in enumerate(self.trails[run]):
-                alpha = int(150 * (1 - (i + 1) / (TRAIL + 1)))
-                t.setPen(theme.pen(color, theme.line_width, alpha))
+            for a, t in zip(TIER_ALPHA, self.trails[run]):
+                t.setPen(theme.pen(color, theme.line_width, a))
         self._apply_axes()
 
     def latest_values(self, run: str) -> np.ndarray | None:
