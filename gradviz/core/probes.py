@@ -58,7 +58,7 @@ def forward_order(model: nn.Module, example: torch.Tensor | tuple, run_forward=N
     for _, m in layers:
         hooks.append(m.register_forward_pre_hook(seen))
     saved_norm = [(b, b.norm_on) for _, b in switch_blocks(model) if hasattr(b, "norm_on")]
-    training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # per module: a user's eval-mode layer stays so
     try:
         for b, _ in saved_norm:
             b.norm_on = True
@@ -75,7 +75,8 @@ def forward_order(model: nn.Module, example: torch.Tensor | tuple, run_forward=N
             h.remove()
         for b, on in saved_norm:
             b.norm_on = on
-        model.train(training)
+        for m, mode in modes:
+            m.training = mode
     rank = {id(m): order.get(id(m), len(order) + i) for i, (_, m) in enumerate(layers)}
     return sorted(layers, key=lambda nm: rank[id(nm[1])])
 

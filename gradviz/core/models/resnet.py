@@ -191,7 +191,10 @@ def build_torchvision(name: str, cfg, input_shape: tuple[int, ...], n_outputs: i
             f" e.g. torchvision:resnet34, or a {builtin}"
         )
     try:
-        model = ctor(weights=None, num_classes=n_outputs)
+        extra = {}
+        if name in ("googlenet", "inception_v3"):  # train-mode aux heads return namedtuples, not logits
+            extra = {"aux_logits": False, "init_weights": True}
+        model = ctor(weights=None, num_classes=n_outputs, **extra)
     except Exception as exc:  # noqa: BLE001 - torchvision raises many kinds here
         msg = " ".join(str(exc).split()) or type(exc).__name__
         raise ModelError(f"torchvision:{name} cannot be built: {msg}") from None

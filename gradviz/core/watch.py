@@ -1,0 +1,642 @@
+"""`gradviz.watch`: record a user's own training loop into a run file.
+
+    w = gradviz.watch(model, optimizer, path="runs/mine.gradviz", name="mine", hist_every=50)
+    for x, y in loader:
+        optimizer.zero_grad(); loss = loss_fn(model(x), y); loss.backward()
+        optimizer.step()
+        w.log(loss=loss)          # the only line added per step
+    w.close()                     # or `with gradviz.watch(...) as w:`
+
+How a step is measured without the user calling into gradviz between backward and step:
+- a forward pre-hook on the model marks the start of a step (and, on histogram steps, arms
+  activation hooks for that one forward pass);
+- `optimizer.register_step_pre_hook` measures the gradients (`grad_norm` per layer, `act_grad_norm`
+  per block) and, every `update_every` recorded steps, keeps the weights; with a `GradScaler` this runs inside `scaler.step`, after
+  `unscale_`, so the gradients are the true ones; `register_step_post_hook` measures `weight_norm` and
+  `update_ratio` after the real step;
+- `w.log(loss=...)` closes the step: everything measured stays on the device until then and comes to
+  the host in one copy (histogram steps add one more), then goes to a `Recording` that a
+  `RunFileWriter` persists (committed at least every 0.5 s, so `gradviz open FILE --follow` shows it
+  live).
+When the optimizer step did not run (a `GradScaler` skipped it over inf/NaN gradients) the
+gradients are measured in `log` instead and a `nonfinite` event names the first bad layer.
+
+Layers and metric definitions are the engine's (`param_layers`, `Probe`'s grouping, per-layer
+combination and cadence statistics, `record_step`), so a watched run reads exactly like an
+experiment's. The layer order is learned once, by watching the first forward pass that records
+gradients (no example input is needed, and nothing is replayed), and fixed from then on.
+
+Blocks (the `act_grad_norm` columns), first rule that finds any wins:
+1. `blocks=` given: those modules (qualified names or module objects);
+2. switchable blocks (`gradviz.core.models.switches.blocks`: gradviz models, or torchvision ResNets
+   passed through `make_switchable`);
+3. torchvision `BasicBlock` / `Bottleneck` instances, or modules whose class name says residual
+   block: contains "Residual", "BasicBlock" or "Bottleneck", or "Res" + capital ... "Block"/"Unit"
+   (ResBlock, PreActResBlock, ResNetUnit; not ResizeBlock).
+The gradient of a block's output is caught with a tensor hook registered on the output in a forward
+hook; such hooks see the gradient of the value the block returned even when the caller later changes
+that tensor in place (`out += identity`, `ReLU(inplace=True)`), unlike module full-backward hooks,
+which make in-place changes of the output an error.
+
+The model is left as it was: hooks never return a value (so outputs are untouched), activations are
+cloned (an in-place ReLU after a layer would otherwise change the kept copy), and `close()` removes
+every hook, including the optimizer's. Any error inside the watch (a hook, or `log` past its argument
+checks) disables it with one `error` event and a warning instead of breaking the user's training.
+
+Under `torchrun` / DistributedDataParallel only rank 0 records (`record_all_ranks=True`: every rank,
+rank r > 0 to the path with `.rank<r>` before the suffix). Layer names come from the wrapped module,
+so they carry no `module.` prefix.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .probes import Probe, StepMetrics, param_layers
+from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
+from .runfile import RunFileWriter
+from .training import record_step
+
+_NAN = float("nan")
+_BLOCK_NAME = re.compile(r"Residual|Res(?=idual|[A-Z_]).*(Block|Unit)|(^|_)res(idual)?_?(block|unit)|BasicBlock|Bottleneck")
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module that holds the layers: inside DistributedDataParallel / DataParallel and
+    `torch.compile` wrappers, so layer names are those of the plain model."""
+    for _ in range(8):
+        inner = None
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            inner = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            inner = model._orig_mod
+        if inner is None:
+            return model
+        model = inner
+    return model
+
+
+def dist_rank() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside an initialised process group."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except Exception:  # noqa: BLE001 - a broken distributed build means "not distributed"
+        pass
+    return 0, 1
+
+
+def rank_path(path: str | Path, rank: int) -> Path:
+    """`runs/mine.gradviz` -> `runs/mine.rank1.gradviz` (rank 0 keeps the path as given)."""
+    p = Path(path)
+    if rank == 0:
+        return p
+    return p.with_name(f"{p.stem}.rank{rank}{p.suffix}")
+
+
+def find_blocks(model: nn.Module, explicit=None) -> list[tuple[str, nn.Module]]:
+    """Residual blocks of `model`, by the rule in this module's docstring, in `named_modules()` order."""
+    named = list(model.named_modules())
+    if explicit is not None:
+        by_name = dict(named)
+        by_id = {id(m): n for n, m in named}
+        out = []
+        for b in explicit:
+            if isinstance(b, str):
+                if b not in by_name:
+                    raise ValueError(f"blocks: no module named {b!r} in the model")
+                out.append((b, by_name[b]))
+            elif isinstance(b, nn.Module) and id(b) in by_id:
+                out.append((by_id[id(b)], b))
+            else:
+                raise ValueError(f"blocks: {b!r} is not a module of the model (give names or modules)")
+        return out
+    from .models.switches import blocks as switch_blocks
+
+    found = switch_blocks(model)
+    if found:
+        return found
+    tv: tuple[type, ...] = ()
+    try:
+        from torchvision.models.resnet import BasicBlock, Bottleneck
+
+        tv = (BasicBlock, Bottleneck)
+    except Exception:  # noqa: BLE001 - no torchvision: class names still match below
+        pass
+    return [
+        (n, m)
+        for n, m in named
+        if n and ((tv and isinstance(m, tv)) or _BLOCK_NAME.search(type(m).__name__))
+    ]
+
+
+def guess_activation(model: nn.Module) -> str:
+    """The non-linearity whose saturation `act_saturation` measures: the model's own `activation`
+    attribute (gradviz models), else the most frequent of tanh / sigmoid / ReLU-like modules."""
+    own = getattr(model, "activation", None)
+    if own in ("tanh", "sigmoid", "relu"):
+        return own
+    counts = {"tanh": 0, "sigmoid": 0, "relu": 0}
+    for m in model.modules():
+        if isinstance(m, nn.Tanh):
+            counts["tanh"] += 1
+        elif isinstance(m, nn.Sigmoid):
+            counts["sigmoid"] += 1
+        elif isinstance(m, nn.ReLU | nn.ReLU6 | nn.LeakyReLU | nn.GELU | nn.SiLU | nn.ELU):
+            counts["relu"] += 1
+    best = max(counts, key=counts.get)
+    return best if counts[best] else "relu"
+
+
+# ---- the engine's metrics without its hooks -----------------------------------------------------
+
+_LOW = (torch.float16, torch.bfloat16)
+
+
+def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-tensor L2 norms in one grouped call, accumulated in float32 for half-precision tensors."""
+    if not tensors:
+        return []
+    dtypes = {t.dtype for t in tensors}
+    if dtypes & set(_LOW) and torch.float64 not in dtypes:
+        return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
+    return list(torch._foreach_norm(tensors))
+
+
+class _Metrics(Probe):
+    """`Probe`'s layers, parameter grouping, per-layer combination and cadence statistics; the
+    watch owns the hooks (it learns the forward order first, and must survive in-place changes of
+    outputs), so this probe registers none and leaves its norms on the device until `log`.
+
+    Weights are kept before the step only for parameters that have a gradient: optimisers leave the
+    others alone, so their update is exactly zero, and a frozen backbone costs no copy.
+    """
+
+    def __init__(self, model, layers, blocks, activation, hist_every, update_every) -> None:
+        super().__init__(
+            model, layers, blocks=None, activation=activation, hist_every=hist_every, update_every=update_every
+        )
+        self.blocks = list(blocks)
+        self.block_names = [n for n, _ in self.blocks]
+        self.device = self.params[0].device if self.params else torch.device("cpu")
+        devices = {p.device for p in self.params} | {p.device for _, b in self.blocks for p in b.parameters()}
+        self.one_device = len(devices) <= 1
+        self.owners = np.asarray(self._owner, np.int64)
+        self.hist_now = False
+        self._buf: dict[int, torch.Tensor] = {}
+
+    def is_hist_step(self, step: int) -> bool:
+        return self.hist_now  # the watch decides (its cadence counts recorded steps)
+
+    def grad_norms(self, block_grads: list[torch.Tensor | None]) -> dict:
+        """Per-tensor norms of the parameter gradients and the caught block-output gradients."""
+        present = [j for j, p in enumerate(self.params) if p.grad is not None]
+        bidx = [i for i, g in enumerate(block_grads) if g is not None]
+        norms = _norms([self.params[j].grad for j in present] + [block_grads[i] for i in bidx])
+        return {"present": present, "bidx": bidx, "norms": norms}
+
+    def snapshot(self, present: list[int]) -> None:
+        """Keep the weights of the parameters that have a gradient, before the optimiser step."""
+        src, dst = [], []
+        for j in present:
+            p = self.params[j].detach()
+            b = self._buf.get(j)
+            if b is None or b.shape != p.shape or b.dtype != p.dtype or b.device != p.device:
+                b = self._buf[j] = torch.empty_like(p)
+            src.append(p)
+            dst.append(b)
+        if src:
+            torch._foreach_copy_(dst, src)
+
+    def update_norms(self, present: list[int]) -> list[torch.Tensor]:
+        """After the step: per-tensor norms of the weights before (kept ones), of all weights after,
+        and of the kept ones' change; the change is formed in place in the kept copy."""
+        prev = [self._buf[j] for j in present]
+        before = _norms(prev)
+        if prev:
+            torch._foreach_sub_(prev, [self.params[j].detach() for j in present])  # now -Δw
+        return before + _norms([p.detach() for p in self.params]) + _norms(prev)
+
+    def layer_updates(self, present: list[int], flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(`weight_norm`, `update_ratio`) per layer from `update_norms`' values on the host."""
+        k, n = len(present), len(self.params)
+        after = flat[k : k + n]
+        before = after.copy()
+        moved = np.zeros(n)
+        before[present] = flat[:k]
+        moved[present] = flat[k + n : 2 * k + n]
+        weight = self._per_layer(after, self.owners)
+        with np.errstate(all="ignore"):
+            ratio = self._per_layer(moved, self.owners) / self._per_layer(before, self.owners)
+        return weight, ratio
+
+    def release(self) -> None:
+        self._buf.clear()
+        self._acts = {}
+
+
+# ---- the watch ----------------------------------------------------------------------------------
+
+
+class Watch:
+    """Records one model's training into a run file; see the module docstring.
+
+    Options: `path` (default: a new file under the user data folder), `name` (the run's name),
+    `hist_every` (histograms and activation statistics on this cadence), `every` (record every N-th
+    step; the others cost only the hooks' checks), `record_all_ranks`, `blocks` (names or modules to
+    treat as residual blocks), `activation` ("tanh" | "sigmoid" | "relu", guessed when None),
+    `update_every` (`weight_norm` / `update_ratio` on every N-th recorded step, as the engine's
+    `train.update_every`: they need a copy of the weights around the step; 1 = every step).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        path: str | Path | None = None,
+        name: str = "main",
+        hist_every: int = 50,
+        every: int = 1,
+        record_all_ranks: bool = False,
+        blocks=None,
+        activation: str | None = None,
+        update_every: int = 5,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"gradviz.watch needs an nn.Module, got {type(model).__name__}")
+        if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
+            raise TypeError("gradviz.watch: optimizer must be a torch.optim.Optimizer (torch >= 2.0)")
+        if min(int(every), int(hist_every), int(update_every)) < 1:
+            raise ValueError(
+                f"gradviz.watch: every, hist_every and update_every must be >= 1, got {every}, {hist_every}, {update_every}"
+            )
+        if activation is not None and activation not in ("tanh", "sigmoid", "relu"):
+            raise ValueError(f"gradviz.watch: activation {activation!r}: accepted values are tanh, sigmoid, relu")
+        self.model = model
+        self.module = unwrap(model)
+        self.optimizer = optimizer
+        self.name = str(name)
+        self.every = int(every)
+        self.hist_every = int(hist_every)
+        self.update_every = int(update_every)
+        self.rank, self.world_size = dist_rank()
+        self.active = self.rank == 0 or bool(record_all_ranks)
+        self.step = 0
+        self.closed = False
+        self.recording: Recording | None = None
+        self.path: Path | None = None
+        self._handles: list = []
+        self._act_handles: list = []
+        self._metrics: _Metrics | None = None
+        self._broken = False
+        self._in_step = False
+        self._hist_armed = False
+        self._next_hist = 0
+        self._acts: dict[int, torch.Tensor] = {}  # id(layer) -> its output on a histogram step
+        self._order: dict[int, int] = {}  # id(layer) -> rank of first execution
+        self._order_handles: list = []
+        self._index: dict[int, int] = {}
+        self._bgrads: list[torch.Tensor | None] = []
+        self._pending: dict[str, Any] = {}
+        self._bad_streak = False
+        if not self.active:
+            return
+        if path is None:
+            from ..paths import new_run_path
+
+            path = new_run_path(self.name)
+        self.path = rank_path(path, self.rank) if record_all_ranks else Path(path)
+        self._activation = activation or guess_activation(self.module)
+        self._blocks = find_blocks(self.module, blocks)
+        self._bgrads = [None] * len(self._blocks)
+        self.recording = Recording()
+        self._writer = RunFileWriter(self.path, self.recording)
+        self._finalizer = weakref.finalize(self, self._writer.close)
+        from .. import __version__
+
+        first = next(self.module.parameters(), None)
+        self.recording.set_meta({
+            "kind": "watch",
+            "name": self.name,
+            "model": type(self.module).__name__,
+            "optimizer": type(optimizer).__name__ if optimizer is not None else "",
+            "hist_every": self.hist_every,
+            "every": self.every,
+            "update_every": self.update_every,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "device": str(first.device) if first is not None else "cpu",
+            "gradviz_version": __version__,
+            "torch_version": torch.__version__,
+            "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        })
+        self._all_layers = param_layers(self.module)
+        self._layer_ids = {id(m) for _, m in self._all_layers}
+        self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in self._all_layers]
+        self._handles.append(self.module.register_forward_pre_hook(self._guard(self._on_forward)))
+        self._handles.append(self.module.register_forward_hook(self._guard(self._after_forward)))
+        for i, (_, m) in enumerate(self._blocks):
+            self._handles.append(m.register_forward_hook(self._guard(self._block_hook(i))))
+        if optimizer is not None:
+            self._handles.append(optimizer.register_step_pre_hook(self._guard(self._before_step)))
+            self._handles.append(optimizer.register_step_post_hook(self._guard(self._after_step)))
+
+    # ---- public ---------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        return list(self._metrics.layer_names) if self._metrics is not None else []
+
+    @property
+    def blocks(self) -> list[str]:
+        return [n for n, _ in getattr(self, "_blocks", [])]
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def log(self, loss=None, **scalars) -> None:
+        """Close the current step: record `loss` (a tensor or number) and any other scalars
+        (e.g. `eval_loss=`, `eval_accuracy=`), with everything the hooks measured."""
+        if self.closed:
+            raise RuntimeError("gradviz.watch: log() after close()")
+        for key in scalars:
+            if key in LAYER_METRICS or key in BLOCK_METRICS or key == "loss":
+                raise ValueError(f"gradviz.watch.log: {key!r} is measured by the watch; pass only scalars")
+        for key, value in {"loss": loss, **scalars}.items():
+            if isinstance(value, torch.Tensor) and value.numel() != 1:
+                raise ValueError(f"gradviz.watch.log: {key} must be a scalar, got shape {tuple(value.shape)}")
+            if value is not None and not isinstance(value, torch.Tensor | int | float | np.number):
+                raise ValueError(f"gradviz.watch.log: {key} must be a number or a one-element tensor, got {value!r}")
+        step = self.step
+        self.step += 1
+        try:
+            if self.active and not self._broken and step % self.every == 0:
+                self._record(step, loss, scalars)
+        except Exception as exc:  # noqa: BLE001 - a failure of ours must not end the user's run
+            self._fail(exc)
+        finally:
+            self._end_step()
+
+    def close(self) -> None:
+        """Remove every hook from the model and optimizer and finish the run file. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._remove_hooks()
+        if self._metrics is not None:
+            self._metrics.release()
+        self._pending.clear()
+        self._bgrads = [None] * len(self._bgrads)
+        if self.active:
+            self._finalizer.detach()
+            self._writer.close()
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def _guard(self, fn):
+        """Hooks never return a value (it would replace outputs) and never break training."""
+
+        def hook(*args, **kwargs):
+            if self._broken or self.closed:
+                return None
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - disable the watch, keep the user's run going
+                self._fail(exc)
+            return None
+
+        return hook
+
+    def _fail(self, exc: BaseException) -> None:
+        self._broken = True
+        msg = f"gradviz.watch stopped recording at step {self.step}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        self._remove_hooks()
+        try:
+            if self.recording is not None:
+                self.recording.add_event(self.step, self.name, "error", msg)
+        except Exception:  # noqa: BLE001 - the event is best effort
+            pass
+
+    def _remove_hooks(self) -> None:
+        for h in self._handles + self._act_handles + self._order_handles:
+            h.remove()
+        self._handles, self._act_handles, self._order_handles = [], [], []
+
+    def _recorded(self) -> bool:
+        return self.active and not self._broken and self.step % self.every == 0
+
+    def _on_forward(self, mod, _args) -> None:
+        if mod is not self.module or not torch.is_grad_enabled():  # a deep copy, or evaluation
+            return
+        if self._in_step:
+            return
+        self._in_step = True
+        if self._recorded() and self.step >= self._next_hist:
+            self._arm_activations()
+
+    def _after_forward(self, mod, _args, _out) -> None:
+        if mod is self.module and self._metrics is None and torch.is_grad_enabled():
+            self._learn_layers()
+
+    def _seen(self, mod, _args) -> None:
+        if torch.is_grad_enabled() and id(mod) in self._layer_ids:
+            self._order.setdefault(id(mod), len(self._order))
+
+    def _learn_layers(self) -> None:
+        """Fix the layer list, once: `param_layers` sorted by first execution in the first forward
+        pass that recorded gradients (the rule of `forward_order`: layers that did not run come
+        last, in `named_modules()` order). Watching that real pass, rather than replaying the batch
+        as `forward_order` does, costs nothing and cannot touch arguments, caches or random state."""
+        for h in self._order_handles:
+            h.remove()
+        self._order_handles = []
+        order, n = self._order, len(self._order)
+        rank = {id(m): order.get(id(m), n + i) for i, (_, m) in enumerate(self._all_layers)}
+        layers = sorted(self._all_layers, key=lambda nm: rank[id(nm[1])])
+        self._metrics = _Metrics(self.module, layers, self._blocks, self._activation, self.hist_every, self.update_every)
+        self._index = {id(m): i for i, (_, m) in enumerate(layers)}
+        mt = self._metrics
+        self.recording.add_run(self.name, mt.layer_names, mt.layer_types, mt.block_names)
+
+    def _arm_activations(self) -> None:
+        self._hist_armed = True
+        for _, m in self._all_layers:
+            self._act_handles.append(m.register_forward_hook(self._guard(self._act_hook)))
+
+    def _act_hook(self, mod, _inp, out) -> None:
+        key = id(mod)
+        t = out[0] if isinstance(out, tuple | list) else out
+        if key in self._layer_ids and isinstance(t, torch.Tensor) and t.is_floating_point() and key not in self._acts:
+            # a clone: an in-place op after this layer (ReLU(inplace=True)) would change a view
+            self._acts[key] = t.detach().clone()
+
+    def _block_hook(self, i: int):
+        block = self._blocks[i][1]
+
+        def on_forward(mod, _inp, out) -> None:
+            if mod is not block or not self._recorded():
+                return
+            t = out[0] if isinstance(out, tuple | list) else out
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+
+                def keep(g):
+                    self._bgrads[i] = g.detach()  # norms are taken for all blocks at once
+                    return None
+
+                t.register_hook(keep)
+
+        return on_forward
+
+    def _update_due(self) -> bool:
+        return (self.step // self.every) % self.update_every == 0
+
+    def _before_step(self, _opt, _args, _kwargs) -> None:
+        # only a step whose forward pass we saw: `log` before `step`, or a closure optimiser
+        # (LBFGS) whose gradients come later, leave the measuring to `log`
+        if not self._recorded() or not self._in_step or self._metrics is None:
+            return
+        with torch.no_grad():
+            g = self._metrics.grad_norms(self._bgrads)
+            self._pending["grads"] = g
+            if self._update_due():
+                self._metrics.snapshot(g["present"])
+                self._pending["snap"] = g["present"]
+
+    def _after_step(self, _opt, _args, _kwargs) -> None:
+        if not self._recorded() or "grads" not in self._pending:
+            return
+        self._pending["stepped"] = True
+        snap = self._pending.pop("snap", None)
+        if snap is not None:
+            with torch.no_grad():
+                self._pending["update"] = (snap, self._metrics.update_norms(snap))
+
+    # ---- closing a step -------------------------------------------------------------------
+    def _record(self, step: int, loss, scalars: dict) -> None:
+        if self._metrics is None:
+            self._learn_layers()
+        mt, p = self._metrics, self._pending
+        stepped = p.get("stepped", False)
+        with torch.no_grad():
+            g = p.get("grads")
+            if g is None:  # no optimizer step ran (none given, or a GradScaler skipped it)
+                g = mt.grad_norms(self._bgrads)
+            upd = p.get("update")
+            norms = g["norms"] + (upd[1] if upd else [])
+            named = ({"loss": loss} if loss is not None else {}) | scalars
+            vals = {k: float(v) for k, v in named.items() if v is not None and not isinstance(v, torch.Tensor)}
+            tens = {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
+            dev = mt.device
+            parts = [v.detach().reshape(1).to(device=dev, dtype=torch.float64) for v in tens.values()]
+            if norms:
+                if mt.one_device:
+                    parts.append(torch.stack(norms).to(device=dev, dtype=torch.float64))
+                else:
+                    parts.append(torch.stack([n.to(device=dev, dtype=torch.float64) for n in norms]))
+            flat = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one host copy
+        vals.update((k, float(flat[i])) for i, k in enumerate(tens))
+        flat = flat[len(tens) :]
+        present, bidx = g["present"], g["bidx"]
+        grad_norm = mt._per_layer(flat[: len(present)], mt.owners[present])
+        act = np.full(len(mt.blocks), np.nan)
+        act[bidx] = flat[len(present) : len(present) + len(bidx)]
+        metrics = StepMetrics(vals.pop("loss", _NAN), grad_norm, act)
+        if upd:
+            metrics.weight_norm, metrics.update_ratio = mt.layer_updates(upd[0], flat[len(present) + len(bidx) :])
+        if "lr" not in vals and self.optimizer is not None and self.optimizer.param_groups:
+            lr = self.optimizer.param_groups[0].get("lr")
+            if isinstance(lr, int | float | torch.Tensor):
+                vals["lr"] = float(lr)
+        mt.hist_now = self._hist_armed or step >= self._next_hist
+        if mt.hist_now:
+            mt._acts = {self._index[k]: t for k, t in self._acts.items()}
+            self._acts = {}
+            self._next_hist = (step // self.hist_every + 1) * self.hist_every
+        try:
+            record_step(self.recording, self.name, mt, step, metrics, vals)
+        finally:
+            mt.hist_now = False
+        self._check_finite(step, metrics.loss if loss is not None else None, grad_norm, mt.owners[present], stepped)
+
+    def _check_finite(self, step: int, loss, grad_norm: np.ndarray, used: np.ndarray, stepped: bool) -> None:
+        """The engine's NaN rule: the first layer in backward order whose gradient is non-finite,
+        else the loss. One event per run of bad steps (training goes on: it is the user's loop)."""
+        if (loss is None or np.isfinite(loss)) and np.isfinite(grad_norm).all():
+            self._bad_streak = False
+            return
+        used_set = set(used.tolist())
+        bad = [i for i in np.flatnonzero(~np.isfinite(grad_norm)) if i in used_set]
+        where = None
+        if bad:
+            where = f"layer {self._metrics.layer_names[max(bad)]}"
+        elif loss is not None and not np.isfinite(loss):
+            where = "the loss"
+        if where is None:
+            self._bad_streak = False
+            return
+        if self._bad_streak:
+            return
+        self._bad_streak = True
+        msg = f"{self.name}: non-finite gradient at step {step}, first in {where}"
+        if loss is not None and not np.isfinite(loss):
+            msg = f"{self.name}: loss became non-finite at step {step} (first bad gradient: {where})"
+        if self.optimizer is not None and not stepped:
+            msg += "; the optimizer step was skipped (e.g. by a GradScaler)"
+        self.recording.add_event(step, self.name, "nonfinite", msg)
+
+    def _end_step(self) -> None:
+        for h in self._act_handles:
+            h.remove()
+        self._act_handles = []
+        self._hist_armed = False
+        self._acts = {}
+        self._pending = {}
+        self._bgrads = [None] * len(self._bgrads)
+        self._in_step = False
+
+
+def watch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    path: str | Path | None = None,
+    name: str = "main",
+    hist_every: int = 50,
+    every: int = 1,
+    record_all_ranks: bool = False,
+    blocks=None,
+    activation: str | None = None,
+    update_every: int = 5,
+) -> Watch:
+    """Start recording `model` (and the steps of `optimizer`) into the run file `path`.
+
+    Call `log(loss=loss)` once per training step, after `optimizer.step()`, and `close()` at the end
+    (or use the returned object as a context manager). See `gradviz.core.watch` for what is measured.
+    """
+    return Watch(
+        model,
+        optimizer,
+        path=path,
+        name=name,
+        hist_every=hist_every,
+        every=every,
+        record_all_ranks=record_all_ranks,
+        blocks=blocks,
+        activation=activation,
+        update_every=update_every,
+    )

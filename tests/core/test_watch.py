@@ -1,0 +1,443 @@
+"""gradviz.watch on users' own loops: values against an independent computation in the same loop,
+the model left exactly as it was, and the awkward things real models contain."""
+
+import copy
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gradviz
+from gradviz.core import watch as watch_mod
+from gradviz.core.runfile import RunFileReader
+from gradviz.core.watch import find_blocks, rank_path
+
+
+class ResBlock(nn.Module):
+    """A residual unit with what real blocks do: BatchNorm, an in-place ReLU right after it and an
+    in-place `out += identity` on a layer's output."""
+
+    def __init__(self, width: int, inplace: bool = True) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, width)
+        self.bn = nn.BatchNorm1d(width)
+        self.relu = nn.ReLU(inplace=inplace)
+        self.fc2 = nn.Linear(width, width)
+        self.inplace = inplace
+
+    def forward(self, x):
+        out = self.fc2(self.relu(self.bn(self.fc1(x))))
+        if self.inplace:
+            out += x
+        else:
+            out = out + x
+        return out
+
+
+class Awkward(nn.Module):
+    """Shared parameters, a frozen layer, a layer used every other step, an in-place ReLU applied by
+    the parent to a block's output, dropout (random numbers) and a BN layer the user keeps in eval."""
+
+    def __init__(self, inplace: bool = True) -> None:
+        super().__init__()
+        self.stem = nn.Linear(6, 12)
+        self.blocks = nn.Sequential(ResBlock(12, inplace), ResBlock(12, inplace))
+        self.post = nn.ReLU(inplace=inplace)
+        self.drop = nn.Dropout(0.2)
+        self.frozen = nn.Linear(12, 12)
+        self.frozen.requires_grad_(False)
+        self.sometimes = nn.Linear(12, 12)
+        self.tied = nn.Linear(12, 12, bias=False)
+        self.tied2 = nn.Linear(12, 12)
+        self.tied2.weight = self.tied.weight  # one parameter, two modules
+        self.head = nn.Linear(12, 3)
+        self.use_sometimes = True
+
+    def forward(self, x, taps=None):
+        x = torch.tanh(self.stem(x))
+        for b in self.blocks:
+            x = b(x)
+            if taps is not None:
+                taps.append(x)
+        x = self.drop(self.post(x))
+        x = self.frozen(x)
+        if self.use_sometimes:
+            x = self.sometimes(x)
+        return self.head(self.tied2(torch.relu(self.tied(x))))
+
+
+def batches(n, seed=0, batch=16):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(batch, 6, generator=g), torch.randint(0, 3, (batch,), generator=g)) for _ in range(n)]
+
+
+def owned_params(model, layer_names):
+    """Each layer's own parameters; a parameter shared by two layers counts for the first."""
+    named = dict(model.named_modules())
+    seen, out = set(), []
+    for n in layer_names:
+        ps = [p for p in named[n].parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in ps)
+        out.append(ps)
+    return out
+
+
+def norm_of(tensors):
+    if not tensors:
+        return math.nan
+    return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors))
+
+
+def assert_no_hooks(model, opt):
+    for name, m in model.named_modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs"):
+            assert not getattr(m, attr, {}), f"{name or 'model'}.{attr} left behind"
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+def close(a, b, rtol=1e-5):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=1e-9, equal_nan=True)
+
+
+def test_values_equal_an_independent_computation_in_the_same_loop(tmp_path):
+    torch.manual_seed(0)
+    model = Awkward()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9, weight_decay=1e-3)
+    path = tmp_path / "mine.gradviz"
+    expect = {"grad_norm": [], "update_ratio": [], "weight_norm": [], "act_mean": {}}
+    fc2_out = {}
+    spy = model.blocks[1].fc2.register_forward_hook(lambda m, i, o: fc2_out.__setitem__("v", o.detach().clone()))
+    w = gradviz.watch(model, opt, path=path, name="mine", hist_every=2, update_every=1)
+    assert w.blocks == ["blocks.0", "blocks.1"]  # found by class name ("ResBlock")
+    for step, (x, y) in enumerate(batches(5)):
+        model.use_sometimes = step % 2 == 0
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        layers = owned_params(model, w.layers)
+        expect["grad_norm"].append([norm_of([p.grad for p in ps if p.grad is not None]) if any(p.grad is not None for p in ps) else math.nan for ps in layers])
+        before = [[p.detach().clone() for p in ps] for ps in layers]
+        opt.step()
+        expect["update_ratio"].append([norm_of([p.detach() - b for p, b in zip(ps, bs, strict=True)]) / norm_of(bs) for ps, bs in zip(layers, before, strict=True)])
+        expect["weight_norm"].append([norm_of([p.detach() for p in ps]) for ps in layers])
+        if step % 2 == 0:
+            expect["act_mean"][step] = float(fc2_out["v"].double().mean())
+        w.log(loss=loss)
+    w.close()
+    spy.remove()
+    rec = gradviz.open_run(path)
+    assert rec.runs == ["mine"] and rec.meta["kind"] == "watch"
+    names = rec.layers("mine")
+    assert names[:3] == ["stem", "blocks.0.fc1", "blocks.0.bn"]  # forward order
+    steps, gn = rec.metric("mine", "grad_norm")
+    assert steps.tolist() == [0, 1, 2, 3, 4]
+    close(gn, expect["grad_norm"])
+    _, ur = rec.metric("mine", "update_ratio")
+    close(ur, expect["update_ratio"])
+    close(rec.metric("mine", "weight_norm")[1], expect["weight_norm"])
+    i_frozen, i_some, i_tied2 = names.index("frozen"), names.index("sometimes"), names.index("tied2")
+    assert np.isnan(gn[:, i_frozen]).all() and (ur[:, i_frozen] == 0).all()  # frozen: no gradient, no update
+    assert np.isnan(gn[1::2, i_some]).all() and np.isfinite(gn[::2, i_some]).all()  # used every other step
+    assert np.isfinite(gn[:, names.index("tied")]).all() and np.isfinite(gn[:, i_tied2]).all()
+    # activations on the cadence are the layer's own output, taken before `out += x` changed it
+    st, am = rec.metric("mine", "act_mean")
+    assert st.tolist() == [0, 2, 4]
+    j = names.index("blocks.1.fc2")
+    close([am[k, j] for k in range(3)], [expect["act_mean"][s] for s in (0, 2, 4)], rtol=1e-6)
+    hs, edges, counts = rec.histograms("mine", "grad", "stem")
+    assert hs.tolist() == [0, 2, 4] and len(edges) == counts.shape[1] + 1
+    assert not rec.events()
+
+
+def test_block_output_gradients_survive_in_place_ops(tmp_path):
+    """act_grad_norm is dL/d(block output) even when the block does `out += x` and the parent then
+    applies ReLU(inplace=True) to that output; checked against autograd on an out-of-place twin."""
+    torch.manual_seed(1)
+    model = Awkward()
+    model.drop.p = 0.0
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    w = gradviz.watch(model, opt, path=tmp_path / "b.gradviz", update_every=1)
+    want = []
+    for x, y in batches(3, seed=3):
+        twin = copy.deepcopy(model)
+        for mod in twin.modules():
+            if hasattr(mod, "inplace"):
+                mod.inplace = False
+        taps = []
+        ref_loss = F.cross_entropy(twin(x, taps=taps), y)
+        want.append([float(g.double().norm()) for g in torch.autograd.grad(ref_loss, taps)])
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+        assert abs(float(loss.detach()) - float(ref_loss.detach())) < 1e-6
+    w.close()
+    rec = gradviz.open_run(tmp_path / "b.gradviz")
+    assert rec.blocks("main") == ["blocks.0", "blocks.1"]
+    close(rec.metric("main", "act_grad_norm")[1], want, rtol=1e-5)
+
+
+def _train(model, opt, data, w=None, scaler=None):
+    outs = []
+    for x, y in data:
+        opt.zero_grad()
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        loss.backward()
+        opt.step()
+        if w is not None:
+            w.log(loss=loss)
+        outs.append(out.detach())
+    return outs
+
+
+def test_model_unchanged_and_no_hooks_left(tmp_path):
+    torch.manual_seed(2)
+    a = Awkward()
+    a.blocks[0].bn.eval()  # a user's choice (frozen statistics) that must survive the order trace
+    b = copy.deepcopy(a)
+    opt_a = torch.optim.Adam([p for p in a.parameters() if p.requires_grad], lr=1e-2)
+    opt_b = torch.optim.Adam([p for p in b.parameters() if p.requires_grad], lr=1e-2)
+    data = batches(4, seed=5)
+    torch.manual_seed(42)
+    with gradviz.watch(a, opt_a, path=tmp_path / "a.gradviz", hist_every=1, update_every=1) as w:
+        outs_a = _train(a, opt_a, data, w)
+    torch.manual_seed(42)  # same dropout masks: the watch drew no random numbers
+    outs_b = _train(b, opt_b, data)
+    for oa, ob in zip(outs_a, outs_b, strict=True):
+        assert torch.equal(oa, ob)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [m.training for m in a.modules()] == [m.training for m in b.modules()]
+    assert not a.blocks[0].bn.training
+    assert_no_hooks(a, opt_a)
+    x = data[0][0]
+    a.eval(), b.eval()
+    assert torch.equal(a(x), b(x))
+    with pytest.raises(RuntimeError):
+        w.log(loss=1.0)
+
+
+def test_torchvision_resnet18(tmp_path):
+    tvm = pytest.importorskip("torchvision.models")
+    torch.manual_seed(3)
+    model = tvm.resnet18(num_classes=10)
+    twin = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt_t = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    data = [(torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)) for _ in range(2)]
+    path = tmp_path / "r18.gradviz"
+    w = gradviz.watch(model, opt, path=path, name="r18", hist_every=1, update_every=1)
+    grads = []
+    for x, y in data:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        grads.append([norm_of([p.grad for p in ps]) for ps in owned_params(model, w.layers)])
+        opt.step()
+        w.log(loss=loss)
+    w.close()
+    _train(twin, opt_t, data)
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), twin.state_dict().values(), strict=True))
+    assert_no_hooks(model, opt)
+    rec = gradviz.open_run(path)
+    names = rec.layers("r18")
+    assert len(names) == 41 and names[0] == "conv1" and names[-1] == "fc"
+    assert rec.blocks("r18") == [f"layer{i}.{j}" for i in range(1, 5) for j in range(2)]
+    close(rec.metric("r18", "grad_norm")[1], grads, rtol=1e-4)  # float32 norms of 2M-element tensors
+    agn = rec.metric("r18", "act_grad_norm")[1]
+    assert agn.shape == (2, 8) and np.isfinite(agn).all() and (agn > 0).all()
+    for name in ("weight_norm", "update_ratio", "act_mean", "act_std", "act_saturation"):
+        assert np.isfinite(rec.metric("r18", name)[1]).all(), name
+    assert set(rec.metric_names("r18")) >= {"loss", "lr", "grad_norm", "act_grad_norm", "weight_norm", "update_ratio"}
+
+
+def test_autocast_bfloat16_with_grad_scaler(tmp_path):
+    """GradScaler.step unscales before optimizer.step, so the pre-hook sees the true gradients; a
+    step it skips over an inf gradient becomes a nonfinite event, and training goes on."""
+    torch.manual_seed(4)
+    model = Awkward()
+    model.drop.p = 0.0
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    path = tmp_path / "amp.gradviz"
+    w = gradviz.watch(model, opt, path=path, hist_every=1, update_every=1)
+    expect, weights_at_skip = [], None
+    for step, (x, y) in enumerate(batches(4, seed=6)):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        if step == 2:
+            model.head.weight.grad[0, 0] = float("inf")
+            weights_at_skip = model.head.weight.detach().clone()
+        scaler.step(opt)
+        scaler.update()
+        # after scaler.step the gradients are unscaled in place: what the watch must have seen
+        expect.append([norm_of([p.grad for p in ps if p.grad is not None]) if any(p.grad is not None for p in ps) else math.nan
+                       for ps in owned_params(model, w.layers)])
+        if step == 2:
+            assert torch.equal(model.head.weight.detach(), weights_at_skip)  # the scaler skipped it
+        w.log(loss=loss)
+    w.close()
+    rec = gradviz.open_run(path)
+    names = rec.layers("main")
+    gn = rec.metric("main", "grad_norm")[1]
+    ok = [0, 1, 3]
+    close(gn[ok], np.asarray(expect)[ok], rtol=1e-4)
+    assert np.isinf(gn[2, names.index("head")])
+    ws, _ = rec.metric("main", "update_ratio")
+    assert ws.tolist() == [0, 1, 3]  # no update on the skipped step
+    events = rec.events()
+    assert len(events) == 1 and events[0][:3] == (2, "main", "nonfinite")
+    assert "layer head" in events[0][3] and "skipped" in events[0][3]
+    assert np.isfinite(rec.metric("main", "act_grad_norm")[1]).all()
+
+
+def test_every_hist_every_and_update_every(tmp_path):
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "e.gradviz"
+    with gradviz.watch(model, opt, path=path, every=2, hist_every=4, update_every=2) as w:
+        _train(model, opt, batches(9, seed=7), w)
+        assert w.step == 9 and w.layers == ["0", "2"]
+    rec = gradviz.open_run(path)
+    assert rec.metric("main", "grad_norm")[0].tolist() == [0, 2, 4, 6, 8]
+    assert rec.metric("main", "update_ratio")[0].tolist() == [0, 4, 8]
+    assert rec.metric("main", "act_saturation")[0].tolist() == [0, 4, 8]
+    assert rec.meta["hist_every"] == 4
+
+
+def test_file_is_readable_while_being_written(tmp_path):
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "live.gradviz"
+    w = gradviz.watch(model, opt, path=path)
+    reader = RunFileReader(path)  # what `gradviz open --follow` does
+    follow = gradviz.core.recording.Recording()
+    reader.poll(follow)
+    data = batches(3, seed=8)
+    _train(model, opt, data[:2], w)
+    time.sleep(0.6)  # past the 0.5 s commit interval: the next step commits
+    _train(model, opt, data[2:], w)
+    reader.poll(follow)
+    assert follow.runs == ["main"] and follow.metric("main", "loss")[0].tolist() == [0, 1, 2]
+    assert gradviz.open_run(path).metric("main", "grad_norm")[1].shape == (3, 2)
+    w.close()
+    reader.poll(follow)
+    reader.close()
+
+
+def test_a_failing_hook_disables_the_watch_not_the_training(tmp_path, monkeypatch):
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "f.gradviz"
+    w = gradviz.watch(model, opt, path=path)
+    _train(model, opt, batches(1), w)
+
+    def boom(*_a, **_k):
+        raise RuntimeError("probe broke")
+
+    monkeypatch.setattr(watch_mod._Metrics, "grad_norms", boom)
+    with pytest.warns(RuntimeWarning, match="probe broke"):
+        _train(model, opt, batches(2, seed=1), w)
+    assert_no_hooks(model, opt)
+    w.close()
+    rec = gradviz.open_run(path)
+    assert rec.metric("main", "loss")[0].tolist() == [0]
+    assert [e[2] for e in rec.events()] == ["error"]
+
+
+def test_other_ranks_record_nothing_by_default(tmp_path, monkeypatch):
+    monkeypatch.setattr(watch_mod, "dist_rank", lambda: (1, 2))
+    model = nn.Sequential(nn.Linear(6, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gradviz.watch(model, opt, path=tmp_path / "d.gradviz") as w:
+        _train(model, opt, batches(2), w)
+        assert not w.active and w.step == 2
+    assert not (tmp_path / "d.gradviz").exists() and not (tmp_path / "d.rank1.gradviz").exists()
+    assert_no_hooks(model, opt)
+    with gradviz.watch(model, opt, path=tmp_path / "d.gradviz", record_all_ranks=True) as w:
+        _train(model, opt, batches(2), w)
+    assert gradviz.open_run(tmp_path / "d.rank1.gradviz").meta["rank"] == 1
+    assert rank_path("runs/mine.gradviz", 3).as_posix() == "runs/mine.rank3.gradviz"
+    assert rank_path("runs/mine.gradviz", 0).as_posix() == "runs/mine.gradviz"
+
+
+def test_block_rule():
+    class ResidualUnit(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return x + self.fc(x)
+
+    m = nn.Sequential(nn.Linear(2, 2), ResidualUnit(), nn.Sequential(ResidualUnit()))
+    assert [n for n, _ in find_blocks(m)] == ["1", "2.0"]
+    assert [n for n, _ in find_blocks(m, ["0"])] == ["0"]
+    assert [n for n, _ in find_blocks(m, [m[1]])] == ["1"]
+    with pytest.raises(ValueError, match="no module named"):
+        find_blocks(m, ["nope"])
+    from gradviz.core.models import make_switchable
+
+    tvm = pytest.importorskip("torchvision.models")
+    r = tvm.resnet18(num_classes=3)
+    plain = [n for n, _ in find_blocks(r)]
+    make_switchable(r)
+    assert [n for n, _ in find_blocks(r)] == plain and len(plain) == 8
+
+
+def test_log_arguments(tmp_path):
+    model = nn.Sequential(nn.Linear(6, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gradviz.watch(model, opt, path=tmp_path / "l.gradviz") as w:
+        for x, y in batches(2):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            w.log(loss=loss, eval_accuracy=0.5, eval_loss=torch.tensor(1.25))
+        with pytest.raises(ValueError, match="measured by the watch"):
+            w.log(grad_norm=1.0)
+    rec = gradviz.open_run(tmp_path / "l.gradviz")
+    assert rec.metric("main", "eval_loss")[1].tolist() == [1.25, 1.25]
+    assert rec.metric("main", "lr")[1].tolist() == [0.1, 0.1]
+    with pytest.raises(ValueError):
+        gradviz.watch(model, opt, path=tmp_path / "x.gradviz", every=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_with_float16_autocast_and_grad_scaler(tmp_path):
+    torch.manual_seed(8)
+    model = Awkward().cuda()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    scaler = torch.amp.GradScaler("cuda")
+    path = tmp_path / "cuda.gradviz"
+    expect = []
+    with gradviz.watch(model, opt, path=path, hist_every=1, update_every=1) as w:
+        for x, y in batches(3, seed=9):
+            opt.zero_grad()
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = F.cross_entropy(model(x.cuda()), y.cuda())
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            expect.append([norm_of([p.grad for p in ps if p.grad is not None]) if any(p.grad is not None for p in ps) else math.nan
+                           for ps in owned_params(model, w.layers)])
+            w.log(loss=loss)
+    rec = gradviz.open_run(path)
+    assert rec.meta["device"].startswith("cuda")
+    gn = rec.metric("main", "grad_norm")[1]
+    close(gn, expect, rtol=1e-3)  # a step the scaler skipped is measured in log(), from the same grads
+    assert_no_hooks(model, opt)
