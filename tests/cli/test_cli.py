@@ -48,7 +48,7 @@ def test_presets_lists_names_with_one_line_each(tmp_path):
 
 
 def test_summary_table(tmp_path):
-    res = gv("summary", "--preset", "demo", "--set", "model.depth=3", tmp_path=tmp_path)
+    res = gv("summary", "--preset", "demo", "--set", "model.depth=3", "--set", "model.width=32", tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "blocks.0.linear" in res.stdout and "Linear" in res.stdout
     # 2->32, 3x(32->32 + BN 32), 32->4
