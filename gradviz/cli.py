@@ -76,6 +76,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradviz", description="Watch gradients flow through deep networks.")
     parser.add_argument("--version", action="version", version=f"gradviz {__version__}")
     parser.add_argument("--preset", help="preset the GUI starts with (default demo)")
+    parser.add_argument("--config", help="a TOML experiment file the GUI starts with")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. model.depth=50")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser("run", help="train a preset headless and record it")
@@ -218,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_export(args)
         from .gui.launch import launch  # GUI: no command, or `open`
 
+        if args.command is None:
+            args.config_obj = build_config(args)  # config errors: one line, before any window
         return launch(args)
     except (UsageError, ConfigError) as exc:
         print(f"gradviz: {exc}", file=sys.stderr)

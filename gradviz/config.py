@@ -95,14 +95,23 @@ class ExperimentConfig:
         raise KeyError(name)
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentConfig:
-        """Apply `section.key = value` overrides to the shared tables and to every run."""
+        """Apply overrides: `section.key` sets the key for every run (replacing per-run values of
+        that key, so `--set model.depth=20` really gives every run depth 20); `run.section.key`
+        sets it for that run only (e.g. `plain.train.lr=0.1`)."""
         data = _to_dict(self)
+        names = [r["name"] for r in data["runs"]]
         for key, value in overrides.items():
+            parts = key.split(".")
+            if len(parts) == 3 and parts[0] in names and parts[1] in SECTIONS:
+                run = data["runs"][names.index(parts[0])]
+                run.setdefault(parts[1], {})[parts[2]] = value
+                continue
             section, _, name = key.partition(".")
-            if section not in SECTIONS or not name:
+            if section not in SECTIONS or not name or "." in name:
                 raise ConfigError(
-                    f"--set {key}: unknown key; use one of "
+                    f"--set {key}: unknown key; use "
                     + ", ".join(f"{s}.<field>" for s in SECTIONS)
+                    + f" or <run>.<section>.<field> with a run of {', '.join(names)}"
                 )
             data[section][name] = value
             for run in data["runs"]:

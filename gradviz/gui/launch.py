@@ -60,13 +60,15 @@ def launch(args) -> int:
     command = getattr(args, "command", None)
     if command == "open":
         return _open(args)
-    return _demo(getattr(args, "preset", None) or "demo")
+    cfg = getattr(args, "config_obj", None)
+    if cfg is None:
+        from ..config import load_preset
+
+        cfg = load_preset(getattr(args, "preset", None) or "demo")  # a ConfigError is one line from the CLI
+    return _demo(cfg)
 
 
-def _demo(preset: str) -> int:
-    from ..config import load_preset
-
-    cfg = load_preset(preset)  # a ConfigError is one line from the CLI
+def _demo(cfg) -> int:
     # Start training first: importing torch and building the models overlaps with building the window.
     from ..paths import new_run_path
     from .worker import Worker

@@ -55,5 +55,9 @@ def test_set_flags():
         load_preset("demo").with_overrides(parse_set(["model.depth=0"]))
     with pytest.raises(ConfigError, match="unknown key"):
         load_preset("demo").with_overrides(parse_set(["nothing=1"]))
+    one = load_preset("demo").with_overrides(parse_set(["plain.train.lr=0.5"]))
+    assert one.run("plain").train.lr == 0.5 and one.run("residual").train.lr == 0.01
+    with pytest.raises(ConfigError, match="with a run of plain, residual"):
+        load_preset("demo").with_overrides(parse_set(["nobody.train.lr=0.5"]))
     with pytest.raises(ConfigError, match="unknown preset 'nope'; accepted values are"):
         load_preset("nope")

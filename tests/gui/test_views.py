@@ -281,3 +281,21 @@ def test_presentation_mode_makes_fonts_and_pens_bigger(views, recorded):
     depth.apply_theme(dark)
     assert depth.widget.backgroundBrush().color().name().upper() == dark.background.upper()
     assert depth.curves["plain"].opts["pen"].color().name().upper() == dark.run_color(0).upper()
+
+
+def test_fixed_depth_axis_grows_for_exploding_values_but_never_shrinks(qtbot):
+    from gradviz.core.recording import Recording
+    from gradviz.gui.views.depth import DepthView
+
+    rec = Recording()
+    rec.add_run("big", ["a", "b", "c"], ["Linear"] * 3, [])
+    rec.append("big", 0, {"grad_norm": np.array([1e-9, 1e1, 3e4], np.float32)})
+    view = DepthView()
+    qtbot.addWidget(view)
+    lo0, hi0 = view.decades["grad_norm"]
+    view.refresh(rec)
+    lo, hi = view.decades["grad_norm"]
+    assert (lo, hi) == (lo0, 5) and view.hi_spin.value() == 5
+    rec.append("big", 1, {"grad_norm": np.array([1e-9, 1e-3, 1e-2], np.float32)})
+    view.refresh(rec)
+    assert view.decades["grad_norm"] == (lo0, 5)  # no shrinking back: small values stay small

@@ -177,6 +177,7 @@ class DepthView(View):
 
     def _draw(self, recording, upto: int | None) -> None:
         self._latest = {}
+        top = -np.inf
         for run in recording.runs:
             self._ensure(recording, run)
             steps, values = recording.metric(run, self.metric_name)
@@ -192,6 +193,8 @@ class DepthView(View):
             v = positive(values[n - 1])
             ok = np.isfinite(v)
             curve.setData(x_all[ok], v[ok])
+            if ok.any():
+                top = max(top, float(np.log10(v[ok].max())))
             self._latest[run] = (int(steps[n - 1]), values[n - 1])
             for tier, t in zip(TRAIL_TIERS, trail):
                 rows = [n - 1 - k * TRAIL_STRIDE for k in tier if n - 1 - k * TRAIL_STRIDE >= 0]
@@ -209,6 +212,11 @@ class DepthView(View):
             if width > self._width:
                 self._width = width
                 self._apply_axes()
+        lo, hi = self.decades[self.metric_name]
+        if self.fixed and np.isfinite(top) and top > hi:
+            # a fixed axis may grow to show exploding values, never shrink to hide vanishing ones
+            self.decades[self.metric_name] = (lo, int(math.ceil(top)))
+            self._sync_spins()
 
     # ---- export -----------------------------------------------------------------------
     def csv(self) -> tuple[list[str], list[list]]:
