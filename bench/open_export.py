@@ -92,8 +92,9 @@ def write_synthetic_run(
                 loss = floor + 1.5 * np.exp(-t / (steps / 8 + 50)) + np.abs(rng.normal(0, 0.05, n))
                 for k in range(n):
                     s = int(t[k])
-                    m = {"loss": float(loss[k]), "lr": 0.05, "grad_norm": grad[k], "act_grad_norm": act_grad[k],
-                         "weight_norm": wnorm[k], "update_ratio": upd[k]}
+                    m = {"loss": float(loss[k]), "lr": 0.05, "grad_norm": grad[k], "act_grad_norm": act_grad[k]}
+                    if s % 5 == 0:  # the engine's default update_every
+                        m.update(weight_norm=wnorm[k], update_ratio=upd[k])
                     if s % every == 0:
                         m["eval_loss"] = float(loss[k] * 1.05)
                         m["eval_accuracy"] = float(min(0.99, 0.25 + 0.7 * (1 - np.exp(-s / (steps / 6 + 50)))) if not plain else 0.25)
