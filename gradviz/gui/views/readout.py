@@ -114,10 +114,11 @@ class Readout(QtWidgets.QWidget):
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
-        font = theme.font()
-        font.setPointSizeF(theme.readout_pt)
-        font.setBold(True)
         runs = self.recording.runs if self.recording is not None else []
+        font = theme.font()
+        # two runs get the full size; with up to six the lines shrink so the depth profile keeps its room
+        font.setPointSizeF(theme.readout_pt * (1.0 if len(runs) <= 2 else max(0.55, 2.0 / len(runs) + 0.1)))
+        font.setBold(True)
         for run, lab in self.labels.items():
             lab.setFont(font)
             color = theme.run_color(runs.index(run) if run in runs else 0)
