@@ -132,6 +132,7 @@ class Probe:
                 owner.append(i)
         self.n_layers = len(layers)
         self._owner = owner
+        self._owner_arr = np.asarray(owner, np.int64)  # parameter -> layer index, for the per-step sums
         self._block_grads: list[torch.Tensor | None] = [None] * len(self.blocks)
         self._block_hooks = [
             m.register_forward_hook(self._make_block_hook(i)) for i, (_, m) in enumerate(self.blocks)
@@ -210,7 +211,7 @@ class Probe:
         flat = self._stack(tensors).astype(np.float64)
         self._block_grads = [None] * len(self.blocks)
         loss_v = float(flat[-1])
-        owners = np.asarray(self._owner, np.int64)[present]
+        owners = self._owner_arr[present]
         grad_norm = self._per_layer(flat[: len(present)], owners)
         act_grad = np.full(len(self.blocks), np.nan)
         act_grad[bidx] = flat[len(present) : len(present) + len(bidx)]
@@ -250,7 +251,7 @@ class Probe:
             delta = torch._foreach_sub(params, self._prev)
             flat = self._stack(list(self._prev) + params + list(delta))
         n = len(params)
-        owners = np.asarray(self._owner, np.int64)
+        owners = self._owner_arr
         before = self._per_layer(flat[:n], owners)
         after = self._per_layer(flat[n : 2 * n], owners)
         moved = self._per_layer(flat[2 * n :], owners)

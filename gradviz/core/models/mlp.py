@@ -61,18 +61,24 @@ class MLPBlock(SwitchableBlock):
         dropout: float,
         residual: bool,
         norm_on: bool,
+        out_width: int | None = None,
     ) -> None:
         super().__init__(residual=residual, norm_on=norm_on)
-        self.linear = nn.Linear(width, width)
-        self.norm = norm_features(norm_kind, width)
+        out = width if out_width is None else out_width
+        self.linear = nn.Linear(width, out)
+        self.norm = norm_features(norm_kind, out)
         self.act = activation_module(activation)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x): the block without its skip path."""
         h = self.linear(x)
         if self.norm_on:
             h = self.norm(h)
-        h = self.dropout(self.act(h))
+        return self.dropout(self.act(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.transform(x)
         return x + h if self.residual else h
 
 

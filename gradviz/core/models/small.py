@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .conv import norm_channels
-from .mlp import activation_module, norm_features
+from .mlp import MLPBlock, activation_module
 from .resnet import ModelError
 from .switches import SwitchableBlock
 
@@ -95,30 +95,14 @@ class LeNetConv(SwitchableBlock):
         return self.pool(self.act(h))
 
 
-class LeNetFC(SwitchableBlock):
-    """linear -> [norm] -> activation -> Dropout."""
+class LeNetFC(MLPBlock):
+    """linear -> [norm] -> activation -> Dropout; widths change, so `residual` is kept but never read."""
 
-    def __init__(
-        self,
-        fin: int,
-        fout: int,
-        activation: str,
-        norm_kind: str,
-        dropout: float,
-        residual: bool,
-        norm_on: bool,
-    ) -> None:
-        super().__init__(residual=residual, norm_on=norm_on)  # residual is kept but never read
-        self.linear = nn.Linear(fin, fout)
-        self.norm = norm_features(norm_kind, fout)
-        self.act = activation_module(activation)
-        self.dropout = nn.Dropout(dropout)
+    def __init__(self, fin: int, fout: int, activation: str, norm_kind: str, dropout: float, residual: bool, norm_on: bool) -> None:
+        super().__init__(fin, activation, norm_kind, dropout, residual, norm_on, out_width=fout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.linear(x)
-        if self.norm_on:
-            h = self.norm(h)
-        return self.dropout(self.act(h))
+        return self.transform(x)
 
 
 class LeNet(nn.Module):
