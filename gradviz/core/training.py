@@ -11,6 +11,7 @@ from torch import nn
 from ..config import RunConfig
 from .models import build_model
 from .models.switches import blocks as switch_blocks
+from .optim import ForeachOptimizer, make_optimizer
 from .probes import Probe, StepMetrics, forward_order
 from .recording import Recording
 
@@ -23,18 +24,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer {name!r}: accepted values are sgd, momentum, rmsprop, adam")
 
 
 def make_loss(name: str):
@@ -63,7 +52,7 @@ class TrainingRun:
     data: object  # DataBundle
     device: torch.device
     model: nn.Module = field(init=False)
-    optimizer: torch.optim.Optimizer = field(init=False)
+    optimizer: ForeachOptimizer = field(init=False)
     probe: Probe = field(init=False)
     paused: bool = False
     pause_reason: str = ""

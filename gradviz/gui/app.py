@@ -226,10 +226,10 @@ class MainWindow(QtWidgets.QMainWindow):
         QtCore.QSettings().setValue("preset", worker.cfg.name)
 
     def start_session(self, cfg) -> None:
-        from .worker import Worker
+        from .sessions import make_worker
 
         rate = float(self.controls.rate.value()) or None
-        self.set_session(Worker(cfg, max_rate=rate).start())
+        self.set_session(make_worker(cfg, max_rate=rate).start())
 
     def _submit(self, cmd) -> None:
         if self.session is not None:
@@ -400,6 +400,10 @@ class MainWindow(QtWidgets.QMainWindow):
         deadline = t0 + timeout
         for w in workers:
             w.done.wait(max(0.0, deadline - time.monotonic()))
+        for w in workers:
+            if not w.done.is_set() and hasattr(w, "kill"):
+                log.warning("a training process did not finish in %.1f s: killed (its run file keeps the last commit)", timeout)
+                w.kill()
         log.info("shutdown: %d session(s) stopped in %.2f s", len(workers), time.monotonic() - t0)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import time
 
-import torch
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..config import ConfigError, ExperimentConfig, load_preset, preset_names
 from ..core import commands as C
+from ..devices import cuda_available
 from .theme import Theme, make_theme
 
 HOLD_S = 0.6  # after a click, trust the widget over the worker's snapshot for this long
@@ -167,7 +167,7 @@ class ControlPanel(QtWidgets.QWidget):
         self.batch.setSpecialValueText("full batch")
         self.device = QtWidgets.QComboBox()
         self.device.addItem("cpu")
-        if torch.cuda.is_available():
+        if cuda_available():
             self.device.addItem("cuda")
         for w in (self.depth, self.width_, self.batch):
             w.setKeyboardTracking(False)
@@ -220,7 +220,7 @@ class ControlPanel(QtWidgets.QWidget):
         for w, v in ((self.activation, m.activation), (self.optimizer, t.optimizer)):
             w.setCurrentText(v)
         self.lr.setText(f"{t.lr:g}")
-        dev = "cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available()) else "cpu"
+        dev = "cuda" if t.device == "cuda" or (t.device == "auto" and cuda_available()) else "cpu"
         self.device.setCurrentText(dev)
         for rc in self.runs.values():
             rc.deleteLater()

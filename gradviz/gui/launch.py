@@ -71,9 +71,9 @@ def launch(args) -> int:
 def _demo(cfg) -> int:
     # Start training first: importing torch and building the models overlaps with building the window.
     from ..paths import new_run_path
-    from .worker import Worker
+    from .sessions import make_worker
 
-    worker = Worker(cfg, path=new_run_path(cfg.name)).start()
+    worker = make_worker(cfg, path=new_run_path(cfg.name)).start()
 
     from .app import MainWindow, ensure_app
 
@@ -83,6 +83,7 @@ def _demo(cfg) -> int:
     _install_extras(window)
     app.aboutToQuit.connect(window.shutdown)
     window.show()
+    log.info("window shown")
     _screenshot_if_asked(app, window)
     code = int(app.exec() or 0)
     window.shutdown()

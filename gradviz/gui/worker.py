@@ -40,6 +40,15 @@ class Status:
     updated: float = 0.0  # time.monotonic() of this snapshot
 
 
+def session_path(cfg: ExperimentConfig, path: str | Path | None, record: bool) -> Path | None:
+    """Where a session is recorded: the given path, a new one under GRADVIZ_HOME, or nowhere."""
+    if path is None and record:
+        from ..paths import new_run_path
+
+        path = new_run_path(cfg.name)
+    return Path(path) if path else None
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -59,11 +68,7 @@ class Worker:
     ) -> None:
         self.cfg = cfg
         self.recording = recording if recording is not None else Recording()
-        if path is None and record:
-            from ..paths import new_run_path
-
-            path = new_run_path(cfg.name)
-        self.path = Path(path) if path else None
+        self.path = session_path(cfg, path, record)
         self.max_rate = max_rate or None
         self.threads = threads
         self.experiment = None  # set in the worker thread once built
@@ -185,7 +190,7 @@ class Worker:
     def _store_layer_table(self, exp) -> None:
         """The layer table is computed here, once, so the GUI never needs the model."""
         try:
-            from .views.layers import summary_rows
+            from ..core.table import summary_rows
 
             table = {}
             for run in exp.runs:

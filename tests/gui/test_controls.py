@@ -11,13 +11,37 @@ from PySide6.QtCore import Qt
 
 from gradviz.core.runfile import open_run
 from gradviz.gui.app import MainWindow
+from gradviz.gui.process_worker import ProcessWorker
 from gradviz.gui.worker import Worker
+
+# The GUI trains in a child process by default; the thread worker stays for debugging. Tests that
+# matter for both run on both: "process" reads the model's state from the child's status reports.
+KINDS = ["thread", "process"]
+
+
+def switches(worker, run: str) -> dict:
+    if worker.experiment is not None:
+        return worker.experiment.switches(run)
+    return worker.status().switches.get(run, {})
+
+
+def paused(worker, run: str | None = None) -> bool:
+    if worker.experiment is not None:
+        exp = worker.experiment
+        return exp.paused if run is None else exp.get_run(run).paused
+    s = worker.status()
+    return s.paused if run is None else s.run_paused.get(run, False)
+
+
+def step_index(worker) -> int:
+    return worker.experiment.step_index if worker.experiment is not None else worker.status().step
 
 
 @pytest.fixture()
 def live(qtbot, tmp_path, tiny):
-    def make(cfg=None, max_rate=200.0):
-        worker = Worker(cfg or tiny(), path=tmp_path / "live.gradviz", max_rate=max_rate).start()
+    def make(cfg=None, max_rate=200.0, kind="thread"):
+        cls = ProcessWorker if kind == "process" else Worker
+        worker = cls(cfg or tiny(), path=tmp_path / "live.gradviz", max_rate=max_rate).start()
         win = MainWindow(worker.recording, session=worker)
         qtbot.addWidget(win)
         win.resize(1400, 900)
@@ -60,14 +84,14 @@ def test_window_title_and_layout(live):
     assert "layer_table" in worker.recording.meta
 
 
-def test_clicking_toggles_changes_the_model_and_draws_a_marker(live, qtbot):
-    win, worker = live()
-    exp = worker.experiment
+@pytest.mark.parametrize("kind", KINDS)
+def test_clicking_toggles_changes_the_model_and_draws_a_marker(live, qtbot, kind):
+    win, worker = live(kind=kind)
     win.tabs.setCurrentWidget(win.views[2])
     plain = win.controls.runs["plain"]
-    assert exp.switches("plain")["residual"] is False
+    assert switches(worker, "plain")["residual"] is False
     click_box(qtbot, plain.residual)
-    qtbot.waitUntil(lambda: exp.switches("plain")["residual"] is True, timeout=5000)
+    qtbot.waitUntil(lambda: switches(worker, "plain")["residual"] is True, timeout=5000)
     qtbot.waitUntil(lambda: "plain: residual on" in loss_markers(win), timeout=5000)
     ev = [e for e in worker.recording.event_objects() if e.kind == "toggle"][-1]
     assert ev.run == "plain" and ev.detail == "residual on"
@@ -77,41 +101,41 @@ def test_clicking_toggles_changes_the_model_and_draws_a_marker(live, qtbot):
     res = win.controls.runs["residual"]
     click_box(qtbot, res.norm)
     res.dropout.setValue(0.3)
-    qtbot.waitUntil(lambda: exp.switches("residual")["norm"] is True, timeout=5000)
-    qtbot.waitUntil(lambda: exp.switches("residual")["dropout"] == pytest.approx(0.3), timeout=5000)
+    qtbot.waitUntil(lambda: switches(worker, "residual")["norm"] is True, timeout=5000)
+    qtbot.waitUntil(lambda: switches(worker, "residual")["dropout"] == pytest.approx(0.3), timeout=5000)
     qtbot.waitUntil(lambda: {"residual: norm on", "residual: dropout p=0.3"} <= set(loss_markers(win)), timeout=5000)
 
 
-def test_keyboard_shortcuts(live, qtbot):
-    win, worker = live()
-    exp = worker.experiment
+@pytest.mark.parametrize("kind", KINDS)
+def test_keyboard_shortcuts(live, qtbot, kind):
+    win, worker = live(kind=kind)
     c = win.controls
     assert c.selected == "plain"
     qtbot.keyClick(win, Qt.Key.Key_R)
-    qtbot.waitUntil(lambda: exp.switches("plain")["residual"] is True, timeout=5000)
+    qtbot.waitUntil(lambda: switches(worker, "plain")["residual"] is True, timeout=5000)
     qtbot.keyClick(win, Qt.Key.Key_Tab)
     assert c.selected == "residual"
     qtbot.keyClick(win, Qt.Key.Key_B)
     qtbot.keyClick(win, Qt.Key.Key_D)
-    qtbot.waitUntil(lambda: exp.switches("residual")["norm"] is True, timeout=5000)
-    qtbot.waitUntil(lambda: exp.switches("residual")["dropout"] == pytest.approx(0.5), timeout=5000)
-    assert exp.switches("plain")["norm"] is False  # B acted on the selected run only
+    qtbot.waitUntil(lambda: switches(worker, "residual")["norm"] is True, timeout=5000)
+    qtbot.waitUntil(lambda: switches(worker, "residual")["dropout"] == pytest.approx(0.5), timeout=5000)
+    assert switches(worker, "plain")["norm"] is False  # B acted on the selected run only
     qtbot.keyClick(win, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: exp.paused, timeout=5000)
+    qtbot.waitUntil(lambda: paused(worker), timeout=5000)
     time.sleep(0.2)
-    before = exp.step_index
+    before = step_index(worker)
     qtbot.wait(300)
-    assert exp.step_index == before  # paused
+    assert step_index(worker) == before  # paused
     qtbot.keyClick(win, Qt.Key.Key_N)
-    qtbot.waitUntil(lambda: exp.step_index == before + 1, timeout=5000)
+    qtbot.waitUntil(lambda: step_index(worker) == before + 1, timeout=5000)
     qtbot.wait(200)
-    assert exp.step_index == before + 1 and exp.paused
+    assert step_index(worker) == before + 1 and paused(worker)
     qtbot.keyClick(win, Qt.Key.Key_Space)
-    qtbot.waitUntil(lambda: not exp.paused and exp.step_index > before + 3, timeout=5000)
+    qtbot.waitUntil(lambda: not paused(worker) and step_index(worker) > before + 3, timeout=5000)
     n_restart = sum(e.kind == "restart" for e in worker.recording.event_objects())
     qtbot.keyClick(win, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: sum(e.kind == "restart" for e in worker.recording.event_objects()) == n_restart + 1, timeout=5000)
-    assert exp.switches("plain")["residual"] is True  # a restart keeps the switches
+    assert switches(worker, "plain")["residual"] is True  # a restart keeps the switches
     assert "Resume" not in c.pause_btn.text()
 
 
@@ -143,16 +167,16 @@ def test_presentation_mode_and_theme_persist(live, qtbot):
     w2.shutdown()
 
 
-def test_nan_in_one_run_pauses_it_and_the_other_goes_on(live, qtbot):
-    win, worker = live()
-    exp = worker.experiment
+@pytest.mark.parametrize("kind", KINDS)
+def test_nan_in_one_run_pauses_it_and_the_other_goes_on(live, qtbot, kind):
+    win, worker = live(kind=kind)
     lr = win.controls.runs["plain"].lr
     lr.setFocus()
     lr.selectAll()
     # on the tiny tanh twin 1e3 saturates but stays finite; 1e30 overflows float32 at once
     qtbot.keyClicks(lr, "1e30")
     qtbot.keyClick(lr, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: exp.get_run("plain").paused, timeout=15000)
+    qtbot.waitUntil(lambda: paused(worker, "plain"), timeout=15000)
     qtbot.waitUntil(lambda: "non-finite" in win.message_label.text(), timeout=5000)
     msg = win.message_label.text()
     assert "plain" in msg and "step" in msg and ("layer" in msg or "loss" in msg)
@@ -214,8 +238,9 @@ def test_preset_and_session_fields_start_a_new_session(live, qtbot):
     assert "Two copies" in win.note.text()
 
 
-def test_closing_mid_training_is_quick_and_leaves_a_complete_file(live, qtbot):
-    win, worker = live(max_rate=None)
+@pytest.mark.parametrize("kind", KINDS)
+def test_closing_mid_training_is_quick_and_leaves_a_complete_file(live, qtbot, kind):
+    win, worker = live(max_rate=None, kind=kind)
     qtbot.waitUntil(lambda: worker.recording.last_step() >= 20, timeout=30000)
     t0 = time.perf_counter()
     win.close()
@@ -226,3 +251,5 @@ def test_closing_mid_training_is_quick_and_leaves_a_complete_file(live, qtbot):
     steps, loss = rec.metric("plain", "loss")
     live_steps, _ = worker.recording.metric("plain", "loss")
     np.testing.assert_array_equal(steps, live_steps)
+    assert rec.events() == worker.recording.events()
+    assert not (worker.path.parent / (worker.path.name + "-wal")).exists()  # closed, not just committed

@@ -12,17 +12,11 @@ import logging
 
 from PySide6 import QtCore, QtWidgets
 
+from ...core.table import summary_rows
 from .base import View
 
 log = logging.getLogger("gradviz")
 HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs"]
-
-
-def summary_rows(model, input_shape) -> list[list]:
-    """JSON-friendly rows [name, type, output shape, params, flops] for `meta["layer_table"]`."""
-    from ...core.summary import summarize
-
-    return [[r.name, r.type, list(r.output_shape), int(r.params), int(r.flops)] for r in summarize(model, input_shape)]
 
 
 def rows_from_config(config: dict) -> dict[str, list[list]]:
