@@ -299,3 +299,24 @@ def test_fixed_depth_axis_grows_for_exploding_values_but_never_shrinks(qtbot):
     rec.append("big", 1, {"grad_norm": np.array([1e-9, 1e-3, 1e-2], np.float32)})
     view.refresh(rec)
     assert view.decades["grad_norm"] == (lo0, 5)  # no shrinking back: small values stay small
+
+
+def test_log_axes_label_decades_only_once_they_span_one(views):
+    """Minor ticks (2..9) lose their labels when a decade is on screen, and keep them inside one."""
+    plot = views["loss"].plot
+    axis = plot.getAxis("left")
+    plot.setYRange(math.log10(0.03), math.log10(15), padding=0)
+    for size in (400, 2000):  # a tall axis may put the decades on pyqtgraph's minor level too
+        levels = axis.tickValues(*axis.range, size)
+        shown = {}
+        for spacing, vals in levels:
+            for v, text in zip(vals, axis.tickStrings(vals, 1.0, spacing), strict=True):
+                shown[round(float(v), 9)] = shown.get(round(float(v), 9)) or text
+        decades = {v: t for v, t in shown.items() if abs(v - round(v)) < 1e-9}
+        minors = {v: t for v, t in shown.items() if abs(v - round(v)) >= 1e-9}
+        assert sorted(decades) == [-1.0, 0.0, 1.0] and all(decades.values()), shown
+        assert minors and not any(minors.values()), shown
+    plot.setYRange(math.log10(0.2), math.log10(0.9), padding=0)  # inside one decade
+    axis.range = plot.getViewBox().viewRange()[1]
+    minor = [v for sp, vals in axis.tickValues(*axis.range, 400) if sp is None for v in vals]
+    assert minor and all(axis.tickStrings(minor, 1.0, None))

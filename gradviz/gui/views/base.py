@@ -110,8 +110,22 @@ class View(QtWidgets.QWidget):
 
 
 # ---- plots -------------------------------------------------------------------------------
+class DecadeAxis(pg.AxisItem):
+    """A log axis that labels decades only once it spans one or more: pyqtgraph also labels the
+    minor ticks (2, 3, ..., 9) until the axis has three decades, which crowds them into an
+    unreadable column on a projector. The minor ticks stay, unlabelled."""
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        strings = super().logTickStrings(values, scale, spacing)
+        lo, hi = self.range
+        if spacing is None and abs(hi - lo) >= 1.0:  # the minor level, with decades on screen
+            # this level also carries the decades themselves when pyqtgraph found no major level
+            return [s if abs(v - round(v)) < 1e-9 else "" for v, s in zip(values, strings, strict=True)]
+        return strings
+
+
 def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False) -> pg.PlotWidget:
-    w = pg.PlotWidget()
+    w = pg.PlotWidget(axisItems={"left": DecadeAxis("left")})
     p = w.getPlotItem()
     p.setTitle(title)
     p.setLabel("bottom", xlabel)
