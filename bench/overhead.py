@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradviz.config import DataConfig, ModelConfig, RunConfig, TrainConfig, load_preset  # noqa: E402
+from gradviz.core import training  # noqa: E402
 from gradviz.core.data import load_data  # noqa: E402
 from gradviz.core.experiment import Experiment  # noqa: E402
 from gradviz.core.recording import Recording  # noqa: E402
@@ -113,14 +114,26 @@ def tensorboard_step(model, opt, loss_fn, tmp: Path):
     return step
 
 
+def bare_copy(run: TrainingRun):
+    """A copy of the run's model without gradviz's hooks (a deep copy would carry forward hooks
+    along; the blocks' probe sinks are dropped by `SwitchableBlock.__getstate__`), and an optimiser
+    from the engine's own `make_optimizer`, so the rows differ only by the probes."""
+    m = copy.deepcopy(run.model)
+    for mod in m.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs"):
+            getattr(mod, attr, {}).clear()
+        assert getattr(mod, "gradviz_sink", None) is None
+    tc = run.cfg.train
+    return m, training.make_optimizer(tc.optimizer, m.parameters(), run.base_lr, tc.momentum, tc.weight_decay)
+
+
 def measure(label: str, run: TrainingRun, rounds: int, per_round: int, tmp: Path) -> dict[str, float]:
     """Median ms per step of each configuration, interleaved round by round on the same batches."""
     loss_fn = lambda out, y: run.loss_fn(out, y)[0]  # noqa: E731
     configs = {"bare": None, "gradviz": None, "wandb.watch(all, 1)": None, "tensorboard hist": None}
 
     def fresh():
-        m = copy.deepcopy(run.model)
-        return m, torch.optim.SGD(m.parameters(), lr=run.base_lr)
+        return bare_copy(run)
 
     configs["bare"] = bare_step(*fresh(), loss_fn)
     configs["gradviz"] = gradviz_step(run, tmp)

@@ -1,9 +1,16 @@
 """Per-layer measurements taken around a training step, cheap and on the device.
 
-Per step: `grad_norm` (per layer) and `act_grad_norm` (per block) from one grouped
-`torch._foreach_norm` call and one host copy; every `update_every` steps (default 5) `weight_norm` and
-`update_ratio`, which need a copy of the weights around the optimiser step. On a cadence: `act_mean`, `act_std`, `act_saturation` and histograms of `weight`, `grad` and
-`activation` with fixed bin edges per layer, from a bounded sample.
+Per step: `grad_norm` (per layer) from the parameter gradients after backward (one grouped
+`torch._foreach_norm`, small tensors stacked by shape) and `act_grad_norm` (per block), taken inside
+backward as each block's output gradient appears (`BlockGradNorms`), then one host copy; every
+`update_every` steps (default 5) `weight_norm` and `update_ratio`, which need a copy of the weights
+around the optimiser step (`_UpdatePlan`). On a cadence: `act_mean`, `act_std`, `act_saturation`
+(summed in the layer's forward hook) and histograms of `weight`, `grad` and `activation` with fixed
+bin edges per layer, from a bounded sample.
+
+On CPU each torch op costs microseconds of dispatch however small its tensor, and memory that is kept
+alive past its natural end costs page faults on the next step (the allocator hands it back to the
+system), so the code below counts ops and avoids holding gradients or activations.
 
 Definitions (shared by the engine and `gradviz.watch`):
 - a layer is a module owning parameters directly, in forward-execution order;
@@ -81,6 +88,343 @@ def forward_order(model: nn.Module, example: torch.Tensor | tuple, run_forward=N
     return sorted(layers, key=lambda nm: rank[id(nm[1])])
 
 
+# ---- grouped norms and the one host copy ---------------------------------------------------------
+
+_LOW = (torch.float16, torch.bfloat16)
+_vector_norm = torch.linalg.vector_norm
+
+
+def grouped_norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-tensor L2 norms in grouped `_foreach_norm` calls; half-precision tensors accumulate in
+    float32 (and give float32 norms)."""
+    if not tensors:
+        return []
+    low = [k for k, t in enumerate(tensors) if t.dtype in _LOW]
+    if not low:
+        return list(torch._foreach_norm(tensors))
+    if len(low) == len(tensors):
+        return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
+    out: list = [None] * len(tensors)
+    high = [k for k, t in enumerate(tensors) if t.dtype not in _LOW]
+    for ks, kw in ((low, {"dtype": torch.float32}), (high, {})):
+        for k, n in zip(ks, torch._foreach_norm([tensors[k] for k in ks], 2, **kw), strict=True):
+            out[k] = n
+    return out
+
+
+GRAD_STACK_MAX = 4096  # numel: gradients this small are stacked by shape for their norms
+WEIGHT_STACK_MAX = 1 << 16  # numel: weights this small are kept and measured stacked by shape
+
+
+def stacked_norms(stack: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each slice along the first dimension (float32 accumulation for half precision)."""
+    kw = {"dtype": torch.float32} if stack.dtype in _LOW else {}
+    if stack.dim() == 1:  # 0-d tensors stacked
+        return stack.abs().to(**kw) if kw else stack.abs()
+    return _vector_norm(stack, dim=tuple(range(1, stack.dim())), **kw)
+
+
+class NormPlan:
+    """Per-tensor L2 norms of tensors whose shapes stay the same from call to call, in few
+    dispatches: on CPU every op costs microseconds of dispatch however small its tensor, so small
+    tensors of one shape, dtype and device are stacked and reduced in one call, and the others go
+    through one `_foreach_norm`. `parts(tensors)` gives 1-D tensors on the device; their
+    concatenation, `order`-indexed, is the norms in the tensors' order (`unpack`)."""
+
+    def __init__(self, tensors: list[torch.Tensor], limit: int) -> None:
+        by_kind: dict[tuple, list[int]] = {}
+        rest = []
+        for k, t in enumerate(tensors):
+            if t.numel() <= limit:
+                by_kind.setdefault((tuple(t.shape), t.dtype, t.device), []).append(k)
+            else:
+                rest.append(k)
+        self.groups = [ks for ks in by_kind.values() if len(ks) > 1]
+        self.rest = sorted(rest + [ks[0] for ks in by_kind.values() if len(ks) == 1])
+        self.order = np.asarray(self.rest + [k for ks in self.groups for k in ks], np.int64)
+        self.n = len(tensors)
+        self.device = tensors[0].device if tensors else None
+        self.one_device = all(t.device == self.device for t in tensors)
+
+    def parts(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """1-D norm tensors, all on the first tensor's device."""
+        out = []
+        if self.rest:
+            norms = grouped_norms([tensors[k] for k in self.rest])
+            if not self.one_device:
+                norms = [n.to(self.device) for n in norms]
+            out.append(torch.stack(norms))
+        for ks in self.groups:
+            out.append(stacked_norms(torch.stack([tensors[k] for k in ks])))
+        if not self.one_device:
+            out = [t.to(self.device) for t in out]
+        return out
+
+    def unpack(self, flat: np.ndarray) -> np.ndarray:
+        values = np.empty(self.n)
+        values[self.order] = flat[: self.n]
+        return values
+
+
+def to_host(parts: list[torch.Tensor]) -> np.ndarray:
+    """1-D tensors (one device) -> one float64 array, in one concatenation and one host copy."""
+    if not parts:
+        return np.zeros(0)
+    flat = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return flat.cpu().numpy().astype(np.float64, copy=False)
+
+
+def _output_tensor(out):
+    t = out[0] if isinstance(out, tuple | list) and out else out
+    return t if isinstance(t, torch.Tensor) else None
+
+
+class BlockGradNorms:
+    """`act_grad_norm`: the L2 norm of dL/d(block output) for each of a fixed list of blocks.
+
+    The norm is taken inside backward, by a pre-hook on the autograd node that produced the block's
+    output, the moment that gradient exists: it is still in cache, and it is freed at once. Keeping
+    the gradients alive until after backward (a tensor hook that stores them, `retain_grad`, or one
+    `autograd.grad` call over parameters and block outputs) measured 0.5 to 1 ms slower per demo step,
+    mostly page faults for the memory they held. A hook on the producing node sees the gradient of the
+    value the block returned, even if the caller later changes that tensor in place
+    (`out += identity`, `ReLU(inplace=True)`).
+
+    A `SwitchableBlock` hands over its output through its `gradviz_sink` slot; any other module gets
+    a forward hook. `norms[i]` is a 0-d tensor after backward, None for a block whose output got no
+    gradient; `reset()` clears them. `on_error(exc)`, when given, receives any exception a hook
+    raises instead of letting it break the forward or backward pass.
+    """
+
+    def __init__(self, blocks: list[tuple[str, nn.Module]], on_error=None) -> None:
+        from .models.switches import SwitchableBlock
+
+        self.modules = [m for _, m in blocks]
+        self.norms: list[torch.Tensor | None] = [None] * len(self.modules)
+        self._none = [None] * len(self.modules)
+        self.enabled = True
+        self.on_error = on_error
+        self._node_hooks = [self._make_node_hook(i, 0) for i in range(len(self.modules))]
+        self._handles: list = []
+        self._leaf_handles: list = []  # hooks on leaf tensors outlive the graph: removed by `reset`
+        self._sunk: list[tuple[nn.Module, object]] = []
+        for i, m in enumerate(self.modules):
+            if isinstance(m, SwitchableBlock) and m.__dict__.get("gradviz_sink") is None:
+                sink = self._make_sink(i)
+                m.gradviz_sink = sink
+                self._sunk.append((m, sink))
+            else:
+                self._handles.append(m.register_forward_hook(self._make_forward_hook(i)))
+
+    def reset(self) -> None:
+        self.norms[:] = self._none
+        if self._leaf_handles:
+            for h in self._leaf_handles:
+                h.remove()
+            self._leaf_handles = []
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        for m, sink in self._sunk:
+            if m.__dict__.get("gradviz_sink") is sink:
+                del m.gradviz_sink
+        self._handles, self._sunk = [], []
+
+    def _make_sink(self, i: int):
+        block = self.modules[i]
+        catch = self._catch
+        hook = self._node_hooks[i]
+
+        def sink(mod, out) -> None:
+            if mod is not block or not self.enabled:
+                return
+            # the common case inline (a tensor made by a node's first output); the rest in `_catch`
+            fn = out.grad_fn if isinstance(out, torch.Tensor) else None
+            if fn is not None and out.output_nr == 0:
+                try:
+                    fn.register_prehook(hook)
+                except Exception as exc:  # noqa: BLE001
+                    if self.on_error is None:
+                        raise
+                    self.on_error(exc)
+            else:
+                catch(i, out)
+
+        return sink
+
+    def _make_forward_hook(self, i: int):
+        block = self.modules[i]
+        catch = self._catch
+
+        def on_forward(mod, _inp, out) -> None:  # returns None: the output is left as it is
+            if mod is block and self.enabled:  # a deep copy of the model carries the hook along
+                catch(i, out)
+
+        return on_forward
+
+    def _catch(self, i: int, out) -> None:
+        try:
+            t = _output_tensor(out)
+            if t is None or not t.requires_grad:  # evaluation, no_grad, or a frozen path
+                return
+            fn = t.grad_fn
+            if fn is None:  # the block returned a leaf (its own input, say)
+                self._leaf_handles.append(t.register_hook(self._make_tensor_hook(i)))
+            elif t.output_nr == 0:
+                fn.register_prehook(self._node_hooks[i])
+            else:
+                fn.register_prehook(self._make_node_hook(i, t.output_nr))
+        except Exception as exc:  # noqa: BLE001 - handed to the owner, who decides
+            if self.on_error is None:
+                raise
+            self.on_error(exc)
+
+    def _make_node_hook(self, i: int, nr: int):
+        norms, on_error = self.norms, self.on_error
+
+        def hook(grads) -> None:  # the gradients of the node's outputs; returns None: unchanged
+            try:
+                g = grads[nr]
+                if g is not None:
+                    norms[i] = _vector_norm(g, dtype=torch.float32) if g.dtype in _LOW else _vector_norm(g)
+            except Exception as exc:  # noqa: BLE001
+                if on_error is None:
+                    raise
+                on_error(exc)
+
+        return hook
+
+    def _make_tensor_hook(self, i: int):
+        node_hook = self._make_node_hook(i, 0)
+        return lambda g: node_hook((g,))
+
+
+def strided_sample(t: torch.Tensor, sample: int) -> torch.Tensor:
+    """Every k-th value of `t` flattened, at most `sample` of them (a view where `t` is contiguous)."""
+    n = t.numel()
+    if n <= sample:
+        return t.reshape(-1)
+    if t.is_contiguous():  # one op instead of three
+        return torch.as_strided(t, (sample,), (n // sample,))
+    return t.reshape(-1)[:: n // sample][:sample]
+
+
+def activation_summary(a: torch.Tensor, threshold: float | None, sample: int) -> tuple:
+    """Sums for `act_mean`, `act_std` and `act_saturation` of one layer's output, taken in its
+    forward hook while the output is in cache (nothing keeps the output itself), and a copy of a
+    bounded sample for the histogram: (sum, sqrt(sum (z - mean)^2), count, numel, sample).
+
+    `count` is the number of saturated values, |z| > threshold, or for ReLU (`threshold` None) the
+    number of positive ones (dead = numel - count). Cheap forms on purpose, as std_mean and
+    comparisons are slow on CPU: the deviation is two-pass (exact, not E[z^2] - E[z]^2), and
+    sign(max(|z| - threshold, 0)) is 1 exactly where |z| > threshold; a NaN output gives NaN."""
+    with torch.no_grad():
+        if a.dtype in _LOW:
+            a = a.float()
+        n = a.numel()
+        total = a.sum()
+        dev = _vector_norm(a - total / n) if n > 1 else torch.zeros_like(total)
+        if threshold is not None:
+            count = a.abs().sub_(threshold).clamp_(min=0).sign_().sum()
+        else:
+            count = a.clamp(min=0).sign_().sum()
+        return total, dev, count, n, strided_sample(a, sample).clone()
+
+
+def activation_stats(summaries: list[tuple], values: np.ndarray, relu: bool) -> tuple[np.ndarray, ...]:
+    """(act_mean, act_std, act_saturation) from `activation_summary` tuples and their first three
+    values on the host (`values`, shape (k, 3))."""
+    n = np.array([s[3] for s in summaries], np.float64)
+    with np.errstate(all="ignore"):
+        mean = values[:, 0] / n
+        std = np.where(n > 1, values[:, 1] / np.sqrt(np.maximum(n - 1, 1)), 0.0)
+        sat = (n - values[:, 2] if relu else values[:, 2]) / n
+    return mean, std, sat
+
+
+class _UpdatePlan:
+    """The weights around one optimiser step: ||w_before||, ||w_after|| and ||w_after - w_before||
+    per parameter, in few dispatches. Small parameters of one shape, dtype and device are copied
+    stacked (`torch.stack(..., out=)`, one op per group) and measured stacked; large ones are
+    copied one by one, and only those that have a gradient (the others do not move). Buffers are
+    kept from one update step to the next."""
+
+    def __init__(self, params: list[torch.Tensor]) -> None:
+        plan = NormPlan([p.detach() for p in params], WEIGHT_STACK_MAX)
+        self.groups = plan.groups
+        self.large = plan.rest
+        self.n = len(params)
+        with torch.no_grad():
+            self.snaps = [torch.empty((len(ks), *params[ks[0]].shape), dtype=params[ks[0]].dtype, device=params[ks[0]].device) for ks in self.groups]
+            self.now = [torch.empty_like(s) for s in self.snaps]
+        self.bufs: dict[int, torch.Tensor] = {}
+        self.kept: list[int] = []  # large parameters copied at the last snapshot
+        self.before: list[torch.Tensor] = []
+        self.pending = False
+
+    def fits(self, params: list[torch.Tensor]) -> bool:
+        """False once the model was moved or cast (the stacked buffers no longer fit)."""
+        return len(params) == self.n and all(
+            params[ks[0]].shape == snap.shape[1:] and params[ks[0]].dtype == snap.dtype and params[ks[0]].device == snap.device
+            for ks, snap in zip(self.groups, self.snaps, strict=True)
+        )
+
+    def snapshot(self, params: list[torch.Tensor], present: list[int]) -> None:
+        with torch.no_grad():
+            before = []
+            for ks, snap in zip(self.groups, self.snaps, strict=True):
+                torch.stack([params[k].detach() for k in ks], out=snap)
+                before.append(stacked_norms(snap))
+            have = set(present)
+            self.kept = [k for k in self.large if k in have]
+            src, dst = [], []
+            for k in self.kept:
+                p = params[k].detach()
+                b = self.bufs.get(k)
+                if b is None or b.shape != p.shape or b.dtype != p.dtype or b.device != p.device:
+                    b = self.bufs[k] = torch.empty_like(p)
+                src.append(p)
+                dst.append(b)
+            if src:
+                torch._foreach_copy_(dst, src)
+                before.append(torch.stack(grouped_norms(dst)))
+        self.before = before
+        self.pending = True
+
+    def measure(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """[before..., after..., moved...] as 1-D tensors; `unpack` knows the layout."""
+        self.pending = False
+        after, moved = [], []
+        with torch.no_grad():
+            for ks, snap, now in zip(self.groups, self.snaps, self.now, strict=True):
+                torch.stack([params[k].detach() for k in ks], out=now)
+                after.append(stacked_norms(now))
+                moved.append(stacked_norms(now.sub_(snap)))
+            if self.large:
+                after.append(torch.stack(grouped_norms([params[k].detach() for k in self.large])))
+            if self.kept:
+                prev = [self.bufs[k] for k in self.kept]
+                torch._foreach_sub_(prev, [params[k].detach() for k in self.kept])  # now -Δw
+                moved.append(torch.stack(grouped_norms(prev)))
+        return self.before + after + moved
+
+    def unpack(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per parameter (before, after, moved); a large parameter that was not kept did not move."""
+        grouped = [k for ks in self.groups for k in ks]
+        g, kept, large = len(grouped), len(self.kept), len(self.large)
+        before_v, flat = flat[: g + kept], flat[g + kept :]
+        after_v, flat = flat[: g + large], flat[g + large :]
+        moved_v = flat[: g + kept]
+        after = np.empty(self.n)
+        after[grouped + self.large] = after_v
+        before = after.copy()
+        before[grouped + self.kept] = before_v
+        moved = np.zeros(self.n)
+        moved[grouped + self.kept] = moved_v
+        return before, after, moved
+
+
 @dataclass
 class StepMetrics:
     """What one step measured, already on the host."""
@@ -117,7 +461,6 @@ class Probe:
         self.hist_every = max(1, int(hist_every))
         self.update_every = max(1, int(update_every))
         self._step = 0
-        self._have_prev = False
         self.bins = bins
         self.sample = sample
         self.params: list[nn.Parameter] = []
@@ -133,35 +476,36 @@ class Probe:
         self.n_layers = len(layers)
         self._owner = owner
         self._owner_arr = np.asarray(owner, np.int64)  # parameter -> layer index, for the per-step sums
-        self._block_grads: list[torch.Tensor | None] = [None] * len(self.blocks)
-        self._block_hooks = [
-            m.register_forward_hook(self._make_block_hook(i)) for i, (_, m) in enumerate(self.blocks)
-        ]
+        self._combine_key: list[int] | None = None  # the parameters with a gradient, last step
+        self._combine: tuple[np.ndarray, np.ndarray] = (self._owner_arr, np.zeros(0, bool))
+        self._present: list[int] = []
+        self._grad_plan: tuple[list[int], NormPlan] | None = None  # for the parameters with a gradient
+        self._update_plan: _UpdatePlan | None = None
+        self.block_grads = BlockGradNorms(self.blocks) if self.blocks else None
         self._act_hooks: list = []
-        self._acts: dict[int, torch.Tensor] = {}
-        self._prev: list[torch.Tensor] | None = None
+        self._acts: dict[int, tuple] = {}  # layer -> activation_summary, on cadence steps
         self.edges: dict[tuple[str, int], torch.Tensor] = {}  # (kind, layer) -> fixed bin edges
         self.new_edges: list[tuple[str, int, np.ndarray]] = []  # edges fixed since last collected
-        self.enabled = True
+        self._hist_plans: dict[str, tuple] = {}  # kind -> (key, per-value offsets and scales)
+        self._enabled = True
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        self._enabled = bool(on)
+        if self.block_grads is not None:
+            self.block_grads.enabled = self._enabled
 
     # ---- hooks ---------------------------------------------------------------------------
-    def _make_block_hook(self, i: int):
-        def on_forward(_mod, _inp, out):
-            if not self.enabled or not torch.is_grad_enabled():
-                return
-            t = out[0] if isinstance(out, tuple | list) else out
-            if isinstance(t, torch.Tensor) and t.requires_grad:
-                def keep(g):
-                    self._block_grads[i] = g  # the norm is taken for all blocks at once later
-
-                t.register_hook(keep)
-
-        return on_forward
-
     def remove(self) -> None:
-        for h in self._block_hooks + self._act_hooks:
+        if self.block_grads is not None:
+            self.block_grads.remove()
+        for h in self._act_hooks:
             h.remove()
-        self._block_hooks, self._act_hooks = [], []
+        self._act_hooks = []
 
     def is_hist_step(self, step: int) -> bool:
         return step % self.hist_every == 0
@@ -169,16 +513,19 @@ class Probe:
     def begin_step(self, step: int) -> None:
         """Before the forward pass: arm activation capture on cadence steps only."""
         self._step = step
-        self._block_grads = [None] * len(self.blocks)
-        if self.enabled and self.is_hist_step(step) and not self._act_hooks:
+        if self.block_grads is not None:
+            self.block_grads.reset()
+        if self._enabled and self.is_hist_step(step) and not self._act_hooks:
             for i, (_, m) in enumerate(self.layers):
                 self._act_hooks.append(m.register_forward_hook(self._make_act_hook(i)))
 
     def _make_act_hook(self, i: int):
+        thr = SATURATION.get(self.activation)
+
         def on_forward(_mod, _inp, out):
-            t = out[0] if isinstance(out, tuple | list) else out
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and i not in self._acts:
-                self._acts[i] = t.detach()
+            t = _output_tensor(out)
+            if t is not None and t.is_floating_point() and i not in self._acts:
+                self._acts[i] = activation_summary(t.detach(), thr, self.sample)
 
         return on_forward
 
@@ -193,72 +540,115 @@ class Probe:
         out[~have] = np.nan
         return out
 
+    def layer_grad_norms(self, present: list[int], norms: np.ndarray) -> np.ndarray:
+        """`grad_norm` per layer from the norms of the parameters in `present`; the grouping is
+        kept from the last step (the same parameters get gradients step after step)."""
+        if present != self._combine_key:
+            owners = self._owner_arr[present]
+            self._combine_key = list(present)
+            self._combine = (owners, np.bincount(owners, minlength=self.n_layers) == 0)
+        owners, missing = self._combine
+        out = np.sqrt(np.bincount(owners, weights=np.square(norms), minlength=self.n_layers))
+        out[missing] = np.nan
+        return out
+
+    def grad_norms(self, block_norms: list[torch.Tensor | None]) -> dict:
+        """Norms (on the device) of the parameter gradients, then of the blocks' output gradients
+        caught in backward: {"present", "bidx", "parts", "plan"}; `parts` are 1-D tensors, decoded
+        on the host by `decode_grads`."""
+        grads = [p.grad for p in self.params]
+        present = [j for j, g in enumerate(grads) if g is not None]
+        if len(present) != len(grads):
+            grads = [grads[j] for j in present]
+        if self._grad_plan is None or self._grad_plan[0] != present:
+            self._grad_plan = (present, NormPlan(grads, GRAD_STACK_MAX))
+        plan = self._grad_plan[1]
+        parts = plan.parts(grads)
+        bidx = [i for i, n in enumerate(block_norms) if n is not None]
+        if bidx:
+            caught = [block_norms[i] for i in bidx]
+            if not plan.one_device or (plan.device is not None and caught[0].device != plan.device):
+                caught = [n.to(plan.device or caught[0].device) for n in caught]
+            parts.append(torch.stack(caught))
+        return {"present": present, "bidx": bidx, "parts": parts, "plan": plan}
+
     @staticmethod
-    def _stack(tensors: list[torch.Tensor]) -> np.ndarray:
-        """One grouped norm call, one stack, one host copy."""
-        norms = torch._foreach_norm(tensors)
-        dtypes = {n.dtype for n in norms}
-        if len(dtypes) > 1:  # mixed precision: bring every norm to float32 first
-            norms = [n.float() for n in norms]
-        return torch.stack(norms).cpu().numpy()
+    def decode_grads(g: dict, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(norms of the present parameters' gradients in `present` order, block norms in `bidx`
+        order) from the host copy of `g["parts"]` concatenated (more values may follow)."""
+        k = len(g["present"])
+        return g["plan"].unpack(flat[:k]), flat[k : k + len(g["bidx"])]
 
     def after_backward(self, loss: torch.Tensor) -> StepMetrics:
         """Measure gradients; one host copy. Call before `optimizer.step()` (the NaN guard needs it)."""
-        present = [j for j, p in enumerate(self.params) if p.grad is not None]
-        bidx = [i for i, g in enumerate(self._block_grads) if g is not None]
-        tensors = [self.params[j].grad for j in present] + [self._block_grads[i] for i in bidx]
-        tensors.append(loss.detach().reshape(1))  # the loss rides along in the same copy
-        flat = self._stack(tensors).astype(np.float64)
-        self._block_grads = [None] * len(self.blocks)
+        bg = self.block_grads
+        g = self.grad_norms(bg.norms if bg is not None else [])
+        if bg is not None:
+            bg.reset()
+        present, bidx = g["present"], g["bidx"]
+        self._present = present
+        flat = to_host(g["parts"] + [loss.detach().reshape(1)])  # the loss rides along in the same copy
         loss_v = float(flat[-1])
-        owners = self._owner_arr[present]
-        grad_norm = self._per_layer(flat[: len(present)], owners)
+        param_norms, block_norms = self.decode_grads(g, flat)
+        grad_norm = self.layer_grad_norms(present, param_norms)
         act_grad = np.full(len(self.blocks), np.nan)
-        act_grad[bidx] = flat[len(present) : len(present) + len(bidx)]
+        act_grad[bidx] = block_norms
         first_bad = None
-        # a NaN from a layer that got no gradient at all means "not used", not "non-finite"
-        used = set(owners.tolist())
-        bad = [i for i in np.flatnonzero(~np.isfinite(grad_norm)) if i in used]
-        if bad:
-            first_bad = self.layer_names[max(bad)]  # backward runs from the last layer to the first
-        elif not np.isfinite(loss_v):
-            first_bad = "(loss)"
+        if not np.isfinite(flat).all():
+            # a NaN from a layer that got no gradient at all means "not used", not "non-finite"
+            used = set(self._owner_arr[present].tolist())
+            bad = [i for i in np.flatnonzero(~np.isfinite(grad_norm)) if i in used]
+            if bad:
+                first_bad = self.layer_names[max(bad)]  # backward runs from the last layer to the first
+            elif not np.isfinite(loss_v):
+                first_bad = "(loss)"
         return StepMetrics(loss_v, grad_norm, act_grad, first_nonfinite=first_bad)
 
+    # ---- around the optimiser step (update cadence) ----------------------------------------
     def is_update_step(self) -> bool:
-        return self.enabled and self._step % self.update_every == 0
+        return self._enabled and self._step % self.update_every == 0
 
     def before_step(self) -> None:
         """Keep the weights as they are before the optimiser step (for `update_ratio`), on the
-        update cadence only: the copy and three norms cost about as much as the backward of a
-        small MLP."""
+        update cadence only. Large tensors are kept only when they have a gradient: optimisers leave
+        the others alone, so their update is exactly zero."""
         if not self.is_update_step() or not self.params:
             return
-        with torch.no_grad():
-            if self._prev is None or len(self._prev) != len(self.params) or self._prev[0].device != self.params[0].device:
-                self._prev = [p.detach().clone() for p in self.params]
-            else:
-                torch._foreach_copy_(self._prev, self.params)
-        self._have_prev = True
+        self.snapshot(self._present)
 
     def after_step(self, metrics: StepMetrics) -> StepMetrics:
         """`weight_norm` and `update_ratio` after the optimiser step; one host copy."""
-        if not self._have_prev:
+        if self._update_plan is None or not self._update_plan.pending:
             return metrics
-        self._have_prev = False
-        with torch.no_grad():
-            params = list(self.params)
-            delta = torch._foreach_sub(params, self._prev)
-            flat = self._stack(list(self._prev) + params + list(delta))
-        n = len(params)
-        owners = self._owner_arr
-        before = self._per_layer(flat[:n], owners)
-        after = self._per_layer(flat[n : 2 * n], owners)
-        moved = self._per_layer(flat[2 * n :], owners)
-        metrics.weight_norm = after
-        with np.errstate(all="ignore"):
-            metrics.update_ratio = moved / before
+        metrics.weight_norm, metrics.update_ratio = self.layer_updates(to_host(self.update_norms()))
         return metrics
+
+    def snapshot(self, present: list[int]) -> None:
+        """Before the optimiser step: copy the weights (into buffers kept from one update step to
+        the next: fresh ones every time would cost the allocator's page faults) and take their norms
+        while they are in cache."""
+        if self._update_plan is None or not self._update_plan.fits(self.params):
+            self._update_plan = _UpdatePlan(self.params)
+        self._update_plan.snapshot(self.params, present)
+
+    def update_norms(self) -> list[torch.Tensor]:
+        """After the step: 1-D tensors with the norms of the weights before, of all weights after
+        and of the change (see `_UpdatePlan`); decoded by `layer_updates`."""
+        return self._update_plan.measure(self.params)
+
+    def layer_updates(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(`weight_norm`, `update_ratio`) per layer from `update_norms`' values on the host."""
+        before, after, moved = self._update_plan.unpack(flat)
+        owners = self._owner_arr
+        weight = self._per_layer(after, owners)
+        with np.errstate(all="ignore"):
+            ratio = self._per_layer(moved, owners) / self._per_layer(before, owners)
+        return weight, ratio
+
+    def release(self) -> None:
+        """Drop the kept weights and any captured activations."""
+        self._update_plan = None
+        self._acts = {}
 
     # ---- cadence: activation statistics and histograms ------------------------------------
     def collect_cadence(self) -> tuple[dict[str, np.ndarray], dict[str, dict[int, np.ndarray]]]:
@@ -273,9 +663,6 @@ class Probe:
         acts, self._acts = self._acts, {}
         if not acts and not self.params:
             return {}, {}
-        dev = self.params[0].device if self.params else torch.device("cpu")
-        thr = SATURATION.get(self.activation)
-        stats = torch.full((3, self.n_layers), float("nan"), dtype=torch.float64, device=dev)
         samples: dict[str, dict[int, torch.Tensor]] = {"weight": {}, "grad": {}, "activation": {}}
         for i, (_, m) in enumerate(self.layers):
             w = getattr(m, "weight", None)
@@ -284,35 +671,36 @@ class Probe:
             samples["weight"][i] = self._sample(w.detach())
             if w.grad is not None:
                 samples["grad"][i] = self._sample(w.grad.detach())
-            a = acts.get(i)
-            if a is not None:
-                a = a.float() if a.dtype in (torch.float16, torch.bfloat16) else a
-                sat = (a.abs() > thr) if thr is not None else (a <= 0)
-                stats[0, i] = a.mean()
-                stats[1, i] = a.std() if a.numel() > 1 else 0.0
-                stats[2, i] = sat.float().mean()
-                samples["activation"][i] = self._sample(a)
-        hists: dict[str, torch.Tensor] = {}
-        for kind, per_layer in samples.items():
-            if per_layer:
-                hists[kind] = self._batched_histogram(kind, per_layer)
+        act_layers = sorted(acts)
+        for i in act_layers:
+            samples["activation"][i] = acts[i][4]
+        hists = {kind: self._batched_histogram(kind, per) for kind, per in samples.items() if per}
         # one host copy for everything measured on this cadence step
-        order = [(k, i) for k in hists for i in samples[k]]
-        packed = torch.cat([stats.flatten()] + [hists[k].double().reshape(-1) for k in hists]).cpu().numpy()
-        L = self.n_layers
-        stat_out = {"act_mean": packed[:L], "act_std": packed[L : 2 * L], "act_saturation": packed[2 * L : 3 * L]}
-        if not acts:
-            stat_out = {}
+        parts = [h.reshape(-1).double() for h in hists.values()]
+        if act_layers:
+            parts.insert(0, torch.stack([v.double() for i in act_layers for v in acts[i][:3]]))
+        packed = torch.cat(parts).cpu().numpy()
+        stat_out: dict[str, np.ndarray] = {}
+        off = 0
+        if act_layers:
+            off = 3 * len(act_layers)
+            values = activation_stats([acts[i] for i in act_layers], packed[:off].reshape(-1, 3), self.activation not in SATURATION)
+            for key, v in zip(("act_mean", "act_std", "act_saturation"), values, strict=True):
+                stat_out[key] = np.full(self.n_layers, np.nan)
+                stat_out[key][act_layers] = v
         hist_out: dict[str, dict[int, np.ndarray]] = {}
-        off = 3 * L
-        for k, i in order:
-            hist_out.setdefault(k, {})[i] = packed[off : off + self.bins].astype(np.float32)
-            off += self.bins
+        for kind in hists:
+            per = hist_out.setdefault(kind, {})
+            for i in samples[kind]:
+                per[i] = packed[off : off + self.bins].astype(np.float32)
+                off += self.bins
         return stat_out, hist_out
 
     def _batched_histogram(self, kind: str, per_layer: dict[int, torch.Tensor]) -> torch.Tensor:
         """Histograms of every layer of one kind with a single bincount: each value becomes
-        layer_slot * bins + its bin under that layer's fixed edges (clamped into the end bins)."""
+        layer_slot * bins + its bin under that layer's fixed edges (clamped into the end bins).
+        The per-value offsets and scales depend only on which layers and how many values, so
+        they are kept from one cadence step to the next."""
         layers = list(per_layer)
         for i in layers:
             if (kind, i) not in self.edges:
@@ -320,23 +708,34 @@ class Probe:
                 self.new_edges.append((kind, i, self.edges[(kind, i)].numpy()))
         xs = [per_layer[i].reshape(-1) for i in layers]
         dev = xs[0].device
-        sizes = torch.tensor([x.numel() for x in xs], device=dev)
-        lo = torch.tensor([float(self.edges[(kind, i)][0]) for i in layers], dtype=torch.float64, device=dev)
-        hi = torch.tensor([float(self.edges[(kind, i)][-1]) for i in layers], dtype=torch.float64, device=dev)
-        x = torch.cat([t.float() for t in xs])
-        lo_e = torch.repeat_interleave(lo.float(), sizes)
-        scale = torch.repeat_interleave((self.bins / (hi - lo)).float(), sizes)
-        b = ((x - lo_e) * scale).nan_to_num(0.0).floor().clamp_(0, self.bins - 1).long()
-        slot = torch.repeat_interleave(torch.arange(len(layers), device=dev), sizes)
-        keep = torch.isfinite(x)  # NaN / inf gradients are counted nowhere
-        idx = (slot * self.bins + b)[keep]
+        key = (dev, tuple(layers), tuple(x.numel() for x in xs))
+        plan = self._hist_plans.get(kind)
+        if plan is None or plan[0] != key:
+            sizes = torch.tensor(key[2], device=dev)
+            lo = torch.tensor([float(self.edges[(kind, i)][0]) for i in layers], dtype=torch.float64)
+            hi = torch.tensor([float(self.edges[(kind, i)][-1]) for i in layers], dtype=torch.float64)
+            scale = self.bins / (hi - lo)
+            per_value = torch.stack([scale, -lo * scale]).float().to(dev)
+            scale_e, shift_e = torch.repeat_interleave(per_value, sizes, dim=1).unbind()
+            offs = torch.repeat_interleave(torch.arange(len(layers), device=dev) * self.bins, sizes)
+            plan = self._hist_plans[kind] = (key, scale_e, shift_e, offs)
+        _, scale_e, shift_e, offs = plan
+        x = torch.cat(xs)
+        if x.dtype != torch.float32:
+            x = x.float()
+        b = torch.addcmul(shift_e, x, scale_e)
+        # NaN / inf values are counted nowhere; on CPU a finite sum (one cheap reduction; isfinite
+        # over every value is slow there) proves there are none, on a GPU the check would cost a sync
+        clean = x.device.type == "cpu" and bool(torch.isfinite(x.sum()))
+        if not clean:
+            b.nan_to_num_(0.0)
+        idx = b.floor_().clamp_(0, self.bins - 1).long().add_(offs)
+        if not clean:
+            idx = idx[torch.isfinite(x)]
         return torch.bincount(idx, minlength=len(layers) * self.bins).reshape(len(layers), self.bins)
 
     def _sample(self, t: torch.Tensor) -> torch.Tensor:
-        flat = t.reshape(-1)
-        if flat.numel() > self.sample:
-            flat = flat[:: flat.numel() // self.sample][: self.sample]
-        return flat
+        return strided_sample(t, self.sample)
 
     def _fix_edges(self, x: torch.Tensor) -> torch.Tensor:
         """Symmetric range of twice the first sample's largest magnitude (values beyond are clamped
@@ -345,4 +744,3 @@ class Probe:
         m = float(finite.abs().max()) if finite.numel() else 0.0
         r = 2.0 * m if m > 0 else 1.0
         return torch.linspace(-r, r, self.bins + 1, dtype=torch.float64)
-

@@ -61,7 +61,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .probes import Probe, StepMetrics, param_layers
+from .probes import (
+    HIST_SAMPLE,
+    SATURATION,
+    BlockGradNorms,
+    Probe,
+    StepMetrics,
+    activation_summary,
+    param_layers,
+)
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
 from .runfile import RunFileWriter
 from .training import record_step
@@ -164,26 +172,11 @@ def guess_activation(model: nn.Module) -> str:
 
 # ---- the engine's metrics without its hooks -----------------------------------------------------
 
-_LOW = (torch.float16, torch.bfloat16)
-
-
-def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-tensor L2 norms in one grouped call, accumulated in float32 for half-precision tensors."""
-    if not tensors:
-        return []
-    dtypes = {t.dtype for t in tensors}
-    if dtypes & set(_LOW) and torch.float64 not in dtypes:
-        return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
-    return list(torch._foreach_norm(tensors))
-
 
 class _Metrics(Probe):
-    """`Probe`'s layers, parameter grouping, per-layer combination and cadence statistics; the
-    watch owns the hooks (it learns the forward order first, and must survive in-place changes of
-    outputs), so this probe registers none and leaves its norms on the device until `log`.
-
-    Weights are kept before the step only for parameters that have a gradient: optimisers leave the
-    others alone, so their update is exactly zero, and a frozen backbone costs no copy.
+    """`Probe`'s layers, parameter grouping, per-layer combination, update and cadence statistics;
+    the watch owns the hooks (it learns the forward order first, and must survive in-place changes
+    of outputs), so this probe registers none and leaves its norms on the device until `log`.
     """
 
     def __init__(self, model, layers, blocks, activation, hist_every, update_every) -> None:
@@ -197,56 +190,9 @@ class _Metrics(Probe):
         self.one_device = len(devices) <= 1
         self.owners = np.asarray(self._owner, np.int64)
         self.hist_now = False
-        self._buf: dict[int, torch.Tensor] = {}
 
     def is_hist_step(self, step: int) -> bool:
         return self.hist_now  # the watch decides (its cadence counts recorded steps)
-
-    def grad_norms(self, block_grads: list[torch.Tensor | None]) -> dict:
-        """Per-tensor norms of the parameter gradients and the caught block-output gradients."""
-        present = [j for j, p in enumerate(self.params) if p.grad is not None]
-        bidx = [i for i, g in enumerate(block_grads) if g is not None]
-        norms = _norms([self.params[j].grad for j in present] + [block_grads[i] for i in bidx])
-        return {"present": present, "bidx": bidx, "norms": norms}
-
-    def snapshot(self, present: list[int]) -> None:
-        """Keep the weights of the parameters that have a gradient, before the optimiser step."""
-        src, dst = [], []
-        for j in present:
-            p = self.params[j].detach()
-            b = self._buf.get(j)
-            if b is None or b.shape != p.shape or b.dtype != p.dtype or b.device != p.device:
-                b = self._buf[j] = torch.empty_like(p)
-            src.append(p)
-            dst.append(b)
-        if src:
-            torch._foreach_copy_(dst, src)
-
-    def update_norms(self, present: list[int]) -> list[torch.Tensor]:
-        """After the step: per-tensor norms of the weights before (kept ones), of all weights after,
-        and of the kept ones' change; the change is formed in place in the kept copy."""
-        prev = [self._buf[j] for j in present]
-        before = _norms(prev)
-        if prev:
-            torch._foreach_sub_(prev, [self.params[j].detach() for j in present])  # now -Δw
-        return before + _norms([p.detach() for p in self.params]) + _norms(prev)
-
-    def layer_updates(self, present: list[int], flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(`weight_norm`, `update_ratio`) per layer from `update_norms`' values on the host."""
-        k, n = len(present), len(self.params)
-        after = flat[k : k + n]
-        before = after.copy()
-        moved = np.zeros(n)
-        before[present] = flat[:k]
-        moved[present] = flat[k + n : 2 * k + n]
-        weight = self._per_layer(after, self.owners)
-        with np.errstate(all="ignore"):
-            ratio = self._per_layer(moved, self.owners) / self._per_layer(before, self.owners)
-        return weight, ratio
-
-    def release(self) -> None:
-        self._buf.clear()
-        self._acts = {}
 
 
 # ---- the watch ----------------------------------------------------------------------------------
@@ -306,11 +252,12 @@ class Watch:
         self._in_step = False
         self._hist_armed = False
         self._next_hist = 0
-        self._acts: dict[int, torch.Tensor] = {}  # id(layer) -> its output on a histogram step
+        self._acts: dict[int, tuple] = {}  # id(layer) -> `activation_summary` of its output, histogram steps
         self._order: dict[int, int] = {}  # id(layer) -> rank of first execution
         self._order_handles: list = []
         self._index: dict[int, int] = {}
-        self._bgrads: list[torch.Tensor | None] = []
+        self._bgn: BlockGradNorms | None = None
+        self._learn_handle = None
         self._pending: dict[str, Any] = {}
         self._bad_streak = False
         if not self.active:
@@ -322,7 +269,7 @@ class Watch:
         self.path = rank_path(path, self.rank) if record_all_ranks else Path(path)
         self._activation = activation or guess_activation(self.module)
         self._blocks = find_blocks(self.module, blocks)
-        self._bgrads = [None] * len(self._blocks)
+        self._threshold = SATURATION.get(self._activation)
         self.recording = Recording()
         self._writer = RunFileWriter(self.path, self.recording)
         self._finalizer = weakref.finalize(self, self._writer.close)
@@ -348,9 +295,10 @@ class Watch:
         self._layer_ids = {id(m) for _, m in self._all_layers}
         self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in self._all_layers]
         self._handles.append(self.module.register_forward_pre_hook(self._guard(self._on_forward)))
-        self._handles.append(self.module.register_forward_hook(self._guard(self._after_forward)))
-        for i, (_, m) in enumerate(self._blocks):
-            self._handles.append(m.register_forward_hook(self._guard(self._block_hook(i))))
+        self._learn_handle = self.module.register_forward_hook(self._guard(self._after_forward))
+        if self._blocks:
+            self._bgn = BlockGradNorms(self._blocks, on_error=self._fail)
+            self._bgn.enabled = self._recorded()
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._guard(self._before_step)))
             self._handles.append(optimizer.register_step_post_hook(self._guard(self._after_step)))
@@ -402,7 +350,6 @@ class Watch:
         if self._metrics is not None:
             self._metrics.release()
         self._pending.clear()
-        self._bgrads = [None] * len(self._bgrads)
         if self.active:
             self._finalizer.detach()
             self._writer.close()
@@ -437,6 +384,13 @@ class Watch:
         for h in self._handles + self._act_handles + self._order_handles:
             h.remove()
         self._handles, self._act_handles, self._order_handles = [], [], []
+        if self._learn_handle is not None:
+            self._learn_handle.remove()
+            self._learn_handle = None
+        if self._bgn is not None:
+            self._bgn.enabled = False
+            self._bgn.remove()
+            self._bgn.reset()
 
     def _recorded(self) -> bool:
         return self.active and not self._broken and self.step % self.every == 0
@@ -466,6 +420,9 @@ class Watch:
         for h in self._order_handles:
             h.remove()
         self._order_handles = []
+        if self._learn_handle is not None:  # its only job was this
+            self._learn_handle.remove()
+            self._learn_handle = None
         order, n = self._order, len(self._order)
         rank = {id(m): order.get(id(m), n + i) for i, (_, m) in enumerate(self._all_layers)}
         layers = sorted(self._all_layers, key=lambda nm: rank[id(nm[1])])
@@ -483,25 +440,11 @@ class Watch:
         key = id(mod)
         t = out[0] if isinstance(out, tuple | list) else out
         if key in self._layer_ids and isinstance(t, torch.Tensor) and t.is_floating_point() and key not in self._acts:
-            # a clone: an in-place op after this layer (ReLU(inplace=True)) would change a view
-            self._acts[key] = t.detach().clone()
+            # summarised now, before an in-place op after this layer (ReLU(inplace=True)) changes it
+            self._acts[key] = activation_summary(t.detach(), self._threshold, HIST_SAMPLE)
 
-    def _block_hook(self, i: int):
-        block = self._blocks[i][1]
-
-        def on_forward(mod, _inp, out) -> None:
-            if mod is not block or not self._recorded():
-                return
-            t = out[0] if isinstance(out, tuple | list) else out
-            if isinstance(t, torch.Tensor) and t.requires_grad:
-
-                def keep(g):
-                    self._bgrads[i] = g.detach()  # norms are taken for all blocks at once
-                    return None
-
-                t.register_hook(keep)
-
-        return on_forward
+    def _block_norms(self) -> list:
+        return self._bgn.norms if self._bgn is not None else []
 
     def _update_due(self) -> bool:
         return (self.step // self.every) % self.update_every == 0
@@ -512,20 +455,19 @@ class Watch:
         if not self._recorded() or not self._in_step or self._metrics is None:
             return
         with torch.no_grad():
-            g = self._metrics.grad_norms(self._bgrads)
+            g = self._metrics.grad_norms(self._block_norms())
             self._pending["grads"] = g
             if self._update_due():
                 self._metrics.snapshot(g["present"])
-                self._pending["snap"] = g["present"]
+                self._pending["snap"] = True
 
     def _after_step(self, _opt, _args, _kwargs) -> None:
         if not self._recorded() or "grads" not in self._pending:
             return
         self._pending["stepped"] = True
-        snap = self._pending.pop("snap", None)
-        if snap is not None:
+        if self._pending.pop("snap", False):
             with torch.no_grad():
-                self._pending["update"] = (snap, self._metrics.update_norms(snap))
+                self._pending["update"] = self._metrics.update_norms()
 
     # ---- closing a step -------------------------------------------------------------------
     def _record(self, step: int, loss, scalars: dict) -> None:
@@ -536,29 +478,30 @@ class Watch:
         with torch.no_grad():
             g = p.get("grads")
             if g is None:  # no optimizer step ran (none given, or a GradScaler skipped it)
-                g = mt.grad_norms(self._bgrads)
+                g = mt.grad_norms(self._block_norms())
             upd = p.get("update")
-            norms = g["norms"] + (upd[1] if upd else [])
             named = ({"loss": loss} if loss is not None else {}) | scalars
             vals = {k: float(v) for k, v in named.items() if v is not None and not isinstance(v, torch.Tensor)}
             tens = {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
             dev = mt.device
-            parts = [v.detach().reshape(1).to(device=dev, dtype=torch.float64) for v in tens.values()]
-            if norms:
-                if mt.one_device:
-                    parts.append(torch.stack(norms).to(device=dev, dtype=torch.float64))
-                else:
-                    parts.append(torch.stack([n.to(device=dev, dtype=torch.float64) for n in norms]))
-            flat = torch.cat(parts).cpu().numpy() if parts else np.zeros(0)  # the one host copy
+            parts = [v.detach().reshape(1) for v in tens.values()] + g["parts"] + (upd or [])
+            if parts:
+                dtype = parts[0].dtype
+                if any(t.dtype != dtype or t.device != dev for t in parts):
+                    parts = [t.to(device=dev, dtype=torch.float64) for t in parts]
+                flat = torch.cat(parts).cpu().numpy().astype(np.float64, copy=False)  # the one host copy
+            else:
+                flat = np.zeros(0)
         vals.update((k, float(flat[i])) for i, k in enumerate(tens))
         flat = flat[len(tens) :]
         present, bidx = g["present"], g["bidx"]
-        grad_norm = mt._per_layer(flat[: len(present)], mt.owners[present])
+        param_norms, block_norms = mt.decode_grads(g, flat)
+        grad_norm = mt.layer_grad_norms(present, param_norms)
         act = np.full(len(mt.blocks), np.nan)
-        act[bidx] = flat[len(present) : len(present) + len(bidx)]
+        act[bidx] = block_norms
         metrics = StepMetrics(vals.pop("loss", _NAN), grad_norm, act)
         if upd:
-            metrics.weight_norm, metrics.update_ratio = mt.layer_updates(upd[0], flat[len(present) + len(bidx) :])
+            metrics.weight_norm, metrics.update_ratio = mt.layer_updates(flat[len(present) + len(bidx) :])
         if "lr" not in vals and self.optimizer is not None and self.optimizer.param_groups:
             lr = self.optimizer.param_groups[0].get("lr")
             if isinstance(lr, int | float | torch.Tensor):
@@ -572,7 +515,11 @@ class Watch:
             record_step(self.recording, self.name, mt, step, metrics, vals)
         finally:
             mt.hist_now = False
-        self._check_finite(step, metrics.loss if loss is not None else None, grad_norm, mt.owners[present], stepped)
+        loss_v = metrics.loss if loss is not None else None
+        if (loss_v is None or np.isfinite(loss_v)) and np.isfinite(param_norms).all():
+            self._bad_streak = False  # the common case; layers without a gradient are "not used"
+        else:
+            self._check_finite(step, loss_v, grad_norm, mt.owners[present], stepped)
 
     def _check_finite(self, step: int, loss, grad_norm: np.ndarray, used: np.ndarray, stepped: bool) -> None:
         """The engine's NaN rule: the first layer in backward order whose gradient is non-finite,
@@ -607,7 +554,9 @@ class Watch:
         self._hist_armed = False
         self._acts = {}
         self._pending = {}
-        self._bgrads = [None] * len(self._bgrads)
+        if self._bgn is not None:
+            self._bgn.reset()
+            self._bgn.enabled = self._recorded()
         self._in_step = False
 
 

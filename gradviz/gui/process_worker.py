@@ -124,8 +124,11 @@ def child_main(cfg: ExperimentConfig, path: str | None, max_rate: float | None, 
                     if ops:
                         out_conn.send(("ops", ops))
                     if worker.ready.is_set() and not sent_ready:
+                        # the status first: whoever waits on "ready" may read the switches at once
+                        out_conn.send(("status", worker.status()))
                         out_conn.send(("ready", None))
                         sent_ready = True
+                        last_status = now
                         log.info("training process ready")
                     if finished or now - last_status >= STATUS_EVERY:
                         out_conn.send(("status", worker.status()))

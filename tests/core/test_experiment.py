@@ -7,6 +7,7 @@ import torch
 from gradviz.config import load_preset
 from gradviz.core import commands as C
 from gradviz.core.experiment import Experiment
+from gradviz.core.optim import Adam
 
 
 def small(**over):
@@ -123,7 +124,7 @@ def test_rgb_preset_follows_seed_000():
     run = exp.get_run("residual")
     assert next(run.model.parameters()).dtype == torch.float64
     assert run.data.n_train == 1000 and run.cfg.train.batch_size == 0
-    assert isinstance(run.optimizer, torch.optim.Adam) and run.optimizer.param_groups[0]["lr"] == 1e-3
+    assert isinstance(run.optimizer, Adam) and run.optimizer.param_groups[0]["lr"] == 1e-3
     exp.run(steps=200, threads=1)
     _, lp = exp.recording.metric("plain", "loss")
     _, lr_ = exp.recording.metric("residual", "loss")

@@ -158,3 +158,127 @@ def test_probe_hooks_are_removed_after_cadence_steps():
     lin = dict(run.model.named_modules())["blocks.0.linear"]
     exp.step()  # step 0 is a cadence step
     assert len(lin._forward_hooks) == 0
+
+
+# ---- the machinery behind the numbers ------------------------------------------------------------
+
+def test_blocks_report_through_their_sink_and_copies_run_bare():
+    """The engine's blocks hand their output to the probe without forward hooks; a deep copy or a
+    pickle of the model drops the sink, so a copy trains bare and reports nothing."""
+    import io
+
+    exp = Experiment(small_demo())
+    run = exp.runs[0]
+    blocks = [m for _, m in run.probe.blocks]
+    assert all(b.gradviz_sink is not None and not b._forward_hooks for b in blocks)
+    twin = copy.deepcopy(run.model)
+    assert all(m.__dict__.get("gradviz_sink") is None for m in twin.modules())
+    torch.save(run.model, io.BytesIO())  # a closure in the model would not pickle
+    x, y = next(run.data.train_batches(32, seed=0))
+    run.probe.begin_step(1)
+    torch.nn.functional.cross_entropy(twin(x), y).backward()
+    assert all(n is None for n in run.probe.block_grads.norms)
+    with torch.no_grad():  # evaluation registers nothing either
+        run.model(x)
+    assert all(n is None for n in run.probe.block_grads.norms)
+    run.probe.remove()
+    assert all(b.__dict__.get("gradviz_sink") is None for b in blocks)
+
+
+class _Pair(torch.nn.Module):
+    """Returns a tuple whose first element is the second output of a chunk (output_nr 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 8)
+
+    def forward(self, x):
+        a, b = self.fc(x).chunk(2, dim=1)
+        return b, a
+
+
+def test_block_grad_norms_on_plain_modules_tuple_outputs_and_leaves():
+    from gradviz.core.probes import BlockGradNorms
+
+    torch.manual_seed(0)
+    pair, ident = _Pair(), torch.nn.Identity()
+    bgn = BlockGradNorms([("pair", pair), ("ident", ident)])
+    x = torch.randn(5, 4, requires_grad=True)  # a leaf: the identity block returns it as it is
+    b, a = pair(ident(x))
+    loss = (b.sin() * a).sum()
+    gb, gx = torch.autograd.grad(loss, [b, x], retain_graph=True)
+    loss.backward()
+    assert float(bgn.norms[0]) == pytest.approx(float(gb.norm()), rel=1e-6)
+    assert float(bgn.norms[1]) == pytest.approx(float(gx.norm()), rel=1e-6)
+    bgn.reset()  # also drops the hook on the leaf, which would outlive the graph
+    bgn.remove()
+    pair(x)[0].sum().backward()
+    assert bgn.norms == [None, None] and not pair._forward_hooks and not x._backward_hooks
+
+
+def test_norm_plan_matches_per_tensor_norms():
+    from gradviz.core.probes import GRAD_STACK_MAX, NormPlan, to_host
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 4), (3, 4), (), (), (7,), (70, 80), (3, 4), (5,), (5,)]
+    tensors = [torch.randn(s, generator=g) for s in shapes] + [torch.randn(6, generator=g).to(torch.bfloat16)] * 2
+    plan = NormPlan(tensors, GRAD_STACK_MAX)
+    assert plan.groups  # something was stacked
+    got = plan.unpack(to_host(plan.parts(tensors)))
+    want = [float(t.double().norm()) for t in tensors]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_update_metrics_with_large_frozen_and_small_parameters():
+    """weight_norm and update_ratio per layer for stacked small parameters, large ones copied one by
+    one, and a large frozen one (never copied: it does not move)."""
+    from gradviz.core.probes import WEIGHT_STACK_MAX, Probe
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 300), torch.nn.Tanh(), torch.nn.Linear(300, 300), torch.nn.Linear(300, 300),
+        torch.nn.Linear(300, 4), torch.nn.Linear(4, 4),
+    )
+    model[3].requires_grad_(False)
+    assert model[2].weight.numel() > WEIGHT_STACK_MAX
+    layers = [(n, m) for n, m in model.named_children() if isinstance(m, torch.nn.Linear)]
+    probe = Probe(model, layers, update_every=1)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+    for step in range(3):
+        x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+        probe.begin_step(step)
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        metrics = probe.after_backward(loss)
+        before = [[p.detach().double().clone() for p in m.parameters()] for _, m in layers]
+        probe.before_step()
+        opt.step()
+        probe.after_step(metrics)
+        after = [[p.detach().double() for p in m.parameters()] for _, m in layers]
+        wn = [float(torch.cat([p.flatten() for p in ps]).norm()) for ps in after]
+        moved = [float(torch.cat([(p - q).flatten() for p, q in zip(ps, qs, strict=True)]).norm()) for ps, qs in zip(after, before, strict=True)]
+        ur = [m / float(torch.cat([q.flatten() for q in qs]).norm()) for m, qs in zip(moved, before, strict=True)]
+        np.testing.assert_allclose(metrics.weight_norm, wn, rtol=1e-5)
+        np.testing.assert_allclose(metrics.update_ratio, ur, rtol=1e-4, atol=1e-12)
+        frozen = [n for n, _ in layers].index("3")
+        assert metrics.update_ratio[frozen] == 0.0 and np.isnan(metrics.grad_norm[frozen])
+        assert np.isfinite(np.delete(metrics.grad_norm, frozen)).all()
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_activation_summary_matches_torch(activation):
+    from gradviz.core.probes import SATURATION, activation_stats, activation_summary
+
+    thr = SATURATION.get(activation)
+    g = torch.Generator().manual_seed(1)
+    for z in (torch.randn(64, 300, generator=g) * 3 + 0.5, torch.tensor([[1.5]]), torch.randn(7, generator=g)):
+        summary = activation_summary(z, thr, 1024)
+        values = np.array([[float(v) for v in summary[:3]]])
+        mean, std, sat = (float(v[0]) for v in activation_stats([summary], values, relu=thr is None))
+        zd = z.double()
+        want_sat = (zd.abs() > thr) if thr is not None else (zd <= 0)
+        assert mean == pytest.approx(float(zd.mean()), rel=1e-5, abs=1e-7)
+        assert std == pytest.approx(float(zd.std()) if z.numel() > 1 else 0.0, rel=1e-5)
+        assert sat == pytest.approx(float(want_sat.double().mean()), abs=1e-12)
+        assert summary[4].numel() == min(z.numel(), 1024)

@@ -441,3 +441,37 @@ def test_cuda_with_float16_autocast_and_grad_scaler(tmp_path):
     gn = rec.metric("main", "grad_norm")[1]
     close(gn, expect, rtol=1e-3)  # a step the scaler skipped is measured in log(), from the same grads
     assert_no_hooks(model, opt)
+
+
+def test_watching_a_gradviz_model_uses_its_block_sinks_and_gives_them_back(tmp_path):
+    """gradviz's own blocks report their outputs through a sink instead of forward hooks; the
+    values match autograd, and `close()` leaves the blocks as they were."""
+    from gradviz.config import ModelConfig
+    from gradviz.core.models import build_model
+
+    model = build_model(ModelConfig(kind="mlp", depth=3, width=8, activation="tanh", residual=True), (2,), 3, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    w = gradviz.watch(model, opt, path=tmp_path / "m.gradviz", update_every=1)
+    blocks = [m for _, m in w._blocks]
+    assert w.blocks == ["blocks.0", "blocks.1", "blocks.2"]
+    assert all(b.gradviz_sink is not None and not b._forward_hooks for b in blocks)
+    want = []
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        x, y = torch.randn(16, 2, generator=g), torch.randint(0, 3, (16,), generator=g)
+        twin = copy.deepcopy(model)  # the copy has no sink: it runs bare
+        taps = []
+        hs = [b.register_forward_hook(lambda m, i, o, taps=taps: taps.append(o)) for _, b in find_blocks(twin)]
+        ref = F.cross_entropy(twin(x), y)
+        want.append([float(t.double().norm()) for t in torch.autograd.grad(ref, taps)])
+        for h in hs:
+            h.remove()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+    w.close()
+    assert all(b.__dict__.get("gradviz_sink") is None for b in blocks)
+    assert_no_hooks(model, opt)
+    close(gradviz.open_run(tmp_path / "m.gradviz").metric("main", "act_grad_norm")[1], want, rtol=1e-5)

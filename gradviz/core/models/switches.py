@@ -13,14 +13,34 @@ from torch import nn
 
 
 class SwitchableBlock(nn.Module):
-    """Base class: subclasses read `self.residual`, `self.norm_on` and their `nn.Dropout` modules."""
+    """Base class: subclasses read `self.residual`, `self.norm_on` and their `nn.Dropout` modules.
+
+    `gradviz_sink` is where a probe (`gradviz.core.probes.BlockGradNorms`) asks for each output:
+    None, or a callable `sink(block, output)` called after every forward. It stands in for a forward
+    hook, which would take every call of the block off `nn.Module.__call__`'s fast path and cost a
+    Python hook frame besides. The sink is never copied: `copy.deepcopy` and pickling drop it, so a
+    copy of a probed model runs bare.
+    """
 
     gradviz_block = True  # marks a block for `blocks()`; torchvision blocks get it when patched
+    gradviz_sink = None  # class default; a probe sets it per instance
 
     def __init__(self, residual: bool = False, norm_on: bool = False) -> None:
         super().__init__()
         self.residual = bool(residual)
         self.norm_on = bool(norm_on)
+
+    def __call__(self, *args, **kwargs):
+        out = nn.Module.__call__(self, *args, **kwargs)
+        sink = self.gradviz_sink
+        if sink is not None:
+            sink(self, out)
+        return out
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()  # a copy of __dict__
+        state.pop("gradviz_sink", None)
+        return state
 
 
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
