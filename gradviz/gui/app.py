@@ -75,7 +75,8 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setWidget(self.controls)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.controls.sizeHint().width() + 24)
+        self.controls_scroll = scroll
+        self._fit_controls()
         features = QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable
         self.dock = QtWidgets.QDockWidget("Controls", self)
         self.dock.setObjectName("controls")
@@ -315,6 +316,7 @@ class MainWindow(QtWidgets.QMainWindow):
             v.apply_theme(self.theme)
         self.readout.apply_theme(self.theme)
         self.controls.apply_theme(self.theme)
+        self._fit_controls()
         f = self.theme.font(0.8 if presentation else 1.0)
         self.statusBar().setFont(f)
         for lab in self.statusBar().findChildren(QtWidgets.QLabel):
@@ -334,6 +336,14 @@ class MainWindow(QtWidgets.QMainWindow):
         s = QtCore.QSettings()
         s.setValue("theme", name)
         s.setValue("presentation", presentation)
+
+    def _fit_controls(self) -> None:
+        """The controls dock as wide as its contents: presentation fonts must not cut the buttons."""
+        self.controls.adjustSize()
+        width = self.controls.sizeHint().width() + 24
+        self.controls_scroll.setMinimumWidth(width)
+        if hasattr(self, "dock"):
+            self.resizeDocks([self.dock], [width], QtCore.Qt.Orientation.Horizontal)
 
     def set_presentation(self, on: bool) -> None:
         self.set_theme(self.theme.name, on)

@@ -152,6 +152,10 @@ def test_presentation_mode_and_theme_persist(live, qtbot):
     assert depth.plot.getAxis("bottom").style["tickFont"].pointSizeF() > tick0
     assert win.readout.labels["plain"].font().pointSizeF() > read0
     assert win.controls.present_box.isChecked()
+    # the bigger fonts widen the controls dock instead of cutting its buttons off
+    qtbot.waitUntil(lambda: win.controls_scroll.viewport().width() >= win.controls.sizeHint().width(), timeout=3000)
+    btn = win.controls.pause_btn
+    assert btn.visibleRegion().boundingRect().width() == btn.width()
     win.controls.theme_box.setCurrentText("dark")
     assert win.theme.name == "dark" and win.theme.presentation
     assert depth.widget.backgroundBrush().color().name() == "#000000"

@@ -11,6 +11,7 @@ from gradviz.core.recording import Recording
 from gradviz.core.runfile import open_run
 from gradviz.gui.theme import EVENT_KINDS_MARKED, make_theme
 from gradviz.gui.views import make_views
+from gradviz.gui.views.base import decade_label
 from gradviz.gui.views.depth import METRICS
 from gradviz.gui.views.readout import describe
 
@@ -320,3 +321,8 @@ def test_log_axes_label_decades_only_once_they_span_one(views):
     axis.range = plot.getViewBox().viewRange()[1]
     minor = [v for sp, vals in axis.tickValues(*axis.range, 400) if sp is None for v in vals]
     assert minor and all(axis.tickStrings(minor, 1.0, None))
+
+
+def test_decade_labels_are_narrow_and_uniform():
+    assert [decade_label(n) for n in (-10, -4, -3, -2, -1, 0, 1, 2, 3)] == [
+        "10⁻¹⁰", "10⁻⁴", "10⁻³", "0.01", "0.1", "1", "10", "100", "10³"]

@@ -110,13 +110,26 @@ class View(QtWidgets.QWidget):
 
 
 # ---- plots -------------------------------------------------------------------------------
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def decade_label(log10_value: float) -> str:
+    """0.01 to 100 written out, other decades as 10ⁿ: one narrow style down the whole axis
+    (pyqtgraph writes 1e-4 as "0.0001", the widest label on a gradient axis)."""
+    n = int(round(log10_value))
+    if -2 <= n <= 2:
+        return f"{10.0 ** n:g}"
+    return "10" + str(n).translate(_SUPERSCRIPT)
+
+
 class DecadeAxis(pg.AxisItem):
     """A log axis that labels decades only once it spans one or more: pyqtgraph also labels the
     minor ticks (2, 3, ..., 9) until the axis has three decades, which crowds them into an
     unreadable column on a projector. The minor ticks stay, unlabelled."""
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
-        strings = super().logTickStrings(values, scale, spacing)
+        strings = [decade_label(v) if abs(v - round(v)) < 1e-9 else s
+                   for v, s in zip(values, super().logTickStrings(values, scale, spacing), strict=True)]
         lo, hi = self.range
         if spacing is None and abs(hi - lo) >= 1.0:  # the minor level, with decades on screen
             # this level also carries the decades themselves when pyqtgraph found no major level
@@ -134,6 +147,11 @@ def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False) -
     p.setLogMode(x=False, y=logy)
     p.setMenuEnabled(False)
     p.addLegend(offset=(-10, 10))
+    # pyqtgraph makes a title's width the plot's minimum width: a long title in presentation fonts
+    # then pushed the plot past the edge of its pane. Keep only the height as a minimum.
+    title = p.titleLabel
+    title.updateMin = lambda: title.setMinimumHeight(title.itemRect().height())
+    title.setMinimumWidth(0)
     return w
 
 

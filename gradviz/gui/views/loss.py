@@ -22,7 +22,7 @@ SERIES = (("loss", "train"), ("eval_loss", "eval"))
 
 class LossView(View):
     name = "loss"
-    title = "Loss (train solid, eval dashed)"
+    title = "Loss"  # the legend tells train (solid) from eval (dashed); a long title widens the tab
     time_based = True
 
     def __init__(self, parent=None) -> None:
