@@ -90,7 +90,7 @@ def child_main(cfg: ExperimentConfig, path: str | None, max_rate: float | None, 
     """Entry point of the training process (spawned; imports torch, never Qt)."""
     _child_logging(log_path)
     _child_signals()
-    log.info("training process up")
+    log.info("training process up (pid %d)", os.getpid())
     forward = _Forwarder()
     rec = Recording()
     rec.add_listener(forward)

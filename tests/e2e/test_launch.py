@@ -7,6 +7,7 @@ what X shows, not on what the app says it drew.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -68,6 +69,14 @@ def xvfb(tmp_path):
     yield f":{n}", fb / "Xvfb_screen0"
     proc.terminate()
     proc.wait(5)
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
 
 
 def count_color(img: np.ndarray, rgb: tuple[int, int, int], tol: int = 12) -> int:
@@ -134,6 +143,16 @@ def test_gradviz_opens_trains_and_closes_cleanly(xvfb, tmp_path):
         code = proc.wait(timeout=5)
         assert time.monotonic() - t0 < 3.0
         assert code == 0, log.read_text()[-3000:]
+        # training ran in a child process: it finished the run file and left no process behind
+        app_log = (home / "gradviz.log").read_text()
+        pid = int(re.search(r"training process up \(pid (\d+)\)", app_log).group(1))
+        deadline = time.monotonic() + 5
+        while not exited(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert exited(pid), "the training process outlived the window"
+        final = sorted(runs.glob("demo-*.gradviz"))[-1]
+        assert not Path(str(final) + "-wal").exists(), "the run file was left mid-write"
+        assert gradviz.open_run(final).last_step() >= rec.last_step()
     finally:
         if proc.poll() is None:
             proc.kill()
