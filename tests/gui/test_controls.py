@@ -222,13 +222,16 @@ def test_a_model_that_raises_stops_with_one_line(live, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: worker.done.is_set(), timeout=5000)
 
 
-def test_preset_and_session_fields_start_a_new_session(live, qtbot):
-    win, worker = live()
+@pytest.mark.parametrize("kind", KINDS)
+def test_preset_and_session_fields_start_a_new_session(live, qtbot, kind, monkeypatch):
+    monkeypatch.setenv("GRADVIZ_WORKER", kind)  # the sessions the window starts itself
+    win, worker = live(kind=kind)
     old_rec = worker.recording
     win.controls.depth.setValue(3)
     win.controls.depth.editingFinished.emit()
     assert win.session is not worker
     new = win.session
+    assert type(new) is type(worker)
     assert new.cfg.model.depth == 3 and new.recording is not old_rec and win.recording is new.recording
     assert new.path != worker.path
     qtbot.waitUntil(lambda: worker.done.is_set(), timeout=5000)  # the old session finished

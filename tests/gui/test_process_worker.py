@@ -131,3 +131,13 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_the_window_trains_in_a_process_unless_told_otherwise(monkeypatch, tiny, tmp_path):
+    from gradviz.gui.sessions import make_worker
+    from gradviz.gui.worker import Worker
+
+    monkeypatch.delenv("GRADVIZ_WORKER", raising=False)
+    assert type(make_worker(tiny(), path=tmp_path / "a.gradviz")) is ProcessWorker
+    monkeypatch.setenv("GRADVIZ_WORKER", "thread")
+    assert type(make_worker(tiny(), path=tmp_path / "b.gradviz")) is Worker
