@@ -217,7 +217,7 @@ class ProcessWorker:
         try:
             self.process.start()
         except Exception as exc:  # noqa: BLE001 - e.g. no way to start a process here
-            self._fail(f"cannot start the training process: {type(exc).__name__}: {exc}")
+            self._fail(f"cannot start the training process ({type(exc).__name__}: {exc}); GRADVIZ_WORKER=thread trains inside the window instead")
             return self
         for end in self._child_ends:  # the child holds its own copies now
             end.close()
