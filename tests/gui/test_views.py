@@ -326,3 +326,50 @@ def test_log_axes_label_decades_only_once_they_span_one(views):
 def test_decade_labels_are_narrow_and_uniform():
     assert [decade_label(n) for n in (-10, -4, -3, -2, -1, 0, 1, 2, 3)] == [
         "10⁻¹⁰", "10⁻⁴", "10⁻³", "0.01", "0.1", "1", "10", "100", "10³"]
+
+
+def test_step_axis_spaces_its_labels_for_the_font(qtbot):
+    """Presentation fonts on a narrow axis: fewer labelled ticks, never overlapping ones."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.base import SpacedAxis
+
+    axis = SpacedAxis("bottom")
+    small, big = QtGui.QFont(), QtGui.QFont()
+    small.setPointSizeF(9)
+    big.setPointSizeF(22)
+    spacing = {}
+    for name, font in (("small", small), ("big", big)):
+        axis.setTickFont(font)
+        levels = axis.tickSpacing(0.0, 800.0, 300.0)
+        major = levels[0][0]
+        spacing[name] = major
+        label_px = QtGui.QFontMetricsF(font).horizontalAdvance("800")
+        assert 300.0 * major / 800.0 >= label_px * 1.5  # room for a label between two ticks
+        assert round(major / 10 ** math.floor(math.log10(major)), 6) in (1, 2, 5)  # a 1-2-5 step
+        assert major <= 800.0  # at least two labels (0 and one more) on the axis
+        if len(levels) > 1:  # minor ticks between, unlabelled
+            assert set(axis.tickStrings([levels[1][0]], 1.0, levels[1][0])) <= {""} or name == "small"
+    assert spacing["big"] > spacing["small"]
+
+
+def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
+    """Live sessions: the window shows the recording before the training process adds its runs."""
+    from gradviz.gui.views.activations import ActivationsView
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    hist, acts = HistogramsView(), ActivationsView()
+    for v in (hist, acts):
+        qtbot.addWidget(v)
+        v.refresh(rec)
+    assert hist.layer_box.count() == 0
+    rec.set_meta({"config": {"model": {"activation": "relu", "kind": "mlp"}}})
+    rec.add_run("plain", ["0.linear", "1.linear"], ["Linear", "Linear"], [])
+    rec.set_edges("plain", "weight", 1, np.linspace(-1, 1, 5))
+    rec.append_histograms("plain", 0, "weight", {1: np.array([1.0, 2.0, 3.0, 4.0])})
+    rec.append("plain", 0, {"loss": 1.0, "act_std": np.array([0.5, 0.4])})
+    for v in (hist, acts):
+        v.refresh(rec)
+    assert [hist.layer_box.itemText(i) for i in range(2)] == ["0: 0.linear", "1: 1.linear"]
+    assert acts.plots["act_saturation"].titleLabel.text.startswith("dead fraction")

@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from .base import View, live_curve, style_plot, style_widget, upto_count
+from .base import SpacedAxis, View, live_curve, style_plot, style_widget, upto_count
 
 STATS = ("act_mean", "act_std", "act_saturation")
 
@@ -33,7 +33,7 @@ class ActivationsView(View):
         self.plots: dict[str, pg.PlotItem] = {}
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}
         for i, stat in enumerate(STATS):
-            p = ci.addPlot(row=1, col=i)
+            p = ci.addPlot(row=1, col=i, axisItems={"bottom": SpacedAxis("bottom")})
             p.setMenuEnabled(False)
             p.setTitle(labels[stat])
             p.setLabel("bottom", "layer index")
@@ -55,12 +55,18 @@ class ActivationsView(View):
             self.plots[stat].removeItem(c)
         self.curves, self._drawn, self._step = {}, {}, {}
         self.plots["act_mean"].legend.clear()
+        self._label_saturation(recording)
+
+    def _label_saturation(self, recording) -> None:
         sat = saturation_label(recording)
+        self._sat_label = sat
         self.plots["act_saturation"].setTitle(sat)
         self.plots["act_saturation"].setLabel("left", sat)
         self._apply_theme(self.theme)
 
     def _draw(self, recording, upto: int | None) -> None:
+        if saturation_label(recording) != getattr(self, "_sat_label", None):  # live: meta may come late
+            self._label_saturation(recording)
         self._drawn = {}
         for run in recording.runs:
             color = self.run_color(recording, run)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..theme import EVENT_KINDS_MARKED, Theme, make_theme
 
@@ -137,8 +137,45 @@ class DecadeAxis(pg.AxisItem):
         return strings
 
 
+class SpacedAxis(pg.AxisItem):
+    """A horizontal axis whose labelled ticks leave room for their text: pyqtgraph picks about
+    log(pixels) ticks whatever the font, so presentation fonts ran "0 200400600" together. The
+    major spacing is widened through 1-2-5 steps until a label fits between two ticks with room
+    to spare; the minor ticks in between stay unlabelled."""
+
+    _labelled: float | None = None  # the major spacing when widened, else None
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph API
+        levels = super().tickSpacing(minVal, maxVal, size)
+        self._labelled = None
+        span = maxVal - minVal
+        if not levels or span <= 0 or size <= 0 or self.logMode:
+            return levels
+        font = self.style.get("tickFont") or QtGui.QFont()
+        digits = len(str(int(max(abs(minVal), abs(maxVal))))) + (1 if minVal < 0 else 0)
+        need = QtGui.QFontMetricsF(font).horizontalAdvance("0" * digits) * 1.6
+        major = levels[0][0]
+        if size * major / span >= need:
+            return levels
+        base = 10 ** math.floor(math.log10(major))
+        for _ in range(60):
+            for m in (1, 2, 5):
+                spacing = m * base
+                if spacing > major and size * spacing / span >= need:
+                    self._labelled = spacing
+                    return [(spacing, 0), (spacing / (5 if m != 2 else 2), 0)]
+            base *= 10
+        return levels
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        strings = super().tickStrings(values, scale, spacing)
+        if self._labelled is not None and spacing < self._labelled:
+            return [""] * len(strings)
+        return strings
+
+
 def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False) -> pg.PlotWidget:
-    w = pg.PlotWidget(axisItems={"left": DecadeAxis("left")})
+    w = pg.PlotWidget(axisItems={"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom")})
     p = w.getPlotItem()
     p.setTitle(title)
     p.setLabel("bottom", xlabel)

@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from .base import Markers, View, style_plot, style_widget, upto_count
+from .base import Markers, SpacedAxis, View, style_plot, style_widget, upto_count
 
 MAX_COLUMNS = 1200
 LEVELS = (-10.0, 1.0)  # log10 gradient norm: 1e-10 (dark) to 10 (bright)
@@ -58,7 +58,7 @@ class HeatmapView(View):
         self._on_new_recording(recording)
         first = None
         for i, run in enumerate(runs):
-            plot = self.layout_.addPlot(row=1 + i, col=0)
+            plot = self.layout_.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom")})
             plot.setMenuEnabled(False)
             plot.setLabel("left", f"{run}: layer")
             plot.setMouseEnabled(x=False, y=False)

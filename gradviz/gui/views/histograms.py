@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from .base import Markers, View, style_plot, style_widget, upto_count
+from .base import Markers, SpacedAxis, View, style_plot, style_widget, upto_count
 
 KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activations"))
 MAX_COLUMNS = 600
@@ -39,7 +39,7 @@ class HistogramsView(View):
         self.widget = pg.GraphicsLayoutWidget()
         self.ci = self.widget.ci
         self.title_label = self.ci.addLabel(self.title, row=0, col=0)
-        self.latest = self.ci.addPlot(row=99, col=0)
+        self.latest = self.ci.addPlot(row=99, col=0, axisItems={"bottom": SpacedAxis("bottom")})
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")
         self.latest.setLabel("left", "count (latest)")
@@ -83,6 +83,9 @@ class HistogramsView(View):
             self.latest.removeItem(c)
         self.latest.legend.clear()
         self.plots, self.images, self.markers, self.latest_curves, self._drawn = {}, {}, {}, {}, {}
+        self._fill_layers(recording)
+
+    def _fill_layers(self, recording) -> None:
         runs = recording.runs
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
@@ -101,7 +104,7 @@ class HistogramsView(View):
         for i, run in enumerate(runs):
             if run in self.plots:
                 continue
-            plot = self.ci.addPlot(row=1 + i, col=0)
+            plot = self.ci.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom")})
             plot.setMenuEnabled(False)
             plot.setLabel("left", f"{run}: value")
             plot.setLabel("bottom", "step")
@@ -121,6 +124,8 @@ class HistogramsView(View):
         self._apply_theme(self.theme)
 
     def _draw(self, recording, upto: int | None) -> None:
+        if not self.layer_box.count() and recording.runs:  # live: the runs arrive after the window opens
+            self._fill_layers(recording)
         self._build(recording)
         events = recording.event_objects()
         self._drawn = {}
