@@ -142,6 +142,8 @@ def test_loss_curves_and_event_markers(views, recorded):
         np.testing.assert_allclose(y, values)
         es, ev = rec.metric(run, "eval_loss")
         np.testing.assert_allclose(loss.curves[(run, "eval_loss")].getOriginalDataset()[1], ev)
+    # the legend names each run once (eval is the dashed line in the run's colour)
+    assert [label.text for _sample, label in loss.plot.legend.items] == [*rec.runs, "eval (dashed)"]
     events = marked(rec)
     kinds = {e.kind for e in events}
     assert {"toggle", "pause", "restart"} <= kinds
@@ -302,8 +304,9 @@ def test_fixed_depth_axis_grows_for_exploding_values_but_never_shrinks(qtbot):
     assert view.decades["grad_norm"] == (lo0, 5)  # no shrinking back: small values stay small
 
 
-def test_log_axes_label_decades_only_once_they_span_one(views):
-    """Minor ticks (2..9) lose their labels when a decade is on screen, and keep them inside one."""
+def test_log_axes_label_decades_only_once_two_are_on_screen(views):
+    """Minor ticks (2..9) lose their labels when two or more decades are on screen, and keep them
+    otherwise (0.42 to 4.2 shows only the decade "1": its minor labels must stay)."""
     plot = views["loss"].plot
     axis = plot.getAxis("left")
     plot.setYRange(math.log10(0.03), math.log10(15), padding=0)
@@ -317,10 +320,11 @@ def test_log_axes_label_decades_only_once_they_span_one(views):
         minors = {v: t for v, t in shown.items() if abs(v - round(v)) >= 1e-9}
         assert sorted(decades) == [-1.0, 0.0, 1.0] and all(decades.values()), shown
         assert minors and not any(minors.values()), shown
-    plot.setYRange(math.log10(0.2), math.log10(0.9), padding=0)  # inside one decade
-    axis.range = plot.getViewBox().viewRange()[1]
-    minor = [v for sp, vals in axis.tickValues(*axis.range, 400) if sp is None for v in vals]
-    assert minor and all(axis.tickStrings(minor, 1.0, None))
+    for lo, hi in ((0.2, 0.9), (0.42, 4.2)):  # inside one decade; across one decade tick only
+        plot.setYRange(math.log10(lo), math.log10(hi), padding=0)
+        axis.range = plot.getViewBox().viewRange()[1]
+        minor = [v for sp, vals in axis.tickValues(*axis.range, 400) if sp is None for v in vals]
+        assert minor and all(axis.tickStrings(minor, 1.0, None)), (lo, hi)
 
 
 def test_decade_labels_are_narrow_and_uniform():

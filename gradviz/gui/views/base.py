@@ -123,15 +123,16 @@ def decade_label(log10_value: float) -> str:
 
 
 class DecadeAxis(pg.AxisItem):
-    """A log axis that labels decades only once it spans one or more: pyqtgraph also labels the
-    minor ticks (2, 3, ..., 9) until the axis has three decades, which crowds them into an
-    unreadable column on a projector. The minor ticks stay, unlabelled."""
+    """A log axis that labels only the decades once two or more are on screen: pyqtgraph also
+    labels the minor ticks (2, 3, ..., 9) until the axis has three decades, which crowds them into
+    an unreadable column on a projector. The minor ticks stay, unlabelled. With fewer than two
+    decades visible the minor labels stay too, or the axis could be left with a single "1"."""
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         strings = [decade_label(v) if abs(v - round(v)) < 1e-9 else s
                    for v, s in zip(values, super().logTickStrings(values, scale, spacing), strict=True)]
-        lo, hi = self.range
-        if spacing is None and abs(hi - lo) >= 1.0:  # the minor level, with decades on screen
+        lo, hi = sorted(self.range)
+        if spacing is None and math.floor(hi) - math.ceil(lo) >= 1:  # the minor level, 2+ decades on screen
             # this level also carries the decades themselves when pyqtgraph found no major level
             return [s if abs(v - round(v)) < 1e-9 else "" for v, s in zip(values, strings, strict=True)]
         return strings
@@ -139,31 +140,29 @@ class DecadeAxis(pg.AxisItem):
 
 class SpacedAxis(pg.AxisItem):
     """A horizontal axis whose labelled ticks leave room for their text: pyqtgraph picks about
-    log(pixels) ticks whatever the font, so presentation fonts ran "0 200400600" together. The
-    major spacing is widened through 1-2-5 steps until a label fits between two ticks with room
-    to spare; the minor ticks in between stay unlabelled."""
+    log(pixels) ticks whatever the font, so presentation fonts ran "0 200400600" together, and a
+    narrow axis could keep only its "0". Here the labelled spacing is the smallest 1-2-5 step that
+    leaves half a label's width between labels (and at most about eight of them); minor ticks in
+    between stay unlabelled."""
 
-    _labelled: float | None = None  # the major spacing when widened, else None
+    _labelled: float | None = None  # the labelled spacing, else None (pyqtgraph's own levels)
 
     def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph API
         levels = super().tickSpacing(minVal, maxVal, size)
         self._labelled = None
         span = maxVal - minVal
-        if not levels or span <= 0 or size <= 0 or self.logMode:
+        if not levels or span <= 0 or size <= 0 or self.logMode or self._tickSpacing is not None:
             return levels
         font = self.style.get("tickFont") or QtGui.QFont()
-        digits = len(str(int(max(abs(minVal), abs(maxVal))))) + (1 if minVal < 0 else 0)
-        need = QtGui.QFontMetricsF(font).horizontalAdvance("0" * digits) * 1.6
-        major = levels[0][0]
-        if size * major / span >= need:
-            return levels
-        base = 10 ** math.floor(math.log10(major))
-        for _ in range(60):
+        digits = len(str(int(max(abs(minVal), abs(maxVal)))))  # a sign, if any, is on small values
+        need = max(QtGui.QFontMetricsF(font).horizontalAdvance("0" * digits) * 1.5, size / 8)
+        base = 10 ** math.floor(math.log10(span * need / size))
+        for _ in range(4):
             for m in (1, 2, 5):
                 spacing = m * base
-                if spacing > major and size * spacing / span >= need:
+                if size * spacing / span >= need:
                     self._labelled = spacing
-                    return [(spacing, 0), (spacing / (5 if m != 2 else 2), 0)]
+                    return [(spacing, 0), (spacing / (2 if m == 2 else 5), 0)]
             base *= 10
         return levels
 

@@ -17,12 +17,12 @@ from .base import (
     upto_count,
 )
 
-SERIES = (("loss", "train"), ("eval_loss", "eval"))
+SERIES = ("loss", "eval_loss")  # train solid, eval dashed
 
 
 class LossView(View):
     name = "loss"
-    title = "Loss"  # the legend tells train (solid) from eval (dashed); a long title widens the tab
+    title = "Loss"  # the legend names each run once, plus one "eval" entry: 3 entries, not 4 (9 of 4 runs)
     time_based = True
 
     def __init__(self, parent=None) -> None:
@@ -50,16 +50,23 @@ class LossView(View):
     def _draw(self, recording, upto: int | None) -> None:
         self._drawn = {}
         for run in recording.runs:
-            for metric, label in SERIES:
+            for metric in SERIES:
                 key = (run, metric)
                 if key not in self.curves:
-                    self.curves[key] = live_curve(self.plot, self._pen(recording, run, metric), name=f"{run} {label}")
+                    name = run if metric == "loss" else None  # eval curves share the run's colour
+                    self.curves[key] = live_curve(self.plot, self._pen(recording, run, metric), name=name)
                 steps, values = recording.metric(run, metric)
                 n = upto_count(steps, upto)
                 steps, values = steps[:n], values[:n]
                 self.curves[key].setData(steps, positive(values))
                 self._drawn[key] = (steps, values)
+        if recording.runs and ("", "eval_key") not in self.curves:
+            # one legend entry for every dashed curve, in the foreground colour, after the runs
+            self.curves[("", "eval_key")] = live_curve(self.plot, self._eval_pen(), name="eval (dashed)")
         self.markers.update(recording.event_objects(), upto)
+
+    def _eval_pen(self):
+        return self.theme.pen(self.theme.foreground, self.theme.line_width * 1.5, dash=True)
 
     def csv(self) -> tuple[list[str], list[list]]:
         keys = list(self._drawn)
@@ -88,4 +95,4 @@ class LossView(View):
         self.markers.set_theme(theme)
         if self.recording is not None:
             for (run, metric), c in self.curves.items():
-                c.setPen(self._pen(self.recording, run, metric))
+                c.setPen(self._eval_pen() if metric == "eval_key" else self._pen(self.recording, run, metric))
