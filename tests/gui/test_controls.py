@@ -260,3 +260,25 @@ def test_closing_mid_training_is_quick_and_leaves_a_complete_file(live, qtbot, k
     np.testing.assert_array_equal(steps, live_steps)
     assert rec.events() == worker.recording.events()
     assert not (worker.path.parent / (worker.path.name + "-wal")).exists()  # closed, not just committed
+
+
+def test_a_training_process_that_raises_stops_with_one_line(qtbot, tmp_path, tiny):
+    """A loss that cannot take these targets raises inside the training process: the window shows
+    one line naming the run and the error, keeps drawing, and the run file is finished."""
+    worker = ProcessWorker(tiny(**{"train.loss": "mse"}), path=tmp_path / "raises.gradviz").start()
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        qtbot.waitUntil(lambda: worker.status().state == "error", timeout=60000)
+        qtbot.waitUntil(lambda: "RuntimeError" in win.message_label.text(), timeout=5000)
+        msg = win.message_label.text()
+        assert "plain" in msg and "step 0" in msg and "\n" not in msg
+        frames = win.frame_count
+        qtbot.wait(200)
+        assert win.isVisible() and win.frame_count > frames
+        assert worker.done.wait(10)
+        errors = [e for e in open_run(worker.path).events() if e[2] == "error"]
+        assert errors and "RuntimeError" in errors[0][3]
+    finally:
+        win.shutdown()
