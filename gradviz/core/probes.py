@@ -476,10 +476,9 @@ class Probe:
         self.n_layers = len(layers)
         self._owner = owner
         self._owner_arr = np.asarray(owner, np.int64)  # parameter -> layer index, for the per-step sums
-        self._combine_key: list[int] | None = None  # the parameters with a gradient, last step
-        self._combine: tuple[np.ndarray, np.ndarray] = (self._owner_arr, np.zeros(0, bool))
-        self._present: list[int] = []
-        self._grad_plan: tuple[list[int], NormPlan] | None = None  # for the parameters with a gradient
+        # for the parameters that had a gradient at the last step: (their indices, how to take their
+        # norms, their layers, layers with none of them); rebuilt when that set changes
+        self._grad_plan: tuple[list[int], NormPlan, np.ndarray, np.ndarray] | None = None
         self._update_plan: _UpdatePlan | None = None
         self.block_grads = BlockGradNorms(self.blocks) if self.blocks else None
         self._act_hooks: list = []
@@ -540,14 +539,18 @@ class Probe:
         out[~have] = np.nan
         return out
 
+    def _owners(self, present: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        owners = self._owner_arr[present]
+        return owners, np.bincount(owners, minlength=self.n_layers) == 0
+
     def layer_grad_norms(self, present: list[int], norms: np.ndarray) -> np.ndarray:
         """`grad_norm` per layer from the norms of the parameters in `present`; the grouping is
         kept from the last step (the same parameters get gradients step after step)."""
-        if present != self._combine_key:
-            owners = self._owner_arr[present]
-            self._combine_key = list(present)
-            self._combine = (owners, np.bincount(owners, minlength=self.n_layers) == 0)
-        owners, missing = self._combine
+        plan = self._grad_plan
+        if plan is not None and plan[0] == present:
+            owners, missing = plan[2], plan[3]
+        else:
+            owners, missing = self._owners(present)
         out = np.sqrt(np.bincount(owners, weights=np.square(norms), minlength=self.n_layers))
         out[missing] = np.nan
         return out
@@ -561,7 +564,7 @@ class Probe:
         if len(present) != len(grads):
             grads = [grads[j] for j in present]
         if self._grad_plan is None or self._grad_plan[0] != present:
-            self._grad_plan = (present, NormPlan(grads, GRAD_STACK_MAX))
+            self._grad_plan = (present, NormPlan(grads, GRAD_STACK_MAX), *self._owners(present))
         plan = self._grad_plan[1]
         parts = plan.parts(grads)
         bidx = [i for i, n in enumerate(block_norms) if n is not None]
@@ -586,7 +589,6 @@ class Probe:
         if bg is not None:
             bg.reset()
         present, bidx = g["present"], g["bidx"]
-        self._present = present
         flat = to_host(g["parts"] + [loss.detach().reshape(1)])  # the loss rides along in the same copy
         loss_v = float(flat[-1])
         param_norms, block_norms = self.decode_grads(g, flat)
@@ -614,7 +616,7 @@ class Probe:
         the others alone, so their update is exactly zero."""
         if not self.is_update_step() or not self.params:
             return
-        self.snapshot(self._present)
+        self.snapshot(self._grad_plan[0] if self._grad_plan is not None else [])
 
     def after_step(self, metrics: StepMetrics) -> StepMetrics:
         """`weight_norm` and `update_ratio` after the optimiser step; one host copy."""

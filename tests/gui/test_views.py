@@ -377,3 +377,16 @@ def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
         v.refresh(rec)
     assert [hist.layer_box.itemText(i) for i in range(2)] == ["0: 0.linear", "1: 1.linear"]
     assert acts.plots["act_saturation"].titleLabel.text.startswith("dead fraction")
+
+
+def test_loss_legend_keeps_the_eval_entry_last_as_runs_arrive(qtbot):
+    from gradviz.gui.views.loss import LossView
+
+    rec = Recording()
+    loss = LossView()
+    qtbot.addWidget(loss)
+    for i, run in enumerate(["plain", "residual"]):
+        rec.add_run(run, ["0.linear"], ["Linear"], [])
+        rec.append(run, 0, {"loss": 1.0 + i})
+        loss.refresh(rec)
+        assert [label.text for _s, label in loss.plot.legend.items] == [*rec.runs, "eval (dashed)"]

@@ -146,6 +146,11 @@ class SpacedAxis(pg.AxisItem):
     between stay unlabelled."""
 
     _labelled: float | None = None  # the labelled spacing, else None (pyqtgraph's own levels)
+    _digit_px: float | None = None  # width of a digit in the tick font, measured when it is set
+
+    def setTickFont(self, font) -> None:  # noqa: N802 - pyqtgraph API
+        super().setTickFont(font)
+        self._digit_px = QtGui.QFontMetricsF(font or QtGui.QFont()).horizontalAdvance("0")
 
     def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph API
         levels = super().tickSpacing(minVal, maxVal, size)
@@ -153,9 +158,10 @@ class SpacedAxis(pg.AxisItem):
         span = maxVal - minVal
         if not levels or span <= 0 or size <= 0 or self.logMode or self._tickSpacing is not None:
             return levels
-        font = self.style.get("tickFont") or QtGui.QFont()
+        if self._digit_px is None:
+            self.setTickFont(self.style.get("tickFont"))
         digits = len(str(int(max(abs(minVal), abs(maxVal)))))  # a sign, if any, is on small values
-        need = max(QtGui.QFontMetricsF(font).horizontalAdvance("0" * digits) * 1.5, size / 8)
+        need = max(self._digit_px * digits * 1.5, size / 8)
         base = 10 ** math.floor(math.log10(span * need / size))
         for _ in range(4):
             for m in (1, 2, 5):

@@ -32,15 +32,17 @@ class LossView(View):
         self.markers = Markers(self.plot)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self.eval_entry: pg.PlotDataItem | None = None  # legend only: "eval (dashed)", after the runs
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
 
     def _on_new_recording(self, recording) -> None:
-        for c in self.curves.values():
-            self.plot.removeItem(c)
-        self.curves, self._drawn = {}, {}
+        for c in [*self.curves.values(), self.eval_entry]:
+            if c is not None:
+                self.plot.removeItem(c)
+        self.curves, self._drawn, self.eval_entry = {}, {}, None
         self.plot.legend.clear()
 
     def _pen(self, recording, run: str, metric: str):
@@ -49,10 +51,12 @@ class LossView(View):
 
     def _draw(self, recording, upto: int | None) -> None:
         self._drawn = {}
+        new_run = False
         for run in recording.runs:
             for metric in SERIES:
                 key = (run, metric)
                 if key not in self.curves:
+                    new_run = True
                     name = run if metric == "loss" else None  # eval curves share the run's colour
                     self.curves[key] = live_curve(self.plot, self._pen(recording, run, metric), name=name)
                 steps, values = recording.metric(run, metric)
@@ -60,9 +64,10 @@ class LossView(View):
                 steps, values = steps[:n], values[:n]
                 self.curves[key].setData(steps, positive(values))
                 self._drawn[key] = (steps, values)
-        if recording.runs and ("", "eval_key") not in self.curves:
-            # one legend entry for every dashed curve, in the foreground colour, after the runs
-            self.curves[("", "eval_key")] = live_curve(self.plot, self._eval_pen(), name="eval (dashed)")
+        if new_run:  # one legend entry for every dashed curve, in the foreground colour, kept last
+            if self.eval_entry is not None:
+                self.plot.removeItem(self.eval_entry)
+            self.eval_entry = live_curve(self.plot, self._eval_pen(), name="eval (dashed)")
         self.markers.update(recording.event_objects(), upto)
 
     def _eval_pen(self):
@@ -95,4 +100,6 @@ class LossView(View):
         self.markers.set_theme(theme)
         if self.recording is not None:
             for (run, metric), c in self.curves.items():
-                c.setPen(self._eval_pen() if metric == "eval_key" else self._pen(self.recording, run, metric))
+                c.setPen(self._pen(self.recording, run, metric))
+        if self.eval_entry is not None:
+            self.eval_entry.setPen(self._eval_pen())
