@@ -555,10 +555,11 @@ class Probe:
         out[missing] = np.nan
         return out
 
-    def grad_norms(self, block_norms: list[torch.Tensor | None]) -> dict:
+    def grad_norms(self, block_norms: list[torch.Tensor | None], scale: torch.Tensor | None = None) -> dict:
         """Norms (on the device) of the parameter gradients, then of the blocks' output gradients
         caught in backward: {"present", "bidx", "parts", "plan"}; `parts` are 1-D tensors, decoded
-        on the host by `decode_grads`."""
+        on the host by `decode_grads`. `scale`: the loss scale the backward ran with (a GradScaler's),
+        which the block norms are divided by; parameter gradients are unscaled already."""
         grads = [p.grad for p in self.params]
         present = [j for j, g in enumerate(grads) if g is not None]
         if len(present) != len(grads):
@@ -572,7 +573,10 @@ class Probe:
             caught = [block_norms[i] for i in bidx]
             if not plan.one_device or (plan.device is not None and caught[0].device != plan.device):
                 caught = [n.to(plan.device or caught[0].device) for n in caught]
-            parts.append(torch.stack(caught))
+            stacked = torch.stack(caught)
+            if scale is not None:
+                stacked = stacked / scale.to(stacked.device)
+            parts.append(stacked)
         return {"present": present, "bidx": bidx, "parts": parts, "plan": plan}
 
     @staticmethod

@@ -20,6 +20,10 @@ How a step is measured without the user calling into gradviz between backward an
   live).
 When the optimizer step did not run (a `GradScaler` skipped it over inf/NaN gradients) the
 gradients are measured in `log` instead and a `nonfinite` event names the first bad layer.
+With a `GradScaler` the block-output gradients are caught during the backward of the *scaled* loss,
+so `act_grad_norm` is divided by the scale that backward used. The scaler is found on the call stack
+the first time `scaler.step` calls the optimizer (or given as `scaler=`); from then on its scale is
+copied at the start of each step, before `scaler.update()` can change it.
 
 Layers and metric definitions are the engine's (`param_layers`, `Probe`'s grouping, per-layer
 combination and cadence statistics, `record_step`), so a watched run reads exactly like an
@@ -52,6 +56,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import sys
 import warnings
 import weakref
 from pathlib import Path
@@ -114,6 +119,34 @@ def rank_path(path: str | Path, rank: int) -> Path:
     if rank == 0:
         return p
     return p.with_name(f"{p.stem}.rank{rank}{p.suffix}")
+
+
+def is_grad_scaler(obj) -> bool:
+    scaler_type = getattr(getattr(torch, "amp", None), "GradScaler", None)
+    return scaler_type is not None and isinstance(obj, scaler_type)
+
+
+def calling_scaler(depth: int = 8):
+    """The GradScaler whose `step` is calling the optimizer right now, found on the call stack
+    (`GradScaler.step` -> `_maybe_opt_step` -> `optimizer.step` -> the pre-step hook), or None."""
+    f = sys._getframe(1)
+    for _ in range(depth):
+        f = f.f_back
+        if f is None:
+            return None
+        if f.f_code.co_name in ("step", "_maybe_opt_step") and "self" in f.f_code.co_varnames:
+            owner = f.f_locals.get("self")
+            if is_grad_scaler(owner):
+                return owner
+    return None
+
+
+def scaler_scale(scaler) -> torch.Tensor | None:
+    """The scaler's current scale as a device tensor (no host sync), None when it does not scale."""
+    if scaler is None or not scaler.is_enabled():
+        return None
+    scale = getattr(scaler, "_scale", None)  # None before the first `scale()` call
+    return scale.detach() if isinstance(scale, torch.Tensor) else None
 
 
 def find_blocks(model: nn.Module, explicit=None) -> list[tuple[str, nn.Module]]:
@@ -206,7 +239,8 @@ class Watch:
     step; the others cost only the hooks' checks), `record_all_ranks`, `blocks` (names or modules to
     treat as residual blocks), `activation` ("tanh" | "sigmoid" | "relu", guessed when None),
     `update_every` (`weight_norm` / `update_ratio` on every N-th recorded step, as the engine's
-    `train.update_every`: they need a copy of the weights around the step; 1 = every step).
+    `train.update_every`: they need a copy of the weights around the step; 1 = every step),
+    `scaler` (the `GradScaler`, if any; found on its own the first time `scaler.step` runs).
     """
 
     def __init__(
@@ -221,6 +255,7 @@ class Watch:
         blocks=None,
         activation: str | None = None,
         update_every: int = 5,
+        scaler=None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"gradviz.watch needs an nn.Module, got {type(model).__name__}")
@@ -230,6 +265,8 @@ class Watch:
             raise ValueError(
                 f"gradviz.watch: every, hist_every and update_every must be >= 1, got {every}, {hist_every}, {update_every}"
             )
+        if scaler is not None and not is_grad_scaler(scaler):
+            raise TypeError(f"gradviz.watch: scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
         if activation is not None and activation not in ("tanh", "sigmoid", "relu"):
             raise ValueError(f"gradviz.watch: activation {activation!r}: accepted values are tanh, sigmoid, relu")
         self.model = model
@@ -260,6 +297,7 @@ class Watch:
         self._learn_handle = None
         self._pending: dict[str, Any] = {}
         self._bad_streak = False
+        self._scaler = scaler
         if not self.active:
             return
         if path is None:
@@ -401,8 +439,12 @@ class Watch:
         if self._in_step:
             return
         self._in_step = True
-        if self._recorded() and self.step >= self._next_hist:
-            self._arm_activations()
+        if self._recorded():
+            scale = scaler_scale(self._scaler)
+            if scale is not None:  # a copy: `scaler.update()` changes the scale in place
+                self._pending["scale"] = scale.clone()
+            if self.step >= self._next_hist:
+                self._arm_activations()
 
     def _after_forward(self, mod, _args, _out) -> None:
         if mod is self.module and self._metrics is None and torch.is_grad_enabled():
@@ -454,8 +496,12 @@ class Watch:
         # (LBFGS) whose gradients come later, leave the measuring to `log`
         if not self._recorded() or not self._in_step or self._metrics is None:
             return
+        if self._scaler is None and self._bgn is not None:
+            self._scaler = calling_scaler()
+        if self._scaler is not None and self._pending.get("scale") is None:
+            self._pending["scale"] = scaler_scale(self._scaler)  # the first step: `update()` has not run yet
         with torch.no_grad():
-            g = self._metrics.grad_norms(self._block_norms())
+            g = self._metrics.grad_norms(self._block_norms(), self._pending.get("scale"))
             self._pending["grads"] = g
             if self._update_due():
                 self._metrics.snapshot(g["present"])
@@ -478,7 +524,7 @@ class Watch:
         with torch.no_grad():
             g = p.get("grads")
             if g is None:  # no optimizer step ran (none given, or a GradScaler skipped it)
-                g = mt.grad_norms(self._block_norms())
+                g = mt.grad_norms(self._block_norms(), p.get("scale"))
             upd = p.get("update")
             named = ({"loss": loss} if loss is not None else {}) | scalars
             vals = {k: float(v) for k, v in named.items() if v is not None and not isinstance(v, torch.Tensor)}
@@ -571,6 +617,7 @@ def watch(
     blocks=None,
     activation: str | None = None,
     update_every: int = 5,
+    scaler=None,
 ) -> Watch:
     """Start recording `model` (and the steps of `optimizer`) into the run file `path`.
 
@@ -588,4 +635,5 @@ def watch(
         blocks=blocks,
         activation=activation,
         update_every=update_every,
+        scaler=scaler,
     )

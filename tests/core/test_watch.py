@@ -197,6 +197,11 @@ def _train(model, opt, data, w=None, scaler=None):
     return outs
 
 
+def test_scaler_must_be_a_grad_scaler(tmp_path):
+    with pytest.raises(TypeError, match="GradScaler"):
+        gradviz.watch(nn.Linear(2, 2), path=tmp_path / "x.gradviz", scaler=object())
+
+
 def test_model_unchanged_and_no_hooks_left(tmp_path):
     torch.manual_seed(2)
     a = Awkward()
@@ -259,18 +264,29 @@ def test_torchvision_resnet18(tmp_path):
     assert set(rec.metric_names("r18")) >= {"loss", "lr", "grad_norm", "act_grad_norm", "weight_norm", "update_ratio"}
 
 
-def test_autocast_bfloat16_with_grad_scaler(tmp_path):
+@pytest.mark.parametrize("given", [False, True], ids=["scaler-found", "scaler-given"])
+def test_autocast_bfloat16_with_grad_scaler(tmp_path, given):
     """GradScaler.step unscales before optimizer.step, so the pre-hook sees the true gradients; a
-    step it skips over an inf gradient becomes a nonfinite event, and training goes on."""
+    step it skips over an inf gradient becomes a nonfinite event, and training goes on. The block
+    output gradients come from the backward of the scaled loss: act_grad_norm must be divided by the
+    scale that backward used (1024, then 512 after the skipped step halves it)."""
     torch.manual_seed(4)
     model = Awkward()
     model.drop.p = 0.0
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
     path = tmp_path / "amp.gradviz"
-    w = gradviz.watch(model, opt, path=path, hist_every=1, update_every=1)
-    expect, weights_at_skip = [], None
+    w = gradviz.watch(model, opt, path=path, hist_every=1, update_every=1, scaler=scaler if given else None)
+    expect, weights_at_skip, want_act = [], None, []
     for step, (x, y) in enumerate(batches(4, seed=6)):
+        twin = copy.deepcopy(model)
+        for mod in twin.modules():
+            if hasattr(mod, "inplace"):
+                mod.inplace = False
+        taps = []
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref_loss = F.cross_entropy(twin(x, taps=taps), y)
+        want_act.append([float(g.double().norm()) for g in torch.autograd.grad(ref_loss, taps)])
         opt.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = F.cross_entropy(model(x), y)
@@ -293,6 +309,8 @@ def test_autocast_bfloat16_with_grad_scaler(tmp_path):
     ok = [0, 1, 3]
     close(gn[ok], np.asarray(expect)[ok], rtol=1e-4)
     assert np.isinf(gn[2, names.index("head")])
+    assert scaler.get_scale() == 512.0
+    close(rec.metric("main", "act_grad_norm")[1], want_act, rtol=1e-3)  # the skipped step too
     ws, _ = rec.metric("main", "update_ratio")
     assert ws.tolist() == [0, 1, 3]  # no update on the skipped step
     events = rec.events()
