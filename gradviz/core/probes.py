@@ -332,6 +332,105 @@ def activation_summary(a: torch.Tensor, threshold: float | None, sample: int) ->
         return total, dev, count, n, strided_sample(a, sample).clone()
 
 
+def stacked_activation_summary(stack: torch.Tensor, threshold: float | None, sample: int) -> tuple:
+    """`activation_summary` for k same-shaped outputs stacked along dim 0, in a handful of ops for
+    all of them: (sums (k,), deviations (k,), counts (k,), numel per output, samples (k, <= sample))."""
+    with torch.no_grad():
+        flat = stack.reshape(stack.shape[0], -1)
+        if flat.dtype in _LOW:
+            flat = flat.float()
+        n = flat.shape[1]
+        total = flat.sum(1)
+        dev = _vector_norm(flat - (total / n).unsqueeze(1), dim=1) if n > 1 else torch.zeros_like(total)
+        if threshold is not None:
+            count = flat.abs().sub_(threshold).clamp_(min=0).sign_().sum(1)
+        else:
+            count = flat.clamp(min=0).sign_().sum(1)
+        samples = flat if n <= sample else flat[:, :: n // sample][:, :sample]
+        return total, dev, count, n, samples
+
+
+class ActivationCapture:
+    """The layers' outputs on a cadence step, for `act_mean`, `act_std`, `act_saturation` and the
+    activation histograms. Each output is copied in its layer's forward hook (so an in-place op after
+    the layer, such as `ReLU(inplace=True)`, cannot change what is measured) into its slot of a stack
+    of same-shaped outputs; the statistics of a whole stack then take a handful of ops instead of ten
+    per layer (on CPU each op costs microseconds of dispatch). Outputs without a slot yet (the first
+    cadence step, or a changed shape) are cloned and measured one by one, and get slots for next time.
+    The stacks are kept between cadence steps: new memory every time would cost page faults."""
+
+    def __init__(self, threshold: float | None, sample: int) -> None:
+        self.threshold, self.sample = threshold, sample
+        self.stacks: list[torch.Tensor] = []
+        self.members: list[list[int]] = []  # per stack: layer of each slot
+        self.views: dict[int, torch.Tensor] = {}  # layer -> its slot (a view into its stack)
+        self.loose: dict[int, torch.Tensor] = {}
+        self.seen: set[int] = set()
+
+    def capture(self, i: int, t: torch.Tensor) -> None:
+        if i in self.seen:  # a layer called twice in one forward: its first output counts
+            return
+        self.seen.add(i)
+        view = self.views.get(i)
+        if view is not None and view.shape == t.shape and view.dtype == t.dtype and view.device == t.device:
+            view.copy_(t)
+        else:
+            self.loose[i] = t.detach().clone()
+
+    def summarise(self) -> tuple[list[int], torch.Tensor | None, dict[int, torch.Tensor], dict[int, int]]:
+        """(layers in order, their (sum, deviation, count) as a (k, 3) float64 tensor, samples per
+        layer, numel per layer); clears the capture for the next cadence step."""
+        seen, loose = self.seen, self.loose
+        self.seen, self.loose = set(), {}
+        layers: list[int] = []
+        rows: list[torch.Tensor] = []
+        samples: dict[int, torch.Tensor] = {}
+        numel: dict[int, int] = {}
+        with torch.no_grad():
+            for stack, members in zip(self.stacks, self.members, strict=True):
+                keep = [j for j, i in enumerate(members) if i >= 0 and i in seen and i not in loose]
+                if not keep:
+                    continue
+                total, dev, count, n, smp = stacked_activation_summary(stack, self.threshold, self.sample)
+                rows.append(torch.stack([total, dev, count], 1).double()[keep] if len(keep) < len(members)
+                             else torch.stack([total, dev, count], 1).double())
+                per_row = smp.unbind(0)
+                for j in keep:
+                    layers.append(members[j])
+                    samples[members[j]] = per_row[j]
+                    numel[members[j]] = n
+            for i, t in loose.items():
+                total, dev, count, n, smp = activation_summary(t, self.threshold, self.sample)
+                rows.append(torch.stack([total, dev, count]).double().reshape(1, 3))
+                layers.append(i)
+                samples[i] = smp
+                numel[i] = n
+            self._plan(loose)
+        return layers, (torch.cat(rows) if rows else None), samples, numel
+
+    def _plan(self, loose: dict[int, torch.Tensor]) -> None:
+        """Give slots to outputs that came without one: same shape, dtype and device share a stack."""
+        if not loose:
+            return
+        self.members = [[-1 if i in loose else i for i in ms] for ms in self.members]  # -1: slot given up
+        for i in loose:
+            self.views.pop(i, None)
+        by_kind: dict[tuple, list[int]] = {}
+        for i, t in loose.items():
+            by_kind.setdefault((tuple(t.shape), t.dtype, t.device), []).append(i)
+        for (shape, dtype, device), layers in by_kind.items():
+            if len(layers) < 2:
+                continue
+            stack = torch.empty((len(layers), *shape), dtype=dtype, device=device)
+            self.stacks.append(stack)
+            self.members.append(layers)
+            for j, i in enumerate(layers):
+                self.views[i] = stack[j]
+        live = [k for k, ms in enumerate(self.members) if any(i >= 0 for i in ms)]  # drop emptied stacks
+        self.stacks = [self.stacks[k] for k in live]
+        self.members = [self.members[k] for k in live]
+
+
 def activation_stats(summaries: list[tuple], values: np.ndarray, relu: bool) -> tuple[np.ndarray, ...]:
     """(act_mean, act_std, act_saturation) from `activation_summary` tuples and their first three
     values on the host (`values`, shape (k, 3))."""
@@ -482,7 +581,8 @@ class Probe:
         self._update_plan: _UpdatePlan | None = None
         self.block_grads = BlockGradNorms(self.blocks) if self.blocks else None
         self._act_hooks: list = []
-        self._acts: dict[int, tuple] = {}  # layer -> activation_summary, on cadence steps
+        self._acts: dict[int, tuple] = {}  # layer -> activation_summary, on cadence steps (watch)
+        self.capture = ActivationCapture(SATURATION.get(activation), sample)  # the engine's hooks
         self.edges: dict[tuple[str, int], torch.Tensor] = {}  # (kind, layer) -> fixed bin edges
         self.new_edges: list[tuple[str, int, np.ndarray]] = []  # edges fixed since last collected
         self._hist_plans: dict[str, tuple] = {}  # kind -> (key, per-value offsets and scales)
@@ -519,12 +619,12 @@ class Probe:
                 self._act_hooks.append(m.register_forward_hook(self._make_act_hook(i)))
 
     def _make_act_hook(self, i: int):
-        thr = SATURATION.get(self.activation)
+        capture = self.capture.capture
 
         def on_forward(_mod, _inp, out):
             t = _output_tensor(out)
-            if t is not None and t.is_floating_point() and i not in self._acts:
-                self._acts[i] = activation_summary(t.detach(), thr, self.sample)
+            if t is not None and t.is_floating_point():
+                capture(i, t.detach())
 
         return on_forward
 
@@ -655,6 +755,7 @@ class Probe:
         """Drop the kept weights and any captured activations."""
         self._update_plan = None
         self._acts = {}
+        self.capture = ActivationCapture(self.capture.threshold, self.capture.sample)
 
     # ---- cadence: activation statistics and histograms ------------------------------------
     def collect_cadence(self) -> tuple[dict[str, np.ndarray], dict[str, dict[int, np.ndarray]]]:
@@ -667,7 +768,14 @@ class Probe:
             h.remove()
         self._act_hooks = []
         acts, self._acts = self._acts, {}
-        if not acts and not self.params:
+        if acts:  # summaries taken by the caller's hooks (`gradviz.watch`)
+            act_layers = sorted(acts)
+            act_values = torch.stack([v.double() for i in act_layers for v in acts[i][:3]]).reshape(-1, 3)
+            act_samples = {i: acts[i][4] for i in act_layers}
+            act_numel = {i: acts[i][3] for i in act_layers}
+        else:
+            act_layers, act_values, act_samples, act_numel = self.capture.summarise()
+        if not act_layers and not self.params:
             return {}, {}
         samples: dict[str, dict[int, torch.Tensor]] = {"weight": {}, "grad": {}, "activation": {}}
         for i, (_, m) in enumerate(self.layers):
@@ -677,20 +785,20 @@ class Probe:
             samples["weight"][i] = self._sample(w.detach())
             if w.grad is not None:
                 samples["grad"][i] = self._sample(w.grad.detach())
-        act_layers = sorted(acts)
-        for i in act_layers:
-            samples["activation"][i] = acts[i][4]
+        for i in sorted(act_samples):
+            samples["activation"][i] = act_samples[i]
         hists = {kind: self._batched_histogram(kind, per) for kind, per in samples.items() if per}
         # one host copy for everything measured on this cadence step
         parts = [h.reshape(-1).double() for h in hists.values()]
         if act_layers:
-            parts.insert(0, torch.stack([v.double() for i in act_layers for v in acts[i][:3]]))
+            parts.insert(0, act_values.reshape(-1))
         packed = torch.cat(parts).cpu().numpy()
         stat_out: dict[str, np.ndarray] = {}
         off = 0
         if act_layers:
             off = 3 * len(act_layers)
-            values = activation_stats([acts[i] for i in act_layers], packed[:off].reshape(-1, 3), self.activation not in SATURATION)
+            numel = [(None, None, None, act_numel[i]) for i in act_layers]
+            values = activation_stats(numel, packed[:off].reshape(-1, 3), self.activation not in SATURATION)
             for key, v in zip(("act_mean", "act_std", "act_saturation"), values, strict=True):
                 stat_out[key] = np.full(self.n_layers, np.nan)
                 stat_out[key][act_layers] = v

@@ -282,3 +282,87 @@ def test_activation_summary_matches_torch(activation):
         assert std == pytest.approx(float(zd.std()) if z.numel() > 1 else 0.0, rel=1e-5)
         assert sat == pytest.approx(float(want_sat.double().mean()), abs=1e-12)
         assert summary[4].numel() == min(z.numel(), 1024)
+
+
+def test_activation_statistics_on_later_cadence_steps_match_every_layer():
+    """From the second cadence step on, same-shaped outputs are copied into one stack and measured
+    together: every layer's statistics and activation histogram must still be its own output's."""
+    cfg = small_demo(**{"train.hist_every": 2, "train.eval_every": 100})
+    exp = Experiment(cfg)
+    run = exp.runs[0]
+    names = exp.recording.layers("plain")
+    mods = dict(run.model.named_modules())
+    outs: dict[str, torch.Tensor] = {}
+    def keep(n, o) -> None:  # returns None: the output stays as it is
+        outs.setdefault(n, o.detach().double().clone())
+
+    for n in names:  # the test's own hooks see the same outputs as the probe's
+        mods[n].register_forward_hook(lambda m, i, o, n=n: keep(n, o))
+    seen = {}
+    for step in range(5):
+        outs.clear()
+        exp.step()
+        seen[step] = dict(outs)
+    rec = exp.recording
+    steps, mean = rec.metric("plain", "act_mean")
+    _, std = rec.metric("plain", "act_std")
+    _, sat = rec.metric("plain", "act_saturation")
+    rows = {int(s): k for k, s in enumerate(steps) if np.isfinite(mean[k]).any()}
+    assert sorted(rows) == [0, 2, 4]
+    for step, k in rows.items():
+        ran = [n for n in names if n in seen[step]]
+        assert len(ran) == 2 + cfg.model.depth  # input, block linears, head: the norms are switched off
+        for j, n in enumerate(names):
+            if n not in ran:
+                assert np.isnan(mean[k][j]), (step, n)
+                continue
+            z = seen[step][n]
+            assert mean[k][j] == pytest.approx(float(z.mean()), rel=1e-4, abs=1e-6), (step, n)
+            assert std[k][j] == pytest.approx(float(z.std()), rel=1e-4), (step, n)
+            assert sat[k][j] == pytest.approx(float((z.abs() > 2.65).double().mean()), abs=1e-9), (step, n)
+    for n in ("input", "blocks.0.linear", "blocks.4.linear", "head"):
+        hs, edges, counts = rec.histograms("plain", "activation", n)
+        assert list(hs) == [0, 2, 4]
+        for row, step in enumerate(hs):
+            z = seen[int(step)][n].numpy().ravel()
+            expected, _ = np.histogram(np.clip(z, edges[0], edges[-1]), bins=edges)
+            assert counts[row].sum() == z.size
+            np.testing.assert_allclose(counts[row], expected, atol=2)
+
+
+def test_activation_capture_copies_and_regroups_when_shapes_change():
+    """The capture copies each output at hook time (a later in-place change does not reach it),
+    counts a layer's first output only, and re-plans its stacks when a shape changes."""
+    from gradviz.core.probes import ActivationCapture
+
+    cap = ActivationCapture(None, 1024)
+    g = torch.Generator().manual_seed(0)
+
+    def measure(outputs):
+        for i, t in outputs.items():
+            cap.capture(i, t)
+        expected = {i: (float(t.double().mean()), float(t.double().std()), float((t <= 0).double().mean())) for i, t in outputs.items()}
+        for t in outputs.values():
+            t.relu_()  # an in-place op after the layer, as ReLU(inplace=True) would do
+        layers, values, samples, numel = cap.summarise()
+        assert sorted(layers) == sorted(outputs)
+        v = values.numpy()
+        for row, i in enumerate(layers):
+            n = numel[i]
+            mean, std, dead = v[row, 0] / n, v[row, 1] / np.sqrt(n - 1), (n - v[row, 2]) / n
+            assert (mean, std, dead) == pytest.approx(expected[i], rel=1e-5, abs=1e-7), i
+            assert samples[i].numel() == min(n, 1024)
+
+    shapes = {0: (16, 8), 1: (16, 8), 2: (16, 8), 3: (16, 3)}
+    for _ in range(2):  # first time one by one, then stacked
+        measure({i: torch.randn(*s, generator=g) for i, s in shapes.items()})
+    assert len(cap.stacks) == 1 and cap.members == [[0, 1, 2]]
+    shapes[1] = (4, 8)  # layer 1 changes shape: measured alone, then re-planned
+    measure({i: torch.randn(*s, generator=g) for i, s in shapes.items()})
+    measure({i: torch.randn(*s, generator=g) for i, s in shapes.items()})
+    assert cap.members == [[0, -1, 2]]
+    first = torch.full((16, 8), 2.0)
+    cap.capture(0, first)
+    cap.capture(0, torch.zeros(16, 8))  # the same layer again in one forward: ignored
+    layers, values, _, _ = cap.summarise()
+    assert layers == [0] and float(values[0, 0]) == pytest.approx(2.0 * 128)
