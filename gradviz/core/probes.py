@@ -655,12 +655,17 @@ class Probe:
         out[missing] = np.nan
         return out
 
-    def grad_norms(self, block_norms: list[torch.Tensor | None], scale: torch.Tensor | None = None) -> dict:
+    def grad_norms(
+        self, block_norms: list[torch.Tensor | None], scale: torch.Tensor | None = None, grads: list | None = None
+    ) -> dict:
         """Norms (on the device) of the parameter gradients, then of the blocks' output gradients
         caught in backward: {"present", "bidx", "parts", "plan"}; `parts` are 1-D tensors, decoded
         on the host by `decode_grads`. `scale`: the loss scale the backward ran with (a GradScaler's),
-        which the block norms are divided by; parameter gradients are unscaled already."""
-        grads = [p.grad for p in self.params]
+        which the block norms are divided by; parameter gradients are unscaled already. `grads`: the
+        parameters' `.grad` as read by the caller (a thread other than the training thread must not
+        read `.grad` while autograd may be writing it)."""
+        if grads is None:
+            grads = [p.grad for p in self.params]
         present = [j for j, g in enumerate(grads) if g is not None]
         if len(present) != len(grads):
             grads = [grads[j] for j in present]
@@ -737,10 +742,11 @@ class Probe:
             self._update_plan = _UpdatePlan(self.params)
         self._update_plan.snapshot(self.params, present)
 
-    def update_norms(self) -> list[torch.Tensor]:
+    def update_norms(self, params: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """After the step: 1-D tensors with the norms of the weights before, of all weights after
-        and of the change (see `_UpdatePlan`); decoded by `layer_updates`."""
-        return self._update_plan.measure(self.params)
+        and of the change (see `_UpdatePlan`); decoded by `layer_updates`. `params`: the parameters
+        detached by the training thread, for a caller on another thread."""
+        return self._update_plan.measure(self.params if params is None else params)
 
     def layer_updates(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(`weight_norm`, `update_ratio`) per layer from `update_norms`' values on the host."""

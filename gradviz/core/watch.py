@@ -18,6 +18,7 @@ How a step is measured without the user calling into gradviz between backward an
   the host in one copy (histogram steps add one more), then goes to a `Recording` that a
   `RunFileWriter` persists (committed at least every 0.5 s, so `gradviz open FILE --follow` shows it
   live).
+On CPU (`background=True`) the measuring runs on a worker thread (`Background`): see `_record`.
 When the optimizer step did not run (a `GradScaler` skipped it over inf/NaN gradients) the
 gradients are measured in `log` instead and a `nonfinite` event names the first bad layer.
 With a `GradScaler` the block-output gradients are caught during the backward of the *scaled* loss,
@@ -57,6 +58,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import sys
+import threading
 import warnings
 import weakref
 from pathlib import Path
@@ -66,6 +68,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .background import Background
 from .probes import (
     HIST_SAMPLE,
     SATURATION,
@@ -240,7 +243,9 @@ class Watch:
     treat as residual blocks), `activation` ("tanh" | "sigmoid" | "relu", guessed when None),
     `update_every` (`weight_norm` / `update_ratio` on every N-th recorded step, as the engine's
     `train.update_every`: they need a copy of the weights around the step; 1 = every step),
-    `scaler` (the `GradScaler`, if any; found on its own the first time `scaler.step` runs).
+    `scaler` (the `GradScaler`, if any; found on its own the first time `scaler.step` runs),
+    `background` (measure on a worker thread; default: when the model is on the CPU, see
+    `_record`).
     """
 
     def __init__(
@@ -256,6 +261,7 @@ class Watch:
         activation: str | None = None,
         update_every: int = 5,
         scaler=None,
+        background: bool | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"gradviz.watch needs an nn.Module, got {type(model).__name__}")
@@ -298,6 +304,7 @@ class Watch:
         self._pending: dict[str, Any] = {}
         self._bad_streak = False
         self._scaler = scaler
+        self._bg: Background | None = None
         if not self.active:
             return
         if path is None:
@@ -310,7 +317,11 @@ class Watch:
         self._threshold = SATURATION.get(self._activation)
         self.recording = Recording()
         self._writer = RunFileWriter(self.path, self.recording)
-        self._finalizer = weakref.finalize(self, self._writer.close)
+        first_param = next(self.module.parameters(), None)
+        on_cpu = first_param is None or first_param.device.type == "cpu"
+        if background if background is not None else on_cpu:
+            self._bg = Background("gradviz-watch")
+        self._finalizer = weakref.finalize(self, _finish_files, self._bg, self._writer)
         from .. import __version__
 
         first = next(self.module.parameters(), None)
@@ -385,12 +396,17 @@ class Watch:
             return
         self.closed = True
         self._remove_hooks()
+        if self._bg is not None:
+            try:
+                self._drain()
+            except Exception as exc:  # noqa: BLE001 - recorded as an error event, the file still closes
+                self._fail(exc)
         if self._metrics is not None:
             self._metrics.release()
         self._pending.clear()
         if self.active:
             self._finalizer.detach()
-            self._writer.close()
+            _finish_files(self._bg, self._writer)
 
     # ---- hooks ----------------------------------------------------------------------------
     def _guard(self, fn):
@@ -500,26 +516,84 @@ class Watch:
             self._scaler = calling_scaler()
         if self._scaler is not None and self._pending.get("scale") is None:
             self._pending["scale"] = scaler_scale(self._scaler)  # the first step: `update()` has not run yet
-        with torch.no_grad():
-            g = self._metrics.grad_norms(self._block_norms(), self._pending.get("scale"))
-            self._pending["grads"] = g
-            if self._update_due():
-                self._metrics.snapshot(g["present"])
-                self._pending["snap"] = True
+        mt, p = self._metrics, self._pending
+        if self._bg is None:
+            with torch.no_grad():
+                g = mt.grad_norms(self._block_norms(), p.get("scale"))
+                p["grads"] = g
+                if self._update_due():
+                    mt.snapshot(g["present"])
+                    p["snap"] = True
+            return
+        # on the worker: the norms, while the optimizer steps; the gradients are read here, on the
+        # training thread, and `log` waits until the worker is done with them
+        self._drain()  # the last step's jobs use the update buffers
+        grads = [q.grad for q in mt.params]
+        blocks, scale, read = list(self._block_norms()), p.get("scale"), threading.Event()
+        p["grads"], p["read"] = None, read
+
+        def norms() -> None:
+            try:
+                p["grads"] = mt.grad_norms(blocks, scale, grads)
+            finally:
+                read.set()
+
+        self._bg.submit(norms)
+        if self._update_due():
+            with torch.no_grad():
+                mt.snapshot([j for j, gr in enumerate(grads) if gr is not None])
+            p["snap"] = True
 
     def _after_step(self, _opt, _args, _kwargs) -> None:
         if not self._recorded() or "grads" not in self._pending:
             return
-        self._pending["stepped"] = True
-        if self._pending.pop("snap", False):
-            with torch.no_grad():
-                self._pending["update"] = self._metrics.update_norms()
+        p, mt = self._pending, self._metrics
+        p["stepped"] = True
+        if p.pop("snap", False):
+            if self._bg is None:
+                with torch.no_grad():
+                    p["update"] = mt.update_norms()
+            else:  # the weights stay as they are until the next step, which drains first
+                params = [q.detach() for q in mt.params]
+
+                def update() -> None:
+                    p["update"] = mt.update_norms(params)
+
+                self._bg.submit(update)
+
+    def _drain(self) -> None:
+        err = self._bg.drain() if self._bg is not None else None
+        if err is not None:
+            raise err
 
     # ---- closing a step -------------------------------------------------------------------
     def _record(self, step: int, loss, scalars: dict) -> None:
+        """Close a recorded step. With a worker thread, a plain step (gradients taken in the
+        pre-step hook, no histograms) is finished there: the host copy, the per-layer sums and the
+        recording overlap the user's next step. `log` only waits until the worker has read the
+        gradients, so the user may clear them in place. Other steps are finished here, after the
+        worker has drained: histograms read `.grad`, which only the training thread may do."""
         if self._metrics is None:
             self._learn_layers()
-        mt, p = self._metrics, self._pending
+        p = self._pending
+        lr = None
+        if "lr" not in scalars and self.optimizer is not None and self.optimizer.param_groups:
+            lr = self.optimizer.param_groups[0].get("lr")  # read now: a scheduler may change it
+        hist = self._hist_armed or step >= self._next_hist
+        acts = {}
+        if hist:
+            acts = {self._index[k]: t for k, t in self._acts.items()}
+            self._acts = {}
+            self._next_hist = (step // self.hist_every + 1) * self.hist_every
+        if self._bg is not None and not hist and "read" in p:
+            self._bg.submit(lambda: self._finish(step, loss, scalars, p, lr, hist, acts))
+            p["read"].wait()
+            return
+        self._drain()
+        self._finish(step, loss, scalars, p, lr, hist, acts)
+
+    def _finish(self, step: int, loss, scalars: dict, p: dict, lr, hist: bool, acts: dict) -> None:
+        mt = self._metrics
         stepped = p.get("stepped", False)
         with torch.no_grad():
             g = p.get("grads")
@@ -548,15 +622,11 @@ class Watch:
         metrics = StepMetrics(vals.pop("loss", _NAN), grad_norm, act)
         if upd:
             metrics.weight_norm, metrics.update_ratio = mt.layer_updates(flat[len(present) + len(bidx) :])
-        if "lr" not in vals and self.optimizer is not None and self.optimizer.param_groups:
-            lr = self.optimizer.param_groups[0].get("lr")
-            if isinstance(lr, int | float | torch.Tensor):
-                vals["lr"] = float(lr)
-        mt.hist_now = self._hist_armed or step >= self._next_hist
-        if mt.hist_now:
-            mt._acts = {self._index[k]: t for k, t in self._acts.items()}
-            self._acts = {}
-            self._next_hist = (step // self.hist_every + 1) * self.hist_every
+        if "lr" not in vals and isinstance(lr, int | float | torch.Tensor):
+            vals["lr"] = float(lr)
+        mt.hist_now = hist
+        if hist:
+            mt._acts = acts
         try:
             record_step(self.recording, self.name, mt, step, metrics, vals)
         finally:
@@ -606,6 +676,12 @@ class Watch:
         self._in_step = False
 
 
+def _finish_files(bg: Background | None, writer: RunFileWriter) -> None:
+    if bg is not None:
+        bg.stop()
+    writer.close()
+
+
 def watch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
@@ -618,6 +694,7 @@ def watch(
     activation: str | None = None,
     update_every: int = 5,
     scaler=None,
+    background: bool | None = None,
 ) -> Watch:
     """Start recording `model` (and the steps of `optimizer`) into the run file `path`.
 
@@ -636,4 +713,5 @@ def watch(
         activation=activation,
         update_every=update_every,
         scaler=scaler,
+        background=background,
     )

@@ -3,6 +3,7 @@ the model left exactly as it was, and the awkward things real models contain."""
 
 import copy
 import math
+import threading
 import time
 
 import numpy as np
@@ -104,15 +105,24 @@ def close(a, b, rtol=1e-5):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=1e-9, equal_nan=True)
 
 
-def test_values_equal_an_independent_computation_in_the_same_loop(tmp_path):
+@pytest.mark.parametrize("background", [True, False], ids=["worker-thread", "in-line"])
+def test_values_equal_an_independent_computation_in_the_same_loop(tmp_path, monkeypatch, background):
     torch.manual_seed(0)
+    slow = watch_mod._Metrics.grad_norms
+
+    def late_grad_norms(*args, **kwargs):  # a slow worker: `log` must still wait for it
+        time.sleep(0.02)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(watch_mod._Metrics, "grad_norms", late_grad_norms)
     model = Awkward()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9, weight_decay=1e-3)
     path = tmp_path / "mine.gradviz"
     expect = {"grad_norm": [], "update_ratio": [], "weight_norm": [], "act_mean": {}}
     fc2_out = {}
     spy = model.blocks[1].fc2.register_forward_hook(lambda m, i, o: fc2_out.__setitem__("v", o.detach().clone()))
-    w = gradviz.watch(model, opt, path=path, name="mine", hist_every=2, update_every=1)
+    w = gradviz.watch(model, opt, path=path, name="mine", hist_every=2, update_every=1, background=background)
+    assert (w._bg is not None) == background
     assert w.blocks == ["blocks.0", "blocks.1"]  # found by class name ("ResBlock")
     for step, (x, y) in enumerate(batches(5)):
         model.use_sometimes = step % 2 == 0
@@ -128,8 +138,10 @@ def test_values_equal_an_independent_computation_in_the_same_loop(tmp_path):
         if step % 2 == 0:
             expect["act_mean"][step] = float(fc2_out["v"].double().mean())
         w.log(loss=loss)
+        opt.zero_grad(set_to_none=False)  # zeroed in place: the watch must have read them already
     w.close()
     spy.remove()
+    assert not [t for t in threading.enumerate() if t.name == "gradviz-watch"]
     rec = gradviz.open_run(path)
     assert rec.runs == ["mine"] and rec.meta["kind"] == "watch"
     names = rec.layers("mine")
@@ -347,6 +359,7 @@ def test_file_is_readable_while_being_written(tmp_path):
     _train(model, opt, data[:2], w)
     time.sleep(0.6)  # past the 0.5 s commit interval: the next step commits
     _train(model, opt, data[2:], w)
+    w._bg.drain()  # a plain step lands from the worker thread, a moment after `log` returns
     reader.poll(follow)
     assert follow.runs == ["main"] and follow.metric("main", "loss")[0].tolist() == [0, 1, 2]
     assert gradviz.open_run(path).metric("main", "grad_norm")[1].shape == (3, 2)
@@ -373,6 +386,33 @@ def test_a_failing_hook_disables_the_watch_not_the_training(tmp_path, monkeypatc
     w.close()
     rec = gradviz.open_run(path)
     assert rec.metric("main", "loss")[0].tolist() == [0]
+    assert [e[2] for e in rec.events()] == ["error"]
+
+
+def test_a_failure_on_the_worker_thread_disables_the_watch_not_the_training(tmp_path, monkeypatch):
+    """A plain step is finished on the worker thread; its failure reaches the user as the same
+    one-line warning and `error` event at the next step, and what was recorded stays."""
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "g.gradviz"
+    w = gradviz.watch(model, opt, path=path, hist_every=100)
+    _train(model, opt, batches(2), w)
+    w._bg.drain()  # step 1 is finished on the worker: let it land before the patch below
+    calls = []
+
+    def boom(*_a, **_k):
+        calls.append(threading.current_thread().name)
+        raise RuntimeError("sum broke")
+
+    monkeypatch.setattr(watch_mod._Metrics, "layer_grad_norms", boom)
+    with pytest.warns(RuntimeWarning, match="sum broke"):
+        outs = _train(model, opt, batches(3, seed=1), w)
+    assert calls == ["gradviz-watch"] and len(outs) == 3
+    assert_no_hooks(model, opt)
+    w.close()
+    rec = gradviz.open_run(path)
+    assert rec.metric("main", "loss")[0].tolist() == [0, 1]
     assert [e[2] for e in rec.events()] == ["error"]
 
 
