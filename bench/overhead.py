@@ -2,8 +2,10 @@
 
 Measured interleaved in one run (the machine is shared and noisy, so only ratios taken side by side
 mean anything), on the demo's plain model and on ResNet-18 (CPU, batch 32, 3x32x32 input), one torch
-thread. Also: run-file bytes per step of the demo twin, and the recording's memory over 100 000 steps.
-The last line is `overhead <ratio>` for the demo at default settings.
+thread. Then `gradviz.watch` on a user's own loop (torch.optim, `bench/watch_overhead.py`): ResNet-18
+and a user-style MLP, bare vs watched at default settings. Also: run-file bytes per step of the demo
+twin, and the recording's memory over 100 000 steps. The last line is `overhead <ratio>` for the demo
+at default settings.
 
     python bench/overhead.py [--rounds 7] [--quick]
 """
@@ -224,10 +226,16 @@ def main() -> None:
             "demo plain (30-block MLP, batch 128)": measure("demo", demo_run(), rounds, 25 if not args.quick else 5, tmp),
             "ResNet-18 (batch 32, 3x32x32)": measure("resnet", resnet_run(), rounds, 4 if not args.quick else 2, tmp),
         }
-        print(f"{'model':<38} {'configuration':<22} {'ms/step':>9} {'x bare':>8}")
+        import watch_overhead  # noqa: PLC0415 - a sibling script
+
+        for case, label in (("resnet18", "ResNet-18, user loop (SGD momentum)"), ("mlp", "user MLP 784-512-512-256-10 (Adam)")):
+            steps = (100 if case == "resnet18" else 500) if not args.quick else 20
+            times = watch_overhead.bench(case, steps, 5, tmp)
+            results[label] = {k.replace("watch", "gradviz.watch"): statistics.median(v) * 1e3 for k, v in times.items()}
+        print(f"{'model':<38} {'configuration':<32} {'ms/step':>9} {'x bare':>8}")
         for model, res in results.items():
             for name, ms in res.items():
-                print(f"{model:<38} {name:<22} {ms:9.2f} {ms / res['bare']:8.2f}")
+                print(f"{model:<38} {name:<32} {ms:9.2f} {ms / res['bare']:8.3f}")
         bps = bytes_per_step(tmp, 200 if args.quick else 1000)
         print(f"run file: {bps:,.0f} bytes per step (demo twin, 2 runs, histograms every 25 steps)")
     mem = recording_memory(20_000 if args.quick else 100_000)
