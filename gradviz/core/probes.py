@@ -392,8 +392,8 @@ class ActivationCapture:
                 if not keep:
                     continue
                 total, dev, count, n, smp = stacked_activation_summary(stack, self.threshold, self.sample)
-                rows.append(torch.stack([total, dev, count], 1).double()[keep] if len(keep) < len(members)
-                             else torch.stack([total, dev, count], 1).double())
+                row = torch.stack([total, dev, count], 1).double()
+                rows.append(row[keep] if len(keep) < len(members) else row)
                 per_row = smp.unbind(0)
                 for j in keep:
                     layers.append(members[j])
@@ -431,10 +431,10 @@ class ActivationCapture:
         self.members = [self.members[k] for k in live]
 
 
-def activation_stats(summaries: list[tuple], values: np.ndarray, relu: bool) -> tuple[np.ndarray, ...]:
-    """(act_mean, act_std, act_saturation) from `activation_summary` tuples and their first three
-    values on the host (`values`, shape (k, 3))."""
-    n = np.array([s[3] for s in summaries], np.float64)
+def activation_stats(numel: list[int], values: np.ndarray, relu: bool) -> tuple[np.ndarray, ...]:
+    """(act_mean, act_std, act_saturation) from each output's size and the first three values of
+    its `activation_summary` on the host (`values`, shape (k, 3))."""
+    n = np.array(numel, np.float64)
     with np.errstate(all="ignore"):
         mean = values[:, 0] / n
         std = np.where(n > 1, values[:, 1] / np.sqrt(np.maximum(n - 1, 1)), 0.0)
@@ -803,8 +803,7 @@ class Probe:
         off = 0
         if act_layers:
             off = 3 * len(act_layers)
-            numel = [(None, None, None, act_numel[i]) for i in act_layers]
-            values = activation_stats(numel, packed[:off].reshape(-1, 3), self.activation not in SATURATION)
+            values = activation_stats([act_numel[i] for i in act_layers], packed[:off].reshape(-1, 3), self.activation not in SATURATION)
             for key, v in zip(("act_mean", "act_std", "act_saturation"), values, strict=True):
                 stat_out[key] = np.full(self.n_layers, np.nan)
                 stat_out[key][act_layers] = v

@@ -304,6 +304,7 @@ class Watch:
         self._pending: dict[str, Any] = {}
         self._bad_streak = False
         self._scaler = scaler
+        self._scaler_looked = scaler is not None
         self._bg: Background | None = None
         if not self.active:
             return
@@ -512,8 +513,10 @@ class Watch:
         # (LBFGS) whose gradients come later, leave the measuring to `log`
         if not self._recorded() or not self._in_step or self._metrics is None:
             return
-        if self._scaler is None and self._bgn is not None:
-            self._scaler = calling_scaler()
+        if not self._scaler_looked and self._bgn is not None:
+            # once: every optimizer step of a scaled loop runs inside `scaler.step`
+            self._scaler_looked = True
+            self._scaler = self._scaler or calling_scaler()
         if self._scaler is not None and self._pending.get("scale") is None:
             self._pending["scale"] = scaler_scale(self._scaler)  # the first step: `update()` has not run yet
         mt, p = self._metrics, self._pending

@@ -275,7 +275,7 @@ def test_activation_summary_matches_torch(activation):
     for z in (torch.randn(64, 300, generator=g) * 3 + 0.5, torch.tensor([[1.5]]), torch.randn(7, generator=g)):
         summary = activation_summary(z, thr, 1024)
         values = np.array([[float(v) for v in summary[:3]]])
-        mean, std, sat = (float(v[0]) for v in activation_stats([summary], values, relu=thr is None))
+        mean, std, sat = (float(v[0]) for v in activation_stats([summary[3]], values, relu=thr is None))
         zd = z.double()
         want_sat = (zd.abs() > thr) if thr is not None else (zd <= 0)
         assert mean == pytest.approx(float(zd.mean()), rel=1e-5, abs=1e-7)
