@@ -357,6 +357,61 @@ def test_step_axis_spaces_its_labels_for_the_font(qtbot):
     assert spacing["big"] > spacing["small"]
 
 
+def test_counting_axes_put_ticks_on_whole_numbers_only(qtbot):
+    """A three-layer depth profile, a short loss curve: pyqtgraph would tick 0.5 and 1.5 (a half
+    layer); the layer and step axes keep whole numbers, and still label more than one of them."""
+    from gradviz.gui.views.base import SpacedAxis
+    from gradviz.gui.views.depth import DepthView
+
+    rec = Recording()
+    rec.add_run("tiny", ["a", "b", "c"], ["Linear"] * 3, [])
+    rec.append("tiny", 0, {"loss": 1.0, "grad_norm": np.array([1e-3, 1e-2, 1e-1], np.float32)})
+    depth = DepthView()
+    qtbot.addWidget(depth)
+    depth.resize(900, 600)
+    depth.refresh(rec)
+    depth.grab()
+    axis = depth.plot.getAxis("bottom")
+    lo, hi = depth.plot.getViewBox().viewRange()[0]
+    assert hi - lo < 4
+    for size in (300.0, 900.0, 2000.0):
+        levels = axis.tickValues(lo, hi, size)
+        values = [float(v) for _, vals in levels for v in vals]
+        assert values and all(abs(v - round(v)) < 1e-9 for v in values), (size, levels)
+        labelled = [t for sp, vals in levels for t in axis.tickStrings(vals, 1.0, sp) if t]
+        assert len(labelled) >= 2, (size, levels)
+    plain, counting = SpacedAxis("bottom"), SpacedAxis("bottom", integer=True)
+    assert plain.tickSpacing(-0.5, 2.5, 900.0)[-1][0] < 1  # what the counting axis prevents
+    assert plain.tickSpacing(0.0, 800.0, 300.0) == counting.tickSpacing(0.0, 800.0, 300.0)  # long axes unchanged
+
+
+@pytest.mark.parametrize("presentation", [False, True])
+def test_eval_legend_sample_shows_its_dashes(views, recorded, presentation):
+    """pyqtgraph's 20 px legend line held less than one dash of the thick presentation pen, so
+    "eval (dashed)" looked solid. Paint the sample and count the dashes along its line."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.base import LineSample
+
+    view = views["loss"]
+    view.apply_theme(make_theme("light", presentation=presentation))
+    view.refresh(recorded[0])
+    samples = {label.text: sample for sample, label in view.plot.legend.items}
+    sample = samples["eval (dashed)"]
+    assert isinstance(sample, LineSample)
+    w = int(sample.width())
+    img = QtGui.QImage(w, 20, QtGui.QImage.Format.Format_ARGB32)
+    img.fill(QtGui.QColor("white"))
+    painter = QtGui.QPainter(img)
+    sample.paint(painter, None, None)
+    painter.end()
+    row = [QtGui.QColor(img.pixel(x, 11)).lightness() < 128 for x in range(w)]
+    dashes = sum(1 for x in range(1, w) if row[x] and not row[x - 1]) + int(row[0])
+    assert dashes >= 2, (presentation, w, row)
+    solid = samples[next(iter(recorded[0].runs))]
+    assert isinstance(solid, LineSample) and solid.width() >= 36
+
+
 def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     """Live sessions: the window shows the recording before the training process adds its runs."""
     from gradviz.gui.views.activations import ActivationsView

@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from .base import SpacedAxis, View, live_curve, style_plot, style_widget, upto_count
+from .base import SpacedAxis, View, add_legend, live_curve, style_plot, style_widget, upto_count
 
 STATS = ("act_mean", "act_std", "act_saturation")
 
@@ -33,13 +33,13 @@ class ActivationsView(View):
         self.plots: dict[str, pg.PlotItem] = {}
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}
         for i, stat in enumerate(STATS):
-            p = ci.addPlot(row=1, col=i, axisItems={"bottom": SpacedAxis("bottom")})
+            p = ci.addPlot(row=1, col=i, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             p.setMenuEnabled(False)
             p.setTitle(labels[stat])
             p.setLabel("bottom", "layer index")
             p.setLabel("left", labels[stat])
             if i == 0:
-                p.addLegend(offset=(-10, 10))
+                add_legend(p)
             self.plots[stat] = p
         self.plots["act_saturation"].setYRange(0, 1, padding=0.02)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}

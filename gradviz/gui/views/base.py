@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.graphicsItems.LegendItem import ItemSample
+from pyqtgraph.graphicsItems.ScatterPlotItem import drawSymbol
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..theme import EVENT_KINDS_MARKED, Theme, make_theme
@@ -143,16 +145,32 @@ class SpacedAxis(pg.AxisItem):
     log(pixels) ticks whatever the font, so presentation fonts ran "0 200400600" together, and a
     narrow axis could keep only its "0". Here the labelled spacing is the smallest 1-2-5 step that
     leaves half a label's width between labels (and at most about eight of them); minor ticks in
-    between stay unlabelled."""
+    between stay unlabelled. `integer`: the axis counts something (layers, steps), so no tick falls
+    between two whole numbers (a three-layer profile had ticks at 0.5 and 1.5)."""
 
     _labelled: float | None = None  # the labelled spacing, else None (pyqtgraph's own levels)
     _digit_px: float | None = None  # width of a digit in the tick font, measured when it is set
+
+    def __init__(self, *args, integer: bool = False, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.integer = integer
 
     def setTickFont(self, font) -> None:  # noqa: N802 - pyqtgraph API
         super().setTickFont(font)
         self._digit_px = QtGui.QFontMetricsF(font or QtGui.QFont()).horizontalAdvance("0")
 
     def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph API
+        levels = self._spacing(minVal, maxVal, size)
+        if self.integer and levels:
+            whole = [(sp, off) for sp, off in levels if sp >= 1 and abs(sp - round(sp)) < 1e-9]
+            if not whole:
+                whole = [(1.0, 0)]
+            if self._labelled is not None and self._labelled < 1:
+                self._labelled = whole[0][0]
+            levels = whole
+        return levels
+
+    def _spacing(self, minVal, maxVal, size):  # noqa: N803 - pyqtgraph's names
         levels = super().tickSpacing(minVal, maxVal, size)
         self._labelled = None
         span = maxVal - minVal
@@ -179,8 +197,48 @@ class SpacedAxis(pg.AxisItem):
         return strings
 
 
-def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False) -> pg.PlotWidget:
-    w = pg.PlotWidget(axisItems={"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom")})
+class LineSample(ItemSample):
+    """A legend sample long enough to show a line's dash pattern: pyqtgraph draws 20 px, which is
+    less than one dash of a thick presentation pen, so "eval (dashed)" looked solid. The length
+    follows the pen's width (set again by `style_plot` when the theme changes)."""
+
+    def __init__(self, item) -> None:
+        super().__init__(item)
+        self.fit()
+
+    def fit(self) -> None:
+        pen = self.item.opts.get("pen") if isinstance(self.item, pg.PlotDataItem) else None
+        width = pg.mkPen(pen).widthF() if pen is not None else 1.0
+        self.setFixedWidth(sample_length(width))
+
+    def boundingRect(self):  # noqa: N802 - Qt API
+        return QtCore.QRectF(0, 0, self.width(), 20)
+
+    def paint(self, p, *args) -> None:
+        item = self.item
+        if not isinstance(item, pg.PlotDataItem) or not item.isVisible():
+            return super().paint(p, *args)
+        p.setPen(pg.mkPen(item.opts["pen"]))
+        p.drawLine(QtCore.QPointF(2, 11), QtCore.QPointF(self.width() - 2, 11))
+        symbol = item.opts.get("symbol")
+        if symbol is not None:  # the marker in the middle of the line, as on the curve
+            so = item.scatter.opts
+            p.translate(self.width() / 2, 11)
+            drawSymbol(p, symbol, so["size"], pg.mkPen(so["pen"]), pg.mkBrush(so["brush"]))
+        return None
+
+
+def sample_length(pen_width: float) -> float:
+    """Pixels for a legend line: about three periods of Qt's dash pattern (4 on, 2 off, in pen widths)."""
+    return float(min(80, max(36, round(18 * max(pen_width, 1.0)))))
+
+
+def add_legend(plot: pg.PlotItem) -> pg.LegendItem:
+    return plot.addLegend(offset=(-10, 10), sampleType=LineSample)
+
+
+def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False, integer_x: bool = False) -> pg.PlotWidget:
+    w = pg.PlotWidget(axisItems={"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=integer_x)})
     p = w.getPlotItem()
     p.setTitle(title)
     p.setLabel("bottom", xlabel)
@@ -188,7 +246,7 @@ def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False) -
     p.showGrid(x=False, y=False)
     p.setLogMode(x=False, y=logy)
     p.setMenuEnabled(False)
-    p.addLegend(offset=(-10, 10))
+    add_legend(p)
     # pyqtgraph makes a title's width the plot's minimum width: a long title in presentation fonts
     # then pushed the plot past the edge of its pane. Keep only the height as a minimum.
     title = p.titleLabel
@@ -240,8 +298,11 @@ def style_plot(plot: pg.PlotItem, theme: Theme, title: str | None = None) -> Non
         bg.setAlpha(200)
         legend.setBrush(pg.mkBrush(bg))
         legend.setPen(pg.mkPen(fg, width=0.5))
-        for _sample, label in legend.items:
+        for sample, label in legend.items:
             label.setText(label.text, color=fg, size=f"{pt}pt")
+            if isinstance(sample, LineSample):
+                sample.fit()
+        legend.updateSize()
 
 
 def style_widget(widget: pg.GraphicsView, theme: Theme) -> None:

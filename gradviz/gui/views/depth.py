@@ -67,7 +67,7 @@ class DepthView(View):
         self.bar.setLayout(bar)
         self.bar.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
 
-        self.widget = make_plot_widget(self.title, "layer index (input → output)", "‖∂L/∂W‖", logy=True)
+        self.widget = make_plot_widget(self.title, "layer index (input → output)", "‖∂L/∂W‖", logy=True, integer_x=True)
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         # a plain rectangle in data coordinates: LinearRegionItem is interactive and costs ~4 ms a paint
         self.band = QtWidgets.QGraphicsRectItem()

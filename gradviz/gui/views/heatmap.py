@@ -58,7 +58,7 @@ class HeatmapView(View):
         self._on_new_recording(recording)
         first = None
         for i, run in enumerate(runs):
-            plot = self.layout_.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom")})
+            plot = self.layout_.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             plot.setMenuEnabled(False)
             plot.setLabel("left", f"{run}: layer")
             plot.setMouseEnabled(x=False, y=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from .base import Markers, SpacedAxis, View, style_plot, style_widget, upto_count
+from .base import Markers, SpacedAxis, View, add_legend, style_plot, style_widget, upto_count
 
 KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activations"))
 MAX_COLUMNS = 600
@@ -43,7 +43,7 @@ class HistogramsView(View):
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")
         self.latest.setLabel("left", "count (latest)")
-        self.latest.addLegend(offset=(-10, 10))
+        add_legend(self.latest)
         self.cmap = pg.colormap.get("viridis")
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
@@ -104,7 +104,7 @@ class HistogramsView(View):
         for i, run in enumerate(runs):
             if run in self.plots:
                 continue
-            plot = self.ci.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom")})
+            plot = self.ci.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             plot.setMenuEnabled(False)
             plot.setLabel("left", f"{run}: value")
             plot.setLabel("bottom", "step")

@@ -27,7 +27,7 @@ class LossView(View):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.widget = make_plot_widget(self.title, "step", "loss", logy=True)
+        self.widget = make_plot_widget(self.title, "step", "loss", logy=True, integer_x=True)
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         self.markers = Markers(self.plot)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
