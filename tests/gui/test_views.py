@@ -298,10 +298,41 @@ def test_fixed_depth_axis_grows_for_exploding_values_but_never_shrinks(qtbot):
     lo0, hi0 = view.decades["grad_norm"]
     view.refresh(rec)
     lo, hi = view.decades["grad_norm"]
-    assert (lo, hi) == (lo0, 5) and view.hi_spin.value() == 5
+    assert (lo, hi) == (lo0, 6) and view.hi_spin.value() == 6  # a decade above 3e4 for the legend
     rec.append("big", 1, {"grad_norm": np.array([1e-9, 1e-3, 1e-2], np.float32)})
     view.refresh(rec)
-    assert view.decades["grad_norm"] == (lo0, 5)  # no shrinking back: small values stay small
+    assert view.decades["grad_norm"] == (lo0, 6)  # no shrinking back: small values stay small
+
+
+@pytest.mark.parametrize("presentation", [False, True])
+def test_depth_legend_leaves_the_profile_visible(qtbot, presentation):
+    """The demo's shapes on the default fixed axis: the legend used to sit on the residual twin's
+    output-end layers (values near 1). No drawn point may fall under it, nor under the title."""
+    from PySide6 import QtCore
+
+    from gradviz.gui.views.depth import DepthView
+
+    n = 62
+    rec = Recording()
+    for run in ("plain", "residual"):
+        rec.add_run(run, [f"l{i}" for i in range(n)], ["Linear"] * n, [])
+    rec.append("plain", 0, {"grad_norm": np.logspace(-8, -1.2, n).astype(np.float32)})
+    rec.append("residual", 0, {"grad_norm": np.linspace(1.5, 3.5, n).astype(np.float32)})
+    view = DepthView()
+    qtbot.addWidget(view)
+    view.apply_theme(make_theme("light", presentation=presentation))
+    view.resize(870, 560)
+    view.show()
+    view.refresh(rec)
+    view.grab()
+    legend = view.plot.legend.sceneBoundingRect()
+    vb = view.plot.getViewBox()
+    assert vb.sceneBoundingRect().intersects(legend)  # the legend is inside the plot, as before
+    for run, curve in view.curves.items():
+        xs, ys = curve.getData()
+        for x, y in zip(xs, ys, strict=True):
+            at = vb.mapViewToScene(QtCore.QPointF(float(x), float(y)))
+            assert not legend.contains(at), (run, x, 10 ** y)
 
 
 def test_log_axes_label_decades_only_once_two_are_on_screen(views):

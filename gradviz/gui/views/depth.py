@@ -17,10 +17,11 @@ from PySide6 import QtGui, QtWidgets
 from .base import View, live_curve, make_plot_widget, positive, style_plot, style_widget, upto_count
 
 METRICS = {
-    # name: (label, y axis label, fixed decades, vanishing threshold or None)
-    "grad_norm": ("gradient norm per layer", "‖∂L/∂W‖", (-10, 2), 1e-5),
-    "act_grad_norm": ("gradient reaching each block", "‖∂L/∂h‖", (-10, 1), 1e-5),
-    "update_ratio": ("update / weight per layer", "‖ΔW‖ / ‖W‖", (-10, 0), 1e-6),
+    # name: (label, y axis label, fixed decades, vanishing threshold or None); the top decade is
+    # headroom for the legend, which otherwise hid the output end of a healthy profile
+    "grad_norm": ("gradient norm per layer", "‖∂L/∂W‖", (-10, 3), 1e-5),
+    "act_grad_norm": ("gradient reaching each block", "‖∂L/∂h‖", (-10, 2), 1e-5),
+    "update_ratio": ("update / weight per layer", "‖ΔW‖ / ‖W‖", (-10, 1), 1e-6),
     "weight_norm": ("weight norm per layer", "‖W‖", (-1, 2), None),
 }
 TRAIL = 6  # faded profiles behind the latest one
@@ -174,6 +175,9 @@ class DepthView(View):
             symbolPen=None,
         )
         self.curves[run].setZValue(10)
+        # one row of runs: a column of them covered the output end of the profile, where the
+        # curves are highest and the comparison matters most
+        self.plot.legend.setColumnCount(min(len(self.curves), 4))
 
     def _draw(self, recording, upto: int | None) -> None:
         self._latest = {}
@@ -213,9 +217,10 @@ class DepthView(View):
                 self._width = width
                 self._apply_axes()
         lo, hi = self.decades[self.metric_name]
-        if self.fixed and np.isfinite(top) and top > hi:
-            # a fixed axis may grow to show exploding values, never shrink to hide vanishing ones
-            self.decades[self.metric_name] = (lo, int(math.ceil(top)))
+        if self.fixed and np.isfinite(top) and top > hi - 1:
+            # a fixed axis may grow to show exploding values (keeping a decade above them for the
+            # legend), never shrink to hide vanishing ones
+            self.decades[self.metric_name] = (lo, int(math.ceil(top)) + 1)
             self._sync_spins()
 
     # ---- export -----------------------------------------------------------------------
