@@ -443,6 +443,31 @@ def test_eval_legend_sample_shows_its_dashes(views, recorded, presentation):
     assert isinstance(solid, LineSample) and solid.width() >= 36
 
 
+def test_presentation_axis_labels_fit_beside_their_ticks(views, recorded):
+    """On a projector: each histogram plot's rotated value label fits the plot's height (the run's
+    label ran into its neighbour's), and the heatmap colour bar's label starts right of its
+    widest tick label (it was drawn across them)."""
+    from PySide6 import QtGui
+
+    theme = make_theme("light", presentation=True)
+    rec = recorded[0]
+    hist, heat = views["histograms"], views["heatmap"]
+    for v in (hist, heat):
+        v.apply_theme(theme)
+        v.resize(1600, 900)
+        v.refresh(rec)
+        v.grab()
+    for run, plot in hist.plots.items():
+        axis = plot.getAxis("left")
+        assert axis.label.sceneBoundingRect().height() <= axis.sceneBoundingRect().height(), run
+    axis = heat.bar.axis
+    lo, hi = axis.range
+    shown = [t for sp, vals in axis.tickValues(lo, hi, axis.geometry().height()) for t in axis.tickStrings(vals, 1.0, sp)]
+    widest = max(QtGui.QFontMetricsF(theme.font()).horizontalAdvance(t) for t in shown if t)
+    label = axis.label.sceneBoundingRect()
+    assert label.left() >= axis.sceneBoundingRect().left() + widest, (label, widest)
+
+
 def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     """Live sessions: the window shows the recording before the training process adds its runs."""
     from gradviz.gui.views.activations import ActivationsView

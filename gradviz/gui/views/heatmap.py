@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from .base import Markers, SpacedAxis, View, style_plot, style_widget, upto_count
 
@@ -157,3 +157,7 @@ class HeatmapView(View):
         ax.setTextPen(pg.mkPen(theme.foreground))
         ax.setTickFont(theme.font())
         ax.setLabel("log10 ‖∂L/∂W‖", **{"font-size": f"{theme.font_pt}pt", "color": theme.foreground})
+        # room for the tick labels and the rotated label beside them: the bar's own narrow axis
+        # drew the presentation-size label across the tick labels
+        digits = QtGui.QFontMetricsF(theme.font()).horizontalAdvance("−10")
+        ax.setWidth(int(digits + theme.font_pt * 2.6))

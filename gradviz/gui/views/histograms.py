@@ -42,6 +42,7 @@ class HistogramsView(View):
         self.latest = self.ci.addPlot(row=99, col=0, axisItems={"bottom": SpacedAxis("bottom")})
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")
+        self.latest.getAxis("bottom").enableAutoSIPrefix(False)  # the same units as the runs' value axes
         self.latest.setLabel("left", "count (latest)")
         add_legend(self.latest)
         self.cmap = pg.colormap.get("viridis")
@@ -106,7 +107,8 @@ class HistogramsView(View):
                 continue
             plot = self.ci.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             plot.setMenuEnabled(False)
-            plot.setLabel("left", f"{run}: value")
+            plot.setLabel("left", run)  # "run: value (x0.001)" was taller than the plot on a projector
+            plot.getAxis("left").enableAutoSIPrefix(False)
             plot.setLabel("bottom", "step")
             plot.setMouseEnabled(x=False, y=False)
             img = pg.ImageItem(axisOrder="row-major")
