@@ -318,23 +318,15 @@ def activation_summary(a: torch.Tensor, threshold: float | None, sample: int) ->
     `count` is the number of saturated values, |z| > threshold, or for ReLU (`threshold` None) the
     number of positive ones (dead = numel - count). Cheap forms on purpose, as std_mean and
     comparisons are slow on CPU: the deviation is two-pass (exact, not E[z^2] - E[z]^2), and
-    sign(max(|z| - threshold, 0)) is 1 exactly where |z| > threshold; a NaN output gives NaN."""
-    with torch.no_grad():
-        if a.dtype in _LOW:
-            a = a.float()
-        n = a.numel()
-        total = a.sum()
-        dev = _vector_norm(a - total / n) if n > 1 else torch.zeros_like(total)
-        if threshold is not None:
-            count = a.abs().sub_(threshold).clamp_(min=0).sign_().sum()
-        else:
-            count = a.clamp(min=0).sign_().sum()
-        return total, dev, count, n, strided_sample(a, sample).clone()
+    sign(max(|z| - threshold, 0)) is 1 exactly where |z| > threshold; a NaN output gives NaN.
+    Computed as a stack of one (`stacked_activation_summary`), so both paths share one formula."""
+    total, dev, count, n, samples = stacked_activation_summary(a.reshape(1, -1), threshold, sample)
+    return total[0], dev[0], count[0], n, samples[0].clone()
 
 
 def stacked_activation_summary(stack: torch.Tensor, threshold: float | None, sample: int) -> tuple:
-    """`activation_summary` for k same-shaped outputs stacked along dim 0, in a handful of ops for
-    all of them: (sums (k,), deviations (k,), counts (k,), numel per output, samples (k, <= sample))."""
+    """`activation_summary` (its forms are explained there) for k same-shaped outputs stacked along
+    dim 0, in a handful of ops for all of them: (sums (k,), deviations (k,), counts (k,), numel per output, samples (k, <= sample))."""
     with torch.no_grad():
         flat = stack.reshape(stack.shape[0], -1)
         if flat.dtype in _LOW:
