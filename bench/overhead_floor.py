@@ -1,0 +1,99 @@
+"""The least any per-step probe could cost on this machine: a floor under `bench/overhead.py`'s ratio.
+
+On the demo's plain model (30 blocks, batch 128, one torch thread), interleaved in one run:
+- `bare`: the training step alone;
+- `block hooks only`: gradviz's `BlockGradNorms` (a Python hook per block in backward, which is the
+  only way to see dL/d(block output) at all), nothing else;
+- `minimal measure`: those hooks plus the smallest possible read-out: one `_foreach_norm` over every
+  parameter gradient, one concatenation with the block norms and the loss, one host copy and one
+  finiteness check; no per-layer grouping, no recording, no update or histogram cadence;
+- `gradviz default`: the engine's real step (`TrainingRun.train_step` + `record_step`).
+
+Whatever the engine's bookkeeping does, it cannot go below `minimal measure`; if that row is above a
+target, the target needs a different mechanism (compiled hooks, a GPU), not tuning. Last line:
+`floor <ratio of minimal measure>`.
+
+    python bench/overhead_floor.py [--rounds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from overhead import bare_copy, demo_run, gradviz_step  # noqa: E402
+
+from gradviz.core.models.switches import blocks as switch_blocks  # noqa: E402
+from gradviz.core.probes import BlockGradNorms  # noqa: E402
+
+
+def copy_step(run, measure: str):
+    """A step on a hook-free copy of the run's model; `measure` is 'none', 'hooks' or 'minimal'."""
+    model, opt = bare_copy(run)
+    params = list(model.parameters())
+    hooks = BlockGradNorms(switch_blocks(model)) if measure != "none" else None
+
+    def step(_i, x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = run.loss_fn(model(x), y)[0]
+        loss.backward()
+        if hooks is not None:
+            if measure == "minimal":
+                norms = torch._foreach_norm([p.grad for p in params if p.grad is not None])
+                flat = torch.cat([torch.stack(norms), torch.stack(hooks.norms), loss.detach().reshape(1)]).cpu().numpy()
+                if not np.isfinite(flat).all():
+                    return  # the guard: no optimiser step on a non-finite value
+            hooks.reset()
+        opt.step()
+
+    return step
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--per-round", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    run = demo_run()
+    with tempfile.TemporaryDirectory() as d:
+        configs = {
+            "bare": copy_step(run, "none"),
+            "block hooks only": copy_step(run, "hooks"),
+            "minimal measure": copy_step(run, "minimal"),
+            "gradviz default": gradviz_step(run, Path(d)),
+        }
+        batches = run.data.train_batches(run.cfg.train.batch_size, seed=0)
+        data = [next(batches) for _ in range(args.per_round)]
+        times: dict[str, list[float]] = {k: [] for k in configs}
+        count = dict.fromkeys(configs, 0)
+        for r in range(args.rounds + 1):  # round 0 warms every configuration up
+            order = list(configs) if r % 2 == 0 else list(reversed(configs))
+            for name in order:
+                t0 = time.perf_counter()
+                for x, y in data:
+                    configs[name](count[name], x, y)
+                    count[name] += 1
+                if r:
+                    times[name].append((time.perf_counter() - t0) / len(data) * 1e3)
+        configs["gradviz default"].close()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{'configuration':<20} {'ms/step':>9} {'x bare':>8}")
+    for name, ms in med.items():
+        print(f"{name:<20} {ms:9.3f} {ms / med['bare']:8.3f}")
+    print(f"floor {med['minimal measure'] / med['bare']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
