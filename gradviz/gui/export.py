@@ -82,6 +82,8 @@ class _Prepared:
         self._filled: list[QtWidgets.QWidget] = []
         self._shown = False
         self._old_size: QtCore.QSize | None = None
+        self._page: QtWidgets.QWidget | None = None  # a hidden tab page resized for the export
+        self._page_size: QtCore.QSize | None = None
 
     def __enter__(self) -> QtCore.QSize:
         w = self.w
@@ -108,8 +110,20 @@ class _Prepared:
             QtWidgets.QApplication.processEvents()
             # no event processing after this: the parent's layout would put the old size back
             self._old_size = w.size()
-            w.resize(want)
-            _activate_layouts(w)
+            # Size the whole hidden page so that its own layout gives the chart the wanted size:
+            # resizing the chart alone was undone by the page's layout as soon as the chart was
+            # painted (QWidget.render delivers the pending layout requests).
+            page = w
+            while page.parentWidget() is not None and not page.parentWidget().isVisible():
+                page = page.parentWidget()
+            if page is not w:
+                self._page, self._page_size = page, page.size()
+                page.resize(page.size() + (want - w.size()))
+                _activate_layouts(page)
+            if w.size() != want:
+                w.resize(want)
+                _activate_layouts(w)
+            _deliver_pending_resizes(page)
         else:
             QtWidgets.QApplication.processEvents()
         brush = QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush) if self.transparent else QtGui.QBrush(QtGui.QColor("white"))
@@ -145,6 +159,8 @@ class _Prepared:
             gv.setBackgroundBrush(brush)
             gv.setCacheMode(cache)
             gv.setRenderHints(hints)
+        if self._page is not None:
+            self._page.resize(self._page_size)
         if self._old_size is not None:
             self.w.resize(self._old_size)
         if self._shown:
@@ -164,6 +180,36 @@ def _activate_layouts(w: QtWidgets.QWidget) -> None:
         lay = child.layout()
         if lay is not None:
             lay.activate()
+
+
+def _deliver_pending_resizes(w: QtWidgets.QWidget) -> None:
+    """A page that was never shown keeps its resize events pending, and a chart lays its items out
+    only when it gets one: a hidden tab's export was drawn at its old 640 x 480 layout in the
+    corner of the 960 x 540 image. Qt does not deliver them to a hidden widget, so lay each chart
+    out by hand: the scroll area's viewport (`event`), pyqtgraph's range (`resizeEvent`, which
+    Qt calls only for the viewport's own events), then the scene's layout."""
+    for gv in _graphics_views(w):
+        ev = QtGui.QResizeEvent(gv.size(), QtCore.QSize())
+        gv.event(ev)
+        gv.resizeEvent(ev)
+        scene = gv.scene()
+        if scene is None:
+            continue
+        # parents before children: each layout gives the next its geometry (Qt would do this
+        # from posted layout requests, later than the export paints)
+        widgets = [it for it in scene.items(QtCore.Qt.SortOrder.AscendingOrder) if isinstance(it, QtWidgets.QGraphicsWidget)]
+        widgets.sort(key=_depth)
+        for item in widgets:
+            layout = QtWidgets.QGraphicsWidget.layout(item)  # pyqtgraph shadows `layout` with an attribute
+            if layout is not None:
+                layout.activate()
+
+
+def _depth(item: QtWidgets.QGraphicsItem) -> int:
+    n = 0
+    while item.parentItem() is not None:
+        item, n = item.parentItem(), n + 1
+    return n
 
 
 _RENDER_FLAGS = QtWidgets.QWidget.RenderFlag.DrawChildren

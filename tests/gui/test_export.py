@@ -333,6 +333,29 @@ def test_gui_slide_pack_includes_hidden_tabs(window, qtbot, tmp_path):
     assert "Slide pack" in window.message_label.text()
 
 
+def drawn_extent(arr: np.ndarray) -> tuple[float, float]:
+    """(right, bottom) edge of what differs from the corner's colour, as fractions of the image."""
+    ink = np.any(arr != arr[0, 0], axis=2)
+    cols, rows = np.flatnonzero(ink.any(axis=0)), np.flatnonzero(ink.any(axis=1))
+    return (cols[-1] + 1) / arr.shape[1], (rows[-1] + 1) / arr.shape[0]
+
+
+@pytest.mark.parametrize("name", ["heatmap", "histograms", "activations", "loss"])
+def test_hidden_tab_export_fills_the_slide(window, tmp_path, name):
+    """A tab nobody opened still had its first 640 x 480 layout: its 960 x 540 export was drawn in
+    the top-left corner with a blank strip right and below (its page's layout put the old size
+    back as soon as the chart was painted)."""
+    view = next(v for v in window.views if v.name == name)
+    if view is window.tabs.currentWidget():  # the page the window opened on: look at another one
+        window.tabs.setCurrentWidget(next(v for v in window.views if v.name == "layers"))
+    assert not view.isVisible()
+    view.refresh(window.recording, None)
+    (png,) = ex.export_view(view, tmp_path, "png", scale=1.0, size=(960, 540))
+    right, bottom = drawn_extent(assert_png(png, 960, 540))
+    assert right > 0.9 and bottom > 0.9, (right, bottom)
+    assert not view.isVisible()
+
+
 def test_failed_export_is_one_status_line(window, qtbot, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a folder should be")

@@ -501,3 +501,110 @@ def test_loss_legend_keeps_the_eval_entry_last_as_runs_arrive(qtbot):
         rec.append(run, 0, {"loss": 1.0 + i})
         loss.refresh(rec)
         assert [label.text for _s, label in loss.plot.legend.items] == [*rec.runs, "eval (dashed)"]
+
+
+def overflow(view) -> list[float]:
+    """How far each chart's laid-out scene reaches past its viewport (px, width then height)."""
+    import pyqtgraph as pg
+
+    out = []
+    for gv in view.findChildren(pg.GraphicsView):
+        r = gv.centralWidget.geometry()
+        out += [r.width() - gv.viewport().width(), r.height() - gv.viewport().height()]
+    return out
+
+
+@pytest.mark.parametrize("name", ["depth", "heatmap", "loss", "histograms", "activations"])
+def test_charts_fit_a_narrow_pane_in_presentation_mode(views, recorded, name):
+    """The tab pane beside the depth profile on a 1920 x 1080 projector is about 560 px wide in
+    presentation mode. pyqtgraph made each title's text width a minimum, so the heatmap's layout
+    was 400 px wider than its pane and the colour bar was cut off (histograms: 350 px, activations:
+    260 px). Every chart now fits; long titles wrap and keep their whole text."""
+    view = views[name]
+    view.apply_theme(make_theme("light", presentation=True))
+    view.resize(560, 950)
+    view.refresh(recorded[0])
+    view.grab()
+    assert max(overflow(view)) <= 1, overflow(view)
+    title = getattr(view, "title_label", None)
+    if title is not None and hasattr(title, "full_text"):
+        assert title.text == title.full_text and title.item.toPlainText() == title.text
+
+
+def test_long_titles_wrap_and_plot_titles_elide(qtbot):
+    """A view title breaks onto a second line when narrow and is one line when wide; a plot title
+    (pyqtgraph's fixed 30 px title row) is shortened with an ellipsis and keeps its full `text`."""
+    import pyqtgraph as pg
+
+    from gradviz.gui.views.base import add_title, fit_plot_title
+
+    w = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(w)
+    text = "Gradient norm heatmap (log10 ‖∂L/∂W‖, layer × step)"
+    label = add_title(w.ci, text, row=0, col=0)
+    label.setText(text, size="26pt")
+    plot = w.ci.addPlot(row=1, col=0)
+    plot.setTitle("saturated fraction of every unit", size="26pt")
+    fit_plot_title(plot)
+    plot.setTitle("saturated fraction of every unit", size="26pt")
+    heights = {}
+    for width in (1800, 300):
+        w.resize(width, 700)
+        w.show()
+        qtbot.waitExposed(w)
+        w.grab()
+        heights[width] = label.itemRect().height()
+        assert w.ci.geometry().width() <= w.viewport().width() + 1, width
+        shown = plot.titleLabel.item.toPlainText()
+        assert plot.titleLabel.text == "saturated fraction of every unit"
+        if width == 1800:
+            assert shown == plot.titleLabel.text
+        else:
+            assert shown.endswith("…") and len(shown) < len(plot.titleLabel.text)
+            assert plot.titleLabel.itemRect().width() <= plot.titleLabel.geometry().width() + 1
+    assert heights[300] > 1.5 * heights[1800]  # two lines or more, not cut off
+    assert label.text == text
+
+
+def test_activation_plots_stack_in_a_tall_pane_and_sit_side_by_side_in_a_wide_one(views):
+    """Three slivers a few layers wide in the portrait tab pane; one above the other there, side by
+    side in a landscape window or export."""
+    acts = views["activations"]
+    for (w, h), stacked in (((560, 950), True), ((1600, 700), False), ((560, 950), True)):
+        acts.resize(w, h)
+        acts.grab()
+        assert acts.stacked is stacked
+        rects = [p.sceneBoundingRect() for p in acts.plots.values()]
+        lefts, tops = [r.left() for r in rects], [r.top() for r in rects]
+        if stacked:
+            assert max(lefts) - min(lefts) < 2 and tops == sorted(tops) and tops[0] < tops[1] - 50
+            assert all(r.width() > 0.8 * w for r in rects)
+        else:
+            assert max(tops) - min(tops) < 2 and lefts == sorted(lefts) and lefts[0] < lefts[1] - 50
+        assert max(overflow(acts)) <= 1
+
+
+def test_fractional_tick_labels_leave_room_between_them(qtbot):
+    """The latest histogram's value axis ran "-0.15-0.10-0.05" together in presentation fonts: the
+    spacing counted only the whole part of a label. Every labelled tick now has its label's width
+    and half more to the next one."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.base import SpacedAxis
+
+    font = QtGui.QFont()
+    font.setPointSizeF(20)
+    metrics = QtGui.QFontMetricsF(font)
+    axis = SpacedAxis("bottom")
+    axis.setTickFont(font)
+    for lo, hi, size in ((-0.18, 0.18, 420.0), (-0.0035, 0.0041, 500.0), (0.0, 2.5, 300.0), (-250.0, 250.0, 400.0)):
+        levels = axis.tickSpacing(lo, hi, size)
+        major = levels[0][0]
+        values = [v for v in np.arange(math.ceil(lo / major) * major, hi + major / 2, major) if lo <= v <= hi]
+        labels = [t for t in axis.tickStrings(values, 1.0, major) if t]
+        assert len(labels) >= 2, (lo, hi, labels)
+        widest = max(metrics.horizontalAdvance(t) for t in labels)
+        gap = size * major / (hi - lo)
+        assert gap >= 1.1 * widest * 0.999, (lo, hi, major, labels)  # never touching
+        if (lo, hi) == (-0.18, 0.18):  # the histogram axis of the report: half a label between
+            assert gap >= 1.5 * widest * 0.999, (major, labels)

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
-from .base import SpacedAxis, View, add_legend, live_curve, style_plot, style_widget, upto_count
+from .base import (
+    SpacedAxis,
+    View,
+    add_legend,
+    add_title,
+    fit_plot_title,
+    live_curve,
+    style_plot,
+    style_widget,
+    upto_count,
+)
 
 STATS = ("act_mean", "act_std", "act_saturation")
 
@@ -29,19 +39,22 @@ class ActivationsView(View):
         super().__init__(parent)
         self.widget = pg.GraphicsLayoutWidget()
         ci = self.widget.ci
-        self.title_label = ci.addLabel(self.title, row=0, col=0, colspan=3)
+        self.title_label = add_title(ci, self.title, row=0, col=0, colspan=3)
         self.plots: dict[str, pg.PlotItem] = {}
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}
         for i, stat in enumerate(STATS):
             p = ci.addPlot(row=1, col=i, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             p.setMenuEnabled(False)
             p.setTitle(labels[stat])
+            fit_plot_title(p)
             p.setLabel("bottom", "layer index")
             p.setLabel("left", labels[stat])
             if i == 0:
                 add_legend(p)
             self.plots[stat] = p
         self.plots["act_saturation"].setYRange(0, 1, padding=0.02)
+        self.stacked = False  # the plots side by side (False) or one above the other (True)
+        self.widget.installEventFilter(self)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, str], np.ndarray] = {}
         self._step: dict[str, int] = {}
@@ -49,6 +62,26 @@ class ActivationsView(View):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
+        # the chart's own size decides, not the tab's: an export resizes the chart alone
+        if obj is self.widget and ev.type() == QtCore.QEvent.Type.Resize:
+            self.arrange(ev.size().width() < ev.size().height())
+        return False
+
+    def arrange(self, stacked: bool) -> None:
+        """One above the other in a pane taller than wide (the tab beside the depth profile, where
+        side by side made three slivers a few layers wide), side by side otherwise (a wide window,
+        an export)."""
+        if stacked == self.stacked:
+            return
+        self.stacked = stacked
+        ci = self.widget.ci
+        for item in (self.title_label, *self.plots.values()):
+            ci.removeItem(item)
+        ci.addItem(self.title_label, row=0, col=0, colspan=1 if stacked else 3)
+        for i, p in enumerate(self.plots.values()):
+            ci.addItem(p, row=1 + i if stacked else 1, col=0 if stacked else i)
 
     def _on_new_recording(self, recording) -> None:
         for (_run, stat), c in self.curves.items():

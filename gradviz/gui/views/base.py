@@ -178,16 +178,30 @@ class SpacedAxis(pg.AxisItem):
             return levels
         if self._digit_px is None:
             self.setTickFont(self.style.get("tickFont"))
-        digits = len(str(int(max(abs(minVal), abs(maxVal)))))  # a sign, if any, is on small values
-        need = max(self._digit_px * digits * 1.5, size / 8)
-        base = 10 ** math.floor(math.log10(span * need / size))
-        for _ in range(4):
-            for m in (1, 2, 5):
-                spacing = m * base
-                if size * spacing / span >= need:
-                    self._labelled = spacing
-                    return [(spacing, 0), (spacing / (2 if m == 2 else 5), 0)]
-            base *= 10
+        whole = len(str(int(max(abs(minVal), abs(maxVal)))))
+        sign = 1 if minVal < 0 and maxVal > 0 else 0  # then most labels carry a minus or none at all
+
+        def need(spacing: float) -> float:
+            # a label is as long as its whole part, its sign and the decimals the spacing needs
+            # ("-0.15" is five characters, not one)
+            decimals = max(0, -math.floor(math.log10(spacing) + 1e-9))
+            chars = whole + sign + (decimals + 1 if decimals else 0)
+            return max(self._digit_px * chars * 1.5, size / 8)
+
+        def labels(spacing: float) -> int:
+            return math.floor(maxVal / spacing + 1e-9) - math.ceil(minVal / spacing - 1e-9) + 1
+
+        base = 10 ** math.floor(math.log10(span * max(self._digit_px * whole * 1.5, size / 8) / size))
+        steps = [m * base * 10**k for k in range(5) for m in (1, 2, 5)]
+        for i, spacing in enumerate(steps):
+            if size * spacing / span >= need(spacing):
+                # one lone label says nothing about the scale: take the finer step if its labels
+                # still clear each other (a tenth of a label between them instead of half)
+                if labels(spacing) < 2 and i > 0 and size * steps[i - 1] / span >= need(steps[i - 1]) / 1.5 * 1.1:
+                    spacing = steps[i - 1]
+                    i -= 1
+                self._labelled = spacing
+                return [(spacing, 0), (spacing / (2 if i % 3 == 1 else 5), 0)]  # a 2-step halves
         return levels
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
@@ -237,6 +251,100 @@ def add_legend(plot: pg.PlotItem) -> pg.LegendItem:
     return plot.addLegend(offset=(-10, 10), sampleType=LineSample)
 
 
+class FitLabel(pg.LabelItem):
+    """A title that fits the width its layout gives it. pyqtgraph makes a label's text width its
+    minimum width, so a long title in presentation fonts widened its whole layout past a narrow pane,
+    which then cut off the right of the chart (the heatmap's colour bar, the latest histogram).
+    Here only the height is a minimum: a view's title (`wrap`) breaks onto more lines, a plot's title
+    (in pyqtgraph's fixed-height title row) is shortened with an ellipsis. `text` stays the full
+    title; `item.toPlainText()` is what is drawn."""
+
+    def __init__(self, text: str = " ", wrap: bool = True, **args) -> None:
+        self.wrap = wrap
+        self._showing = False  # True while the label sets an elided text of its own
+        super().__init__(text, **args)
+        option = QtGui.QTextOption(QtCore.Qt.AlignmentFlag.AlignHCenter)
+        option.setWrapMode(QtGui.QTextOption.WrapMode.WordWrap)
+        self.item.document().setDefaultTextOption(option)
+
+    def setText(self, text, **args) -> None:  # noqa: N802 - pyqtgraph API
+        super().setText(text, **args)
+        if not self._showing:
+            self.full_text = text
+            self._fit()
+
+    def updateMin(self) -> None:  # noqa: N802 - pyqtgraph API
+        h = self.itemRect().height()
+        self.setMinimumWidth(0)
+        self.setMinimumHeight(h)
+        self._sizeHint = {
+            QtCore.Qt.SizeHint.MinimumSize: (0, h),
+            QtCore.Qt.SizeHint.PreferredSize: (0, h),
+            QtCore.Qt.SizeHint.MaximumSize: (-1, -1),
+            QtCore.Qt.SizeHint.MinimumDescent: (0, 0),
+        }
+        self.updateGeometry()
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        if not self._showing and hasattr(self, "full_text"):
+            self._fit()
+        super().resizeEvent(ev)
+
+    def _natural_width(self) -> float:
+        self.item.setTextWidth(-1)
+        return self.item.document().idealWidth()
+
+    def _fit(self) -> None:
+        room = self.rect().width()
+        if self.wrap:
+            if room > 0 and self._natural_width() > room:
+                self.item.setTextWidth(room)
+            return
+        self._show(self.full_text)
+        if room <= 0 or self._natural_width() <= room:
+            return
+        lo, hi = 0, len(self.full_text)  # the longest prefix that fits with its ellipsis
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            self._show(self.full_text[:mid].rstrip() + "…")
+            if self._natural_width() <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        self._show(self.full_text[:lo].rstrip() + "…")
+
+    def _show(self, text: str) -> None:
+        """Draw `text` (the title or its elided form); `self.text` stays the full title."""
+        self._showing = True
+        try:
+            pg.LabelItem.setText(self, text)
+        finally:
+            self._showing = False
+            self.text = self.full_text
+
+
+def add_title(layout: pg.GraphicsLayout, text: str, **where) -> FitLabel:
+    """A view's title row in a `GraphicsLayout` (`where`: row, col, colspan) that wraps to fit."""
+    label = FitLabel(text)
+    layout.addItem(label, **where)
+    return label
+
+
+def fit_plot_title(plot: pg.PlotItem) -> None:
+    """Swap a plot's title for a `FitLabel` that is elided rather than widening the plot."""
+    old = plot.titleLabel
+    label = FitLabel(old.text, wrap=False, size="11pt")
+    label.setParentItem(plot)
+    label.setVisible(old.isVisible())
+    label.setMaximumHeight(old.maximumHeight())
+    plot.layout.removeItem(old)
+    old.setParentItem(None)
+    if old.scene() is not None:
+        old.scene().removeItem(old)
+    plot.layout.addItem(label, 0, 1)
+    plot.titleLabel = label
+
+
 def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False, integer_x: bool = False) -> pg.PlotWidget:
     w = pg.PlotWidget(axisItems={"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=integer_x)})
     p = w.getPlotItem()
@@ -247,11 +355,7 @@ def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False, i
     p.setLogMode(x=False, y=logy)
     p.setMenuEnabled(False)
     add_legend(p)
-    # pyqtgraph makes a title's width the plot's minimum width: a long title in presentation fonts
-    # then pushed the plot past the edge of its pane. Keep only the height as a minimum.
-    title = p.titleLabel
-    title.updateMin = lambda: title.setMinimumHeight(title.itemRect().height())
-    title.setMinimumWidth(0)
+    fit_plot_title(p)
     return w
 
 

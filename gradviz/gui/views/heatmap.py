@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .base import Markers, SpacedAxis, View, style_plot, style_widget, upto_count
+from .base import Markers, SpacedAxis, View, add_title, style_plot, style_widget, upto_count
 
 MAX_COLUMNS = 1200
 LEVELS = (-10.0, 1.0)  # log10 gradient norm: 1e-10 (dark) to 10 (bright)
@@ -29,7 +29,7 @@ class HeatmapView(View):
         self.levels = LEVELS
         self.widget = pg.GraphicsLayoutWidget()
         self.layout_ = self.widget.ci
-        self.title_label = self.layout_.addLabel(self.title, row=0, col=0, colspan=2)
+        self.title_label = add_title(self.layout_, self.title, row=0, col=0, colspan=2)
         self.cmap = pg.colormap.get("viridis")
         self.bar = pg.ColorBarItem(
             values=self.levels, colorMap=self.cmap, interactive=False, width=18

@@ -7,7 +7,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from .base import Markers, SpacedAxis, View, add_legend, style_plot, style_widget, upto_count
+from .base import (
+    Markers,
+    SpacedAxis,
+    View,
+    add_legend,
+    add_title,
+    style_plot,
+    style_widget,
+    upto_count,
+)
 
 KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activations"))
 MAX_COLUMNS = 600
@@ -38,7 +47,7 @@ class HistogramsView(View):
 
         self.widget = pg.GraphicsLayoutWidget()
         self.ci = self.widget.ci
-        self.title_label = self.ci.addLabel(self.title, row=0, col=0)
+        self.title_label = add_title(self.ci, self.title, row=0, col=0)
         self.latest = self.ci.addPlot(row=99, col=0, axisItems={"bottom": SpacedAxis("bottom")})
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")

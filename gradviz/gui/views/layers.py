@@ -64,6 +64,7 @@ class LayersView(View):
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.total_label = QtWidgets.QLabel("")
+        self.total_label.setWordWrap(True)  # presentation fonts in a narrow pane cut it off
         self.note = ""  # why the table is incomplete, when it is
         self._export = QtWidgets.QWidget()
         ex = QtWidgets.QVBoxLayout(self._export)
