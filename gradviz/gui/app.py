@@ -308,7 +308,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---- display ----------------------------------------------------------------------
     def set_theme(self, name: str, presentation: bool) -> None:
-        self.theme = make_theme(name, presentation)
+        self.theme = make_theme(name, presentation, self._screen_height())
         app = QtWidgets.QApplication.instance()
         if app is not None:
             apply_to_app(app, self.theme)
@@ -336,6 +336,22 @@ class MainWindow(QtWidgets.QMainWindow):
         s = QtCore.QSettings()
         s.setValue("theme", name)
         s.setValue("presentation", presentation)
+
+    def _screen_height(self) -> int | None:
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        return screen.availableGeometry().height() if screen is not None else None
+
+    def _on_screen_changed(self, _screen) -> None:
+        """Dragged onto the projector (or back): presentation text follows the screen's size."""
+        if self.theme.presentation:
+            self.set_theme(self.theme.name, True)
+
+    def showEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        super().showEvent(ev)
+        handle = self.windowHandle()
+        if handle is not None and not getattr(self, "_screen_watched", False):
+            handle.screenChanged.connect(self._on_screen_changed)
+            self._screen_watched = True
 
     def _fit_controls(self) -> None:
         """The controls dock as wide as its contents: presentation fonts must not cut the buttons."""

@@ -73,21 +73,35 @@ class Theme:
         return f
 
 
-def make_theme(name: str = "light", presentation: bool = False) -> Theme:
+PRESENTATION_FULL_HD = 1080  # screen height (logical px) the presentation sizes are made for
+
+
+def presentation_scale(screen_height: int | None) -> float:
+    """How much of the presentation text size a screen has room for: full size from 1080 logical
+    pixels up, down to 0.7 on a 768-line laptop or projector (at 20 pt the readout took five lines
+    there and squeezed the depth profile to a strip)."""
+    if not screen_height or screen_height <= 0:
+        return 1.0
+    return min(1.0, max(0.7, screen_height / PRESENTATION_FULL_HD))
+
+
+def make_theme(name: str = "light", presentation: bool = False, screen_height: int | None = None) -> Theme:
+    """`screen_height`: the window's screen in logical pixels; presentation text scales with it."""
     t = Theme()
     if name == "dark":
         t = replace(t, name="dark", background="#111111", foreground="#E8E8E8", runs=_RUNS_DARK)
     if presentation:
         # high contrast: pure black on white (or white on black), thick lines, large text
         bg, fg = ("#000000", "#FFFFFF") if name == "dark" else ("#FFFFFF", "#000000")
+        k = presentation_scale(screen_height)
         t = replace(
             t,
             presentation=True,
             background=bg,
             foreground=fg,
             grid_alpha=0.25,
-            font_pt=20,
-            readout_pt=26,
+            font_pt=round(20 * k),
+            readout_pt=round(26 * k),
             line_width=3.0,
             bold_width=6.0,
             marker_width=2.5,

@@ -171,6 +171,31 @@ def test_presentation_mode_and_theme_persist(live, qtbot):
     w2.shutdown()
 
 
+def test_presentation_text_scales_with_the_screen(live, qtbot, monkeypatch):
+    """At 20 pt on a 768-line laptop or projector the readout took five lines and squeezed the
+    depth profile into a strip: presentation text is full size from 1080 lines up, and down to
+    0.7 of it below. The window follows the screen it is on, also when moved to another one."""
+    from gradviz.gui.theme import make_theme
+
+    sizes = {h: make_theme("light", True, h).font_pt for h in (None, 600, 768, 900, 1080, 2160)}
+    assert sizes == {None: 20, 600: 14, 768: 14, 900: 17, 1080: 20, 2160: 20}
+    assert make_theme("light", True, 768).readout_pt == 18 and make_theme("light", False, 768).font_pt == 10
+
+    win, _ = live()
+    win.resize(1366, 768)
+    screen_h = win.screen().availableGeometry().height()  # the offscreen screen: 800 lines
+    win.set_presentation(True)
+    assert win.theme.font_pt == make_theme("light", True, screen_h).font_pt < 20
+    depth = win.views[0]
+    win.refresh_all()
+    qtbot.wait(50)
+    assert depth.height() > 0.7 * win.height()  # at 20 pt the readout left it 0.6
+    monkeypatch.setattr(win, "_screen_height", lambda: 1080)
+    win._on_screen_changed(None)  # what Qt calls when the window lands on the full-HD projector
+    assert win.theme.presentation and win.theme.font_pt == 20
+    assert depth.plot.getAxis("bottom").style["tickFont"].pointSizeF() == 20
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_nan_in_one_run_pauses_it_and_the_other_goes_on(live, qtbot, kind):
     win, worker = live(kind=kind)
