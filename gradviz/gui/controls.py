@@ -356,6 +356,11 @@ class ControlPanel(QtWidgets.QWidget):
         f = QtGui.QFont(self.font())
         f.setPointSizeF(theme.font_pt * (0.75 if theme.presentation else 1.0))
         self.setFont(f)
+        # The run boxes' style sheets (their coloured frames) froze their children's palette when
+        # they were first polished: after a switch to the dark theme their labels stayed dark grey
+        # on black. Hand every control the application's current palette.
+        pal = QtWidgets.QApplication.palette()
         for w in self.findChildren(QtWidgets.QWidget):
             w.setFont(f)
+            w.setPalette(pal)
         self._fit()

@@ -113,7 +113,8 @@ def apply_to_app(app: QtWidgets.QApplication, theme: Theme) -> None:
     """Widget palette and base font for the whole application."""
     pal = QtGui.QPalette()
     bg, fg = QtGui.QColor(theme.background), QtGui.QColor(theme.foreground)
-    base = bg if theme.name == "light" else QtGui.QColor("#1c1c1c")
+    # dark: a grey clearly above the window colour, or check boxes and fields vanish into it
+    base = bg if theme.name == "light" else QtGui.QColor("#3a3a3a")
     window = QtGui.QColor("#F2F2F2") if theme.name == "light" else QtGui.QColor("#181818")
     if theme.presentation:
         window = bg

@@ -171,6 +171,43 @@ def test_presentation_mode_and_theme_persist(live, qtbot):
     w2.shutdown()
 
 
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two QColors (1 = none, 21 = black on white)."""
+
+    def lum(c) -> float:
+        ch = [(v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4) for v in (c.redF(), c.greenF(), c.blueF())]
+        return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("presentation", [False, True])
+def test_controls_stay_legible_in_the_dark_theme(live, qtbot, presentation):
+    """The run boxes' labels stayed dark grey on black after switching to the dark theme (their
+    style sheets froze the light palette), and check boxes were drawn in the window's own colour."""
+    from PySide6 import QtGui
+
+    win, _ = live()
+    win.set_theme("dark", presentation)
+    role = QtGui.QPalette.ColorRole
+    window = QtWidgets.QApplication.palette().color(role.Window)
+    for box in win.controls.runs.values():
+        texts = box.findChildren(QtWidgets.QLabel) + box.findChildren(QtWidgets.QCheckBox)
+        assert len(texts) >= 4
+        for w in texts:
+            assert contrast(w.palette().color(role.WindowText), window) >= 7, w.text()
+        for field in box.findChildren(QtWidgets.QLineEdit):
+            pal = field.palette()
+            assert contrast(pal.color(role.Text), pal.color(role.Base)) >= 7
+        # the check box's square is filled with Base: it must stand out from the window
+        assert contrast(box.residual.palette().color(role.Base), window) >= 1.4
+    win.set_theme("light", presentation)
+    light_window = QtWidgets.QApplication.palette().color(role.Window)
+    box = next(iter(win.controls.runs.values()))
+    assert contrast(box.residual.palette().color(role.WindowText), light_window) >= 7
+
+
 def test_presentation_text_scales_with_the_screen(live, qtbot, monkeypatch):
     """At 20 pt on a 768-line laptop or projector the readout took five lines and squeezed the
     depth profile into a strip: presentation text is full size from 1080 lines up, and down to
