@@ -331,6 +331,7 @@ class Watch:
             "name": self.name,
             "model": type(self.module).__name__,
             "optimizer": type(optimizer).__name__ if optimizer is not None else "",
+            "activation": self._activation,  # what act_saturation counts: saturated or dead units
             "hist_every": self.hist_every,
             "every": self.every,
             "update_every": self.update_every,

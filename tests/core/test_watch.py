@@ -274,6 +274,7 @@ def test_torchvision_resnet18(tmp_path):
     for name in ("weight_norm", "update_ratio", "act_mean", "act_std", "act_saturation"):
         assert np.isfinite(rec.metric("r18", name)[1]).all(), name
     assert set(rec.metric_names("r18")) >= {"loss", "lr", "grad_norm", "act_grad_norm", "weight_norm", "update_ratio"}
+    assert rec.meta["activation"] == "relu"  # act_saturation counted dead units, and says so
 
 
 @pytest.mark.parametrize("given", [False, True], ids=["scaler-found", "scaler-given"])

@@ -490,6 +490,28 @@ def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     assert acts.plots["act_saturation"].titleLabel.text.startswith("dead fraction")
 
 
+@pytest.mark.parametrize(("meta", "label"), [
+    ({"kind": "watch", "activation": "relu"}, "dead fraction (ReLU = 0)"),
+    ({"kind": "watch", "activation": "tanh"}, "saturated fraction"),
+    ({"config": {"model": {"kind": "mlp", "activation": "relu"}}}, "dead fraction (ReLU = 0)"),
+    ({"config": {"model": {"kind": "mlp", "activation": "sigmoid"}}}, "saturated fraction"),
+])
+def test_saturation_plot_names_what_was_counted(qtbot, meta, label):
+    """A `gradviz.watch` run of a ReLU network counts dead units: its plot says so, as an engine
+    run's does from its config."""
+    from gradviz.gui.views.activations import ActivationsView
+
+    rec = Recording()
+    rec.set_meta(meta)
+    rec.add_run("mine", ["a", "b"], ["Conv2d", "Linear"], [])
+    rec.append("mine", 0, {"loss": 1.0, "act_saturation": np.array([0.5, 0.4])})
+    acts = ActivationsView()
+    qtbot.addWidget(acts)
+    acts.refresh(rec)
+    plot = acts.plots["act_saturation"]
+    assert plot.titleLabel.text == label and plot.getAxis("left").labelText == label
+
+
 def test_loss_legend_keeps_the_eval_entry_last_as_runs_arrive(qtbot):
     from gradviz.gui.views.loss import LossView
 

@@ -23,9 +23,12 @@ STATS = ("act_mean", "act_std", "act_saturation")
 
 
 def saturation_label(recording) -> str:
-    cfg = (recording.meta or {}).get("config") or {}
-    act = (cfg.get("model") or {}).get("activation", "")
-    kind = (cfg.get("model") or {}).get("kind", "")
+    """What `act_saturation` counted: an engine run says so in its config, a `gradviz.watch` run in
+    its meta (a user's ResNet was labelled "saturated fraction" while its values were dead units)."""
+    meta = recording.meta or {}
+    model = (meta.get("config") or {}).get("model") or {}
+    act = meta.get("activation") or model.get("activation", "")
+    kind = model.get("kind", "")
     if act == "relu" or kind in ("conv", "resnet18"):
         return "dead fraction (ReLU = 0)"
     return "saturated fraction"
