@@ -522,6 +522,10 @@ def test_loss_legend_keeps_the_eval_entry_last_as_runs_arrive(qtbot):
         rec.add_run(run, ["0.linear"], ["Linear"], [])
         rec.append(run, 0, {"loss": 1.0 + i})
         loss.refresh(rec)
+        # no evaluation yet (or ever, in a `gradviz.watch` run): no entry for curves that are not there
+        assert [label.text for _s, label in loss.plot.legend.items] == (rec.runs if i == 0 else [*rec.runs, "eval (dashed)"])
+        rec.append(run, 1, {"loss": 1.0 + i, "eval_loss": 1.5 + i})
+        loss.refresh(rec)
         assert [label.text for _s, label in loss.plot.legend.items] == [*rec.runs, "eval (dashed)"]
 
 

@@ -64,9 +64,13 @@ class LossView(View):
                 steps, values = steps[:n], values[:n]
                 self.curves[key].setData(steps, positive(values))
                 self._drawn[key] = (steps, values)
-        if new_run:  # one legend entry for every dashed curve, in the foreground colour, kept last
-            if self.eval_entry is not None:
-                self.plot.removeItem(self.eval_entry)
+        # one legend entry for every dashed curve, in the foreground colour, kept last; none while
+        # no run has an evaluation (a `gradviz.watch` run, the first steps of a session)
+        has_eval = any(len(v[0]) for (_run, metric), v in self._drawn.items() if metric == "eval_loss")
+        if self.eval_entry is not None and (new_run or not has_eval):
+            self.plot.removeItem(self.eval_entry)
+            self.eval_entry = None
+        if has_eval and self.eval_entry is None:
             self.eval_entry = live_curve(self.plot, self._eval_pen(), name="eval (dashed)")
         self.markers.update(recording.event_objects(), upto)
 
