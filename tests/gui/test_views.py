@@ -634,3 +634,65 @@ def test_fractional_tick_labels_leave_room_between_them(qtbot):
         assert gap >= 1.1 * widest * 0.999, (lo, hi, major, labels)  # never touching
         if (lo, hi) == (-0.18, 0.18):  # the histogram axis of the report: half a label between
             assert gap >= 1.5 * widest * 0.999, (major, labels)
+
+
+def points_under(legend, curve) -> int:
+    """How many of a curve's drawn points lie under the legend, in scene coordinates."""
+    from PySide6 import QtCore
+
+    xs, ys = curve.getData()
+    if len(xs) == len(ys) + 1:  # a step curve: each bin's top runs from its left to its right edge
+        xs, ys = np.concatenate([xs[:-1], xs[1:]]), np.concatenate([ys, ys])
+    box = legend.sceneBoundingRect()
+    vb = curve.getViewBox()
+    return sum(box.contains(vb.mapViewToScene(QtCore.QPointF(float(x), float(y)))) for x, y in zip(xs, ys, strict=True))
+
+
+def test_activation_legend_moves_off_the_data(qtbot):
+    """Means rising from the first layer to the last fill the top-right corner, where pyqtgraph
+    puts the legend: it moves to a corner that hides none of them, and stays there."""
+    from gradviz.gui.views.activations import ActivationsView
+
+    rec = Recording()
+    rec.add_run("plain", [f"l{i}" for i in range(30)], ["Linear"] * 30, [])
+    rec.add_run("residual", [f"l{i}" for i in range(30)], ["Linear"] * 30, [])
+    for k, run in enumerate(rec.runs):
+        rec.append(run, 0, {"loss": 1.0, "act_mean": np.linspace(0.0, 1.0 + 0.1 * k, 30)})
+    acts = ActivationsView()
+    qtbot.addWidget(acts)
+    acts.resize(700, 900)
+    acts.refresh(rec)
+    acts.grab()
+    legend = acts.plots["act_mean"].legend
+    curves = [acts.curves[(run, "act_mean")] for run in rec.runs]
+    assert sum(points_under(legend, c) for c in curves) == 0
+    assert legend.gradviz_corner != (1, 0)
+    rec.append("plain", 1, {"loss": 1.0, "act_mean": np.linspace(0.0, 1.01, 30)})
+    acts.refresh(rec)
+    acts.grab()
+    assert legend.gradviz_corner == acts.plots["act_mean"].legend.gradviz_corner  # no hopping
+
+
+@pytest.mark.parametrize("presentation", [False, True])
+def test_latest_histogram_keeps_its_peak_clear_of_the_legend(qtbot, presentation):
+    """Counts that peak at the right end, under the top-right legend: the runs sit in one row, with
+    headroom above the tallest bin."""
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    for k, run in enumerate(("plain", "residual")):
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec.set_edges(run, "weight", 1, np.linspace(-1, 1, 65))
+        rec.append_histograms(run, 0, "weight", {1: np.linspace(1.0, 50.0 + k, 64)})
+        rec.append(run, 0, {"loss": 1.0})
+    hist = HistogramsView()
+    qtbot.addWidget(hist)
+    hist.apply_theme(make_theme("light", presentation=presentation))
+    hist.resize(600, 950)
+    hist.refresh(rec)
+    hist.set_selection("weight", 1)
+    hist.grab()
+    legend = hist.latest.legend
+    for curve in hist.latest_curves.values():
+        assert points_under(legend, curve) == 0
+    assert len(legend.items) == 2 and legend.columnCount == 2

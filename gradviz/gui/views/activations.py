@@ -14,6 +14,7 @@ from .base import (
     add_title,
     fit_plot_title,
     live_curve,
+    place_legend,
     style_plot,
     style_widget,
     upto_count,
@@ -128,6 +129,8 @@ class ActivationsView(View):
                 self.curves[key].setData(np.arange(len(v))[ok], v[ok])
                 self._drawn[key] = v
                 self._step[run] = int(steps[n - 1])
+        mean = [(np.arange(len(v)), v) for (_run, stat), v in self._drawn.items() if stat == "act_mean"]
+        place_legend(self.plots["act_mean"], mean)
 
     def csv(self) -> tuple[list[str], list[list]]:
         keys = list(self._drawn)

@@ -8,6 +8,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from .base import (
+    LEGEND_MARGIN,
     Markers,
     SpacedAxis,
     View,
@@ -54,6 +55,7 @@ class HistogramsView(View):
         self.latest.getAxis("bottom").enableAutoSIPrefix(False)  # the same units as the runs' value axes
         self.latest.setLabel("left", "count (latest)")
         add_legend(self.latest)
+        self.latest.getViewBox().sigResized.connect(lambda *_: self._fit_latest())  # an export resizes without a redraw
         self.cmap = pg.colormap.get("viridis")
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
@@ -171,6 +173,19 @@ class HistogramsView(View):
             self.plots[run].setYRange(float(edges[0]), float(edges[-1]), padding=0)
             curve.setData(edges, counts[-1])
             self._drawn[run] = (steps[idx], edges, counts[idx])
+        self._fit_latest()
+
+    def _fit_latest(self) -> None:
+        """Runs in one legend row, and headroom above the tallest bin for it: in the corner over
+        the histogram's peak it hid the bins a lecturer points at."""
+        tops = [float(np.nanmax(c[-1])) for _s, _e, c in getattr(self, "_drawn", {}).values() if c.size]
+        legend, vb = self.latest.legend, self.latest.getViewBox()
+        legend.setColumnCount(max(1, len(self.latest_curves)))
+        if not tops or not np.isfinite(max(tops)) or max(tops) <= 0:
+            self.latest.enableAutoRange(y=True)
+            return
+        room = min(0.5, (legend.height() + 2 * LEGEND_MARGIN) / max(vb.height(), 1.0))
+        self.latest.setYRange(0.0, max(tops) / (1.0 - room), padding=0)
 
     def csv(self) -> tuple[list[str], list[list]]:
         runs = list(self._drawn)
@@ -198,6 +213,7 @@ class HistogramsView(View):
         style_widget(self.widget, theme)
         self.title_label.setText(self._title(), size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
         style_plot(self.latest, theme, "")
+        self._fit_latest()  # the legend's height follows the font
         for run, plot in self.plots.items():
             style_plot(plot, theme, "")
             self.markers[run].set_theme(theme)
