@@ -6,7 +6,7 @@ the start of the step, forward (block sinks), backward (block-output hooks), `af
 (gradient norms, one host copy), the optimiser step and `record_step`. Cadence steps (updates every
 `update_every`, histograms every `hist_every`) are timed separately.
 
-    python bench/step_phases.py [--steps 400]
+    python bench/step_phases.py [--steps 400] [--model demo|resnet18]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead import bare_copy  # noqa: E402
+from overhead import bare_copy, resnet_run  # noqa: E402
 
 from gradviz.config import load_preset  # noqa: E402
 from gradviz.core.experiment import Experiment  # noqa: E402
@@ -33,9 +33,10 @@ from gradviz.core.training import record_step  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--model", choices=("demo", "resnet18"), default="demo", help="resnet18: batch 32, 3x32x32 (try --steps 75)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    run = Experiment(load_preset("demo")).runs[0]
+    run = Experiment(load_preset("demo")).runs[0] if args.model == "demo" else resnet_run()
     model, opt = bare_copy(run)
     probe = run.probe
     rec = Recording()
