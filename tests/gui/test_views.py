@@ -696,3 +696,23 @@ def test_latest_histogram_keeps_its_peak_clear_of_the_legend(qtbot, presentation
     for curve in hist.latest_curves.values():
         assert points_under(legend, curve) == 0
     assert len(legend.items) == 2 and legend.columnCount == 2
+
+
+
+def test_views_let_the_interpreter_exit_cleanly():
+    """The crash this guards against comes after the last test, when the interpreter tears down
+    views that the tests' widgets left behind: a signal connected to a lambda that outlived its
+    view segfaulted there, turning a green run red (exit code 139). So run this module's other
+    tests in a fresh process and check how it exits."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)), "-k", "not exit_cleanly"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])

@@ -55,7 +55,9 @@ class HistogramsView(View):
         self.latest.getAxis("bottom").enableAutoSIPrefix(False)  # the same units as the runs' value axes
         self.latest.setLabel("left", "count (latest)")
         add_legend(self.latest)
-        self.latest.getViewBox().sigResized.connect(lambda *_: self._fit_latest())  # an export resizes without a redraw
+        # an export resizes without a redraw; a bound method (not a lambda), so Qt drops the
+        # connection with this view (a lambda outliving it crashed the interpreter's exit)
+        self.latest.getViewBox().sigResized.connect(self._on_latest_resized)
         self.cmap = pg.colormap.get("viridis")
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
@@ -173,6 +175,9 @@ class HistogramsView(View):
             self.plots[run].setYRange(float(edges[0]), float(edges[-1]), padding=0)
             curve.setData(edges, counts[-1])
             self._drawn[run] = (steps[idx], edges, counts[idx])
+        self._fit_latest()
+
+    def _on_latest_resized(self, *_args) -> None:
         self._fit_latest()
 
     def _fit_latest(self) -> None:
