@@ -101,6 +101,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._wire_controls()
 
         self._first_points_logged = False
+        self._screen_watched = False  # screenChanged connected (the native window exists once shown)
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._frame)
@@ -349,7 +350,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def showEvent(self, ev) -> None:  # noqa: N802 - Qt API
         super().showEvent(ev)
         handle = self.windowHandle()
-        if handle is not None and not getattr(self, "_screen_watched", False):
+        if handle is not None and not self._screen_watched:
             handle.screenChanged.connect(self._on_screen_changed)
             self._screen_watched = True
 

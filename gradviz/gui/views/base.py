@@ -181,12 +181,12 @@ class SpacedAxis(pg.AxisItem):
         whole = len(str(int(max(abs(minVal), abs(maxVal)))))
         sign = 1 if minVal < 0 and maxVal > 0 else 0  # then most labels carry a minus or none at all
 
-        def need(spacing: float) -> float:
+        def need(spacing: float, gap: float = 1.5) -> float:
             # a label is as long as its whole part, its sign and the decimals the spacing needs
-            # ("-0.15" is five characters, not one)
+            # ("-0.15" is five characters, not one); `gap`: label widths from one tick to the next
             decimals = max(0, -math.floor(math.log10(spacing) + 1e-9))
             chars = whole + sign + (decimals + 1 if decimals else 0)
-            return max(self._digit_px * chars * 1.5, size / 8)
+            return max(self._digit_px * chars * gap, size / 8)
 
         def labels(spacing: float) -> int:
             return math.floor(maxVal / spacing + 1e-9) - math.ceil(minVal / spacing - 1e-9) + 1
@@ -197,7 +197,7 @@ class SpacedAxis(pg.AxisItem):
             if size * spacing / span >= need(spacing):
                 # one lone label says nothing about the scale: take the finer step if its labels
                 # still clear each other (a tenth of a label between them instead of half)
-                if labels(spacing) < 2 and i > 0 and size * steps[i - 1] / span >= need(steps[i - 1]) / 1.5 * 1.1:
+                if labels(spacing) < 2 and i > 0 and size * steps[i - 1] / span >= need(steps[i - 1], gap=1.1):
                     spacing = steps[i - 1]
                     i -= 1
                 self._labelled = spacing
@@ -260,7 +260,7 @@ LEGEND_MARGIN = 10  # px between the legend and the view's edge
 def place_legend(plot: pg.PlotItem, series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int] | None:
     """Move the plot's legend to the corner of its view that hides the fewest drawn points (`series`:
     (x, y) in view coordinates): in the corner where pyqtgraph puts it, it hid the activations'
-    last layers and the latest histogram's right tail. It stays put unless another corner hides at
+    last layers. It stays put unless another corner hides at
     least two points fewer, so it does not hop from frame to frame. Returns the corner used."""
     legend, vb = plot.legend, plot.getViewBox()
     if legend is None or not legend.items or vb.width() <= 0 or vb.height() <= 0:

@@ -55,15 +55,15 @@ class HistogramsView(View):
         self.latest.getAxis("bottom").enableAutoSIPrefix(False)  # the same units as the runs' value axes
         self.latest.setLabel("left", "count (latest)")
         add_legend(self.latest)
-        # an export resizes without a redraw; a bound method (not a lambda), so Qt drops the
-        # connection with this view (a lambda outliving it crashed the interpreter's exit)
-        self.latest.getViewBox().sigResized.connect(self._on_latest_resized)
         self.cmap = pg.colormap.get("viridis")
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self.markers: dict[str, Markers] = {}
         self.latest_curves: dict[str, pg.PlotDataItem] = {}
         self._drawn: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # steps, edges, counts
+        # an export resizes without a redraw; a bound method (not a lambda), so Qt drops the
+        # connection with this view (a lambda outliving it crashed the interpreter's exit)
+        self.latest.getViewBox().sigResized.connect(self._on_latest_resized)
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -183,7 +183,7 @@ class HistogramsView(View):
     def _fit_latest(self) -> None:
         """Runs in one legend row, and headroom above the tallest bin for it: in the corner over
         the histogram's peak it hid the bins a lecturer points at."""
-        tops = [float(np.nanmax(c[-1])) for _s, _e, c in getattr(self, "_drawn", {}).values() if c.size]
+        tops = [float(np.nanmax(c[-1])) for _s, _e, c in self._drawn.values() if c.size]
         legend, vb = self.latest.legend, self.latest.getViewBox()
         legend.setColumnCount(max(1, len(self.latest_curves)))
         if not tops or not np.isfinite(max(tops)) or max(tops) <= 0:
