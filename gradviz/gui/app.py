@@ -13,7 +13,7 @@ import time
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from .controls import ControlPanel
-from .theme import Theme, apply_to_app, make_theme
+from .theme import Theme, apply_to_app, make_theme, size_check_boxes
 from .views import make_views
 from .views.readout import Readout
 
@@ -44,6 +44,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._retired: list = []  # workers of earlier sessions, finishing in the background
         self._shut = False
         self._seen_messages = 0
+        self._note_wanted = False  # the preset has a lecture note to show beside the controls
 
         self.views = make_views()
         self.depth = self.views[0]
@@ -116,8 +117,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if session is not None:
             self.set_session(session)
         else:
-            self.dock.hide()
-            self.note_dock.hide()
+            self.set_controls_shown(False)
+            self.controls_action.setEnabled(False)
             self.set_recording(recording)
 
     # ---- building ---------------------------------------------------------------------
@@ -151,6 +152,7 @@ class MainWindow(QtWidgets.QMainWindow):
             "Ctrl+R": c.restart,
             "F5": self.toggle_presentation,
             "F11": self.toggle_fullscreen,
+            "H": self.toggle_controls,
         }
         self.shortcuts = {}
         for key, fn in keys.items():
@@ -164,6 +166,11 @@ class MainWindow(QtWidgets.QMainWindow):
         act.triggered.connect(lambda on: self.set_presentation(bool(on)))
         self.presentation_action = act
         self.menu_view.addAction("Full screen (F11)", self.toggle_fullscreen)
+        act = self.menu_view.addAction("Controls panel (H)")
+        act.setCheckable(True)
+        act.setChecked(True)
+        act.triggered.connect(lambda on: self.set_controls_shown(bool(on)))
+        self.controls_action = act
         self.menu_file.addAction("Quit", self.close)
 
     def _wire_controls(self) -> None:
@@ -213,8 +220,8 @@ class MainWindow(QtWidgets.QMainWindow):
             old.stop(timeout=0)
             self._retired.append(old)
         self.session = worker
-        self.dock.show()
-        self.note_dock.setVisible(bool(worker.cfg.note.strip()))
+        self._note_wanted = bool(worker.cfg.note.strip())
+        self.set_controls_shown(True)
         colors = {r.name: self.theme.run_color(i) for i, r in enumerate(worker.cfg.runs)}
         self.controls.set_config(worker.cfg, colors)
         # TOML notes are wrapped at 100 columns: let the label wrap them instead
@@ -326,6 +333,8 @@ class MainWindow(QtWidgets.QMainWindow):
         nf = self.theme.font(0.75 if presentation else 1.0)
         self.note.setFont(nf)
         self.tabs.tabBar().setFont(self.theme.font(0.8 if presentation else 1.0))
+        for v in self.views:  # the views' own check boxes (the depth view's "fixed y axis")
+            size_check_boxes(v, self.theme)
         for box, value in ((self.controls.present_box, presentation),):
             box.blockSignals(True)
             box.setChecked(value)
@@ -367,6 +376,22 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def toggle_presentation(self) -> None:
         self.set_presentation(not self.theme.presentation)
+
+    def set_controls_shown(self, on: bool) -> None:
+        """H hides the controls and the lecture note so the charts fill a projector (on a 1280-wide
+        screen the dock took over a quarter of it); the keys R, B, D, Space and N still work."""
+        if self.session is None:  # a replay has no controls to show
+            on = False
+        self.dock.setVisible(on)
+        self.note_dock.setVisible(on and self._note_wanted)
+        self.controls_action.setChecked(on)
+        if not on and self.session is not None:
+            self.show_message("controls hidden: H shows them again")
+        elif self.message_label.text().startswith("controls hidden"):
+            self.show_message("")
+
+    def toggle_controls(self) -> None:
+        self.set_controls_shown(not self.dock.isVisible())
 
     def toggle_fullscreen(self) -> None:
         if self.isFullScreen():

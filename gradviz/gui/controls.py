@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ..config import ConfigError, ExperimentConfig, load_preset, preset_names
 from ..core import commands as C
 from ..devices import cuda_available
-from .theme import Theme, make_theme
+from .theme import Theme, make_theme, size_check_boxes
 
 HOLD_S = 0.6  # after a click, trust the widget over the worker's snapshot for this long
 DROPOUT_ON = 0.5  # what D switches dropout to when it is off
@@ -35,7 +35,10 @@ class RunControls(QtWidgets.QGroupBox):
         self.dropout.setKeyboardTracking(False)
         self.lr = QtWidgets.QLineEdit()
         self.lr.setPlaceholderText("learning rate")
-        self.lr.setToolTip("Press Enter to apply at the next step (try 1e3 to make a run blow up)")
+        self.lr.setToolTip(
+            "Press Enter to apply at the next step. In the demo, 1e3 makes the residual twin blow up (its "
+            "skip paths carry the huge gradient back) while the plain tanh stack saturates and its gradient dies"
+        )
         self.hold_until = 0.0
         self.last_dropout = DROPOUT_ON
         form = QtWidgets.QGridLayout(self)
@@ -363,4 +366,5 @@ class ControlPanel(QtWidgets.QWidget):
         for w in self.findChildren(QtWidgets.QWidget):
             w.setFont(f)
             w.setPalette(pal)
+        size_check_boxes(self, theme, f)
         self._fit()

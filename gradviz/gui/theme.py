@@ -137,3 +137,16 @@ def apply_to_app(app: QtWidgets.QApplication, theme: Theme) -> None:
     font = app.font()
     font.setPointSizeF(max(9.0, theme.font_pt * (0.8 if theme.presentation else 1.0)))
     app.setFont(font)
+
+
+def size_check_boxes(widget: QtWidgets.QWidget, theme: Theme, font: QtGui.QFont | None = None) -> None:
+    """Check boxes under `widget` with their square sized to their text in presentation mode: the
+    style draws it 13 px whatever the font, a speck beside projector text. Normal mode keeps the
+    style's own size. `font`: the boxes' text font (default the application's). A widget with a
+    style sheet no longer follows the application font, so the font is set here as well."""
+    font = QtGui.QFont(font if font is not None else QtWidgets.QApplication.font())
+    side = round(QtGui.QFontMetrics(font).height() * 0.9) if theme.presentation else 0
+    sheet = f"QCheckBox::indicator {{ width: {side}px; height: {side}px; }}" if side else ""
+    for box in widget.findChildren(QtWidgets.QCheckBox):
+        box.setStyleSheet(sheet)
+        box.setFont(font)

@@ -346,3 +346,61 @@ def test_a_training_process_that_raises_stops_with_one_line(qtbot, tmp_path, tin
         assert errors and "RuntimeError" in errors[0][3]
     finally:
         win.shutdown()
+
+
+def test_h_hides_the_controls_for_the_charts_and_the_keys_still_work(live, qtbot):
+    """On a 1280 x 720 projector in presentation mode the controls dock and the lecture note took
+    over a quarter of the width. H hides both (the charts take the room), the status bar says how to
+    get them back, the switches' keys keep working, and H brings back both."""
+    win, worker = live()
+    win.resize(1280, 720)
+    win.set_presentation(True)
+    qtbot.wait(100)
+    depth = win.views[0]
+    assert win.dock.isVisible() and win.note_dock.isVisible()  # the demo has a lecture note
+    width0 = depth.width()
+    qtbot.keyClick(win, Qt.Key.Key_H)
+    assert not win.dock.isVisible() and not win.note_dock.isVisible()
+    assert not win.controls_action.isChecked()
+    qtbot.waitUntil(lambda: depth.width() > width0 + 200, timeout=3000)
+    assert "H shows them" in win.message_label.text()
+    qtbot.keyClick(win, Qt.Key.Key_R)  # residual on the selected (plain) run, with the dock hidden
+    qtbot.waitUntil(lambda: switches(worker, "plain")["residual"] is True, timeout=5000)
+    qtbot.keyClick(win, Qt.Key.Key_H)
+    assert win.dock.isVisible() and win.note_dock.isVisible() and win.controls_action.isChecked()
+    qtbot.waitUntil(lambda: win.controls.runs["plain"].residual.isChecked(), timeout=3000)  # it followed R
+    assert "controls hidden" not in win.message_label.text()
+    win.controls_action.trigger()  # the View menu does the same
+    assert not win.dock.isVisible()
+    qtbot.waitUntil(lambda: depth.width() > width0 + 200, timeout=3000)
+
+
+def test_check_boxes_grow_with_presentation_text(live, qtbot):
+    """The style draws a 13 px square whatever the font: beside projector text it was a speck. In
+    presentation mode every check box (the run switches and the depth view's fixed axis) has a
+    square about its text's height and keeps the text size of its neighbours; normal mode gives
+    back the style's own."""
+    from PySide6 import QtGui
+
+    win, _ = live()
+
+    def square(box) -> int:
+        opt = QtWidgets.QStyleOptionButton()
+        box.initStyleOption(opt)
+        return box.style().subElementRect(QtWidgets.QStyle.SubElement.SE_CheckBoxIndicator, opt, box).height()
+
+    boxes = [win.controls.runs["plain"].residual, win.controls.runs["residual"].norm, win.views[0].fix_box]
+    normal = [square(b) for b in boxes]
+    win.set_presentation(True)
+    qtbot.wait(50)
+    for b, before in zip(boxes, normal, strict=True):
+        line = QtGui.QFontMetrics(b.font()).height()
+        assert square(b) >= 0.8 * line > before, (b.text(), square(b), line, before)
+    # the text keeps the size of the labels beside it (a style sheet stops a widget following the app font)
+    assert win.views[0].fix_box.font().pointSizeF() == win.views[0].to_label.font().pointSizeF()
+    label = win.controls.runs["plain"].findChildren(QtWidgets.QLabel)[0]
+    assert win.controls.runs["plain"].residual.font().pointSizeF() == label.font().pointSizeF()
+    win.set_presentation(False)
+    qtbot.wait(50)
+    assert [square(b) for b in boxes] == normal
+    assert win.views[0].fix_box.font().pointSizeF() == win.views[0].to_label.font().pointSizeF()

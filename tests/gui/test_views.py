@@ -716,3 +716,75 @@ def test_views_let_the_interpreter_exit_cleanly():
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
+
+
+def test_vertical_count_axis_leaves_a_line_between_labels(qtbot):
+    """The latest histogram's count axis in a short presentation plot stacked "10 8 6 4 2 0" into
+    one column: on a vertical axis a label takes its line height, and labelled ticks are at least a
+    line and a half apart."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.base import SpacedAxis
+
+    font = QtGui.QFont()
+    font.setPointSizeF(14)
+    line = QtGui.QFontMetricsF(font).height()
+    axis = SpacedAxis("left", integer=True)
+    axis.setTickFont(font)
+    for hi, size in ((10.0, 90.0), (12.0, 120.0), (300.0, 400.0), (3.0, 70.0)):
+        levels = axis.tickSpacing(0.0, hi, size)
+        major = levels[0][0]
+        assert major >= 1 and abs(major - round(major)) < 1e-9  # counts: whole numbers
+        labelled = [t for t in axis.tickStrings(list(np.arange(0.0, hi + major / 2, major)), 1.0, major) if t]
+        assert len(labelled) >= 2, (hi, size, major)
+        assert size * major / hi >= 1.5 * line * 0.999, (hi, size, major)
+    # pyqtgraph's own spacing is what it replaces: 2 per 90 px at this font
+    assert pg_major(0.0, 10.0, 90.0) * 90.0 / 10.0 < 1.5 * line
+
+
+def pg_major(lo: float, hi: float, size: float) -> float:
+    import pyqtgraph as pg
+
+    return pg.AxisItem("left").tickSpacing(lo, hi, size)[0][0]
+
+
+@pytest.mark.parametrize("presentation", [False, True])
+def test_selector_bars_wrap_instead_of_cutting_their_text(qtbot, presentation):
+    """In a 560 px projector pane the depth view's row squeezed "fixed y axis from 1e" down to ":"
+    and elided the metric; the row now puts its groups on two rows when one is too narrow, and
+    every control keeps its full width. A wide view keeps one row."""
+    from PySide6 import QtWidgets
+
+    from gradviz.gui.views.depth import DepthView
+    from gradviz.gui.views.histograms import HistogramsView
+
+    app = QtWidgets.QApplication.instance()
+    old_font = app.font()
+    theme = make_theme("light", presentation, 1080)
+    font = app.font()
+    font.setPointSizeF(theme.font_pt * (0.8 if presentation else 1.0))
+    app.setFont(font)
+    try:
+        for cls, controls in ((DepthView, ("fix_box", "selector", "lo_spin", "to_label", "hi_spin")), (HistogramsView, ("kind_box", "layer_box"))):
+            view = cls()
+            qtbot.addWidget(view)
+            view.apply_theme(theme)
+            view.resize(1600, 700)
+            view.show()
+            qtbot.waitExposed(view)
+            qtbot.waitUntil(lambda v=view: v.bar.width() > 1000)
+            assert not view.bar.stacked()
+            one_row = view.bar.height()
+            narrow = view.bar.one_row_width() - 40
+            view.resize(narrow, 700)
+            qtbot.waitUntil(lambda v=view: v.bar.stacked())
+            qtbot.wait(20)
+            assert view.bar.height() > 1.6 * one_row  # two rows, the chart below them
+            for name in controls:
+                w = getattr(view, name)
+                assert w.width() >= w.sizeHint().width(), (cls.__name__, name, w.width(), w.sizeHint().width())
+                assert w.visibleRegion().boundingRect().width() == w.width(), (cls.__name__, name)
+            view.resize(1600, 700)
+            qtbot.waitUntil(lambda v=view: not v.bar.stacked())
+    finally:
+        app.setFont(old_font)

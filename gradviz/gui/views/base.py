@@ -111,6 +111,56 @@ class View(QtWidgets.QWidget):
         return self.theme.run_color(runs.index(run) if run in runs else 0)
 
 
+class WrapBar(QtWidgets.QWidget):
+    """A view's row of selectors that puts its groups on rows of their own when one row is too
+    narrow for them: squeezed into a projector pane, the depth view's row elided its metric and cut
+    "fixed y axis from 1e" down to ":". Each group is a list of widgets (or ints: spacing)."""
+
+    def __init__(self, groups: list[list], parent=None) -> None:
+        super().__init__(parent)
+        self.box = QtWidgets.QBoxLayout(QtWidgets.QBoxLayout.Direction.LeftToRight, self)
+        self.box.setContentsMargins(0, 0, 0, 0)
+        self.groups: list[QtWidgets.QWidget] = []
+        for items in groups:
+            g = QtWidgets.QWidget()
+            lay = QtWidgets.QHBoxLayout(g)
+            lay.setContentsMargins(0, 0, 0, 0)
+            for it in items:
+                if isinstance(it, int):
+                    lay.addSpacing(it)
+                else:
+                    lay.addWidget(it)
+            g.setSizePolicy(QtWidgets.QSizePolicy.Policy.Maximum, QtWidgets.QSizePolicy.Policy.Fixed)
+            self.box.addWidget(g, 0, QtCore.Qt.AlignmentFlag.AlignLeft)
+            self.groups.append(g)
+        self.box.addStretch(1)
+        # never widen the view (the pane decides the width); the height follows the rows
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+
+    def one_row_width(self) -> int:
+        return sum(g.sizeHint().width() for g in self.groups) + self.box.spacing() * (len(self.groups) - 1)
+
+    def stacked(self) -> bool:
+        return self.box.direction() == QtWidgets.QBoxLayout.Direction.TopToBottom
+
+    def refit(self) -> None:
+        want = QtWidgets.QBoxLayout.Direction.TopToBottom if self.width() < self.one_row_width() else QtWidgets.QBoxLayout.Direction.LeftToRight
+        if self.box.direction() != want:
+            self.box.setDirection(want)
+            self.updateGeometry()
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(ev)
+        self.refit()
+
+    def event(self, ev) -> bool:
+        # new fonts (presentation mode) or new items (a longer layer name) change the groups' widths
+        done = super().event(ev)
+        if ev.type() in (QtCore.QEvent.Type.LayoutRequest, QtCore.QEvent.Type.FontChange):
+            self.refit()  # a change of direction asks for one more layout, which changes nothing
+        return done
+
+
 # ---- plots -------------------------------------------------------------------------------
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
@@ -141,15 +191,18 @@ class DecadeAxis(pg.AxisItem):
 
 
 class SpacedAxis(pg.AxisItem):
-    """A horizontal axis whose labelled ticks leave room for their text: pyqtgraph picks about
-    log(pixels) ticks whatever the font, so presentation fonts ran "0 200400600" together, and a
-    narrow axis could keep only its "0". Here the labelled spacing is the smallest 1-2-5 step that
-    leaves half a label's width between labels (and at most about eight of them); minor ticks in
-    between stay unlabelled. `integer`: the axis counts something (layers, steps), so no tick falls
-    between two whole numbers (a three-layer profile had ticks at 0.5 and 1.5)."""
+    """An axis whose labelled ticks leave room for their text: pyqtgraph picks about log(pixels)
+    ticks whatever the font, so presentation fonts ran "0 200400600" together, and a narrow axis
+    could keep only its "0". Here the labelled spacing is the smallest 1-2-5 step that leaves half a
+    label between labels (and at most about eight of them); minor ticks in between stay unlabelled.
+    A label's extent along the axis is its width on a horizontal axis and its line height on a
+    vertical one (a short count axis stacked "10 8 6 4 2 0" into one column). `integer`: the axis
+    counts something (layers, steps), so no tick falls between two whole numbers (a three-layer
+    profile had ticks at 0.5 and 1.5)."""
 
     _labelled: float | None = None  # the labelled spacing, else None (pyqtgraph's own levels)
     _digit_px: float | None = None  # width of a digit in the tick font, measured when it is set
+    _line_px: float = 0.0  # height of a line of it
 
     def __init__(self, *args, integer: bool = False, **kw) -> None:
         super().__init__(*args, **kw)
@@ -157,7 +210,9 @@ class SpacedAxis(pg.AxisItem):
 
     def setTickFont(self, font) -> None:  # noqa: N802 - pyqtgraph API
         super().setTickFont(font)
-        self._digit_px = QtGui.QFontMetricsF(font or QtGui.QFont()).horizontalAdvance("0")
+        metrics = QtGui.QFontMetricsF(font or QtGui.QFont())
+        self._digit_px = metrics.horizontalAdvance("0")
+        self._line_px = metrics.height()
 
     def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph API
         levels = self._spacing(minVal, maxVal, size)
@@ -181,9 +236,13 @@ class SpacedAxis(pg.AxisItem):
         whole = len(str(int(max(abs(minVal), abs(maxVal)))))
         sign = 1 if minVal < 0 and maxVal > 0 else 0  # then most labels carry a minus or none at all
 
+        vertical = self.orientation in ("left", "right")
+
         def need(spacing: float, gap: float = 1.5) -> float:
             # a label is as long as its whole part, its sign and the decimals the spacing needs
-            # ("-0.15" is five characters, not one); `gap`: label widths from one tick to the next
+            # ("-0.15" is five characters, not one); `gap`: labels from one tick to the next
+            if vertical:
+                return max(self._line_px * gap, size / 8)
             decimals = max(0, -math.floor(math.log10(spacing) + 1e-9))
             chars = whole + sign + (decimals + 1 if decimals else 0)
             return max(self._digit_px * chars * gap, size / 8)
@@ -191,7 +250,8 @@ class SpacedAxis(pg.AxisItem):
         def labels(spacing: float) -> int:
             return math.floor(maxVal / spacing + 1e-9) - math.ceil(minVal / spacing - 1e-9) + 1
 
-        base = 10 ** math.floor(math.log10(span * max(self._digit_px * whole * 1.5, size / 8) / size))
+        shortest = self._line_px if vertical else self._digit_px * whole
+        base = 10 ** math.floor(math.log10(span * max(shortest * 1.5, size / 8) / size))
         steps = [m * base * 10**k for k in range(5) for m in (1, 2, 5)]
         for i, spacing in enumerate(steps):
             if size * spacing / span >= need(spacing):

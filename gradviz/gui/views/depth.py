@@ -14,7 +14,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtGui, QtWidgets
 
-from .base import View, live_curve, make_plot_widget, positive, style_plot, style_widget, upto_count
+from .base import (
+    View,
+    WrapBar,
+    live_curve,
+    make_plot_widget,
+    positive,
+    style_plot,
+    style_widget,
+    upto_count,
+)
 
 METRICS = {
     # name: (label, y axis label, fixed decades, vanishing threshold or None); the top decade is
@@ -42,7 +51,6 @@ class DepthView(View):
         self.fixed = True
         self.decades = {k: v[2] for k, v in METRICS.items()}
 
-        bar = QtWidgets.QHBoxLayout()
         self.selector = QtWidgets.QComboBox()
         for key, (label, *_rest) in METRICS.items():
             self.selector.addItem(label, key)
@@ -56,17 +64,8 @@ class DepthView(View):
         for s in (self.lo_spin, self.hi_spin):
             s.setRange(-30, 10)
             s.valueChanged.connect(self._on_axes)
-        bar.addWidget(QtWidgets.QLabel("show"))
-        bar.addWidget(self.selector)
-        bar.addSpacing(12)
-        bar.addWidget(self.fix_box)
-        bar.addWidget(self.lo_spin)
-        bar.addWidget(QtWidgets.QLabel("to 1e"))
-        bar.addWidget(self.hi_spin)
-        bar.addStretch(1)
-        self.bar = QtWidgets.QWidget()
-        self.bar.setLayout(bar)
-        self.bar.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Fixed)
+        self.to_label = QtWidgets.QLabel("to 1e")
+        self.bar = WrapBar([[QtWidgets.QLabel("show"), self.selector, 12], [self.fix_box, self.lo_spin, self.to_label, self.hi_spin]])
 
         self.widget = make_plot_widget(self.title, "layer index (input → output)", "‖∂L/∂W‖", logy=True, integer_x=True)
         self.plot: pg.PlotItem = self.widget.getPlotItem()

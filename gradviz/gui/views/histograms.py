@@ -12,6 +12,7 @@ from .base import (
     Markers,
     SpacedAxis,
     View,
+    WrapBar,
     add_legend,
     add_title,
     style_plot,
@@ -32,7 +33,6 @@ class HistogramsView(View):
         super().__init__(parent)
         self.kind = "weight"
         self.layer = 1
-        bar = QtWidgets.QHBoxLayout()
         self.kind_box = QtWidgets.QComboBox()
         for key, label in KINDS:
             self.kind_box.addItem(label, key)
@@ -40,16 +40,12 @@ class HistogramsView(View):
         self.layer_box.setMinimumContentsLength(18)
         self.kind_box.currentIndexChanged.connect(self._on_select)
         self.layer_box.currentIndexChanged.connect(self._on_select)
-        bar.addWidget(QtWidgets.QLabel("histogram of"))
-        bar.addWidget(self.kind_box)
-        bar.addWidget(QtWidgets.QLabel("in layer"))
-        bar.addWidget(self.layer_box)
-        bar.addStretch(1)
+        self.bar = WrapBar([[QtWidgets.QLabel("histogram of"), self.kind_box], [QtWidgets.QLabel("in layer"), self.layer_box]])
 
         self.widget = pg.GraphicsLayoutWidget()
         self.ci = self.widget.ci
         self.title_label = add_title(self.ci, self.title, row=0, col=0)
-        self.latest = self.ci.addPlot(row=99, col=0, axisItems={"bottom": SpacedAxis("bottom")})
+        self.latest = self.ci.addPlot(row=99, col=0, axisItems={"bottom": SpacedAxis("bottom"), "left": SpacedAxis("left", integer=True)})
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")
         self.latest.getAxis("bottom").enableAutoSIPrefix(False)  # the same units as the runs' value axes
@@ -67,7 +63,7 @@ class HistogramsView(View):
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addLayout(bar)
+        lay.addWidget(self.bar)
         lay.addWidget(self.widget, 1)
         self._apply_theme(self.theme)
 
