@@ -38,6 +38,10 @@ Blocks (the `act_grad_norm` columns), first rule that finds any wins:
 3. torchvision `BasicBlock` / `Bottleneck` instances, or modules whose class name says residual
    block: contains "Residual", "BasicBlock" or "Bottleneck", or "Res" + capital ... "Block"/"Unit"
    (ResBlock, PreActResBlock, ResNetUnit; not ResizeBlock).
+4. the units of the model's stacks (`repeated_units`): modules of one class repeated in a
+   `Sequential` / `ModuleList`, each with sub-modules and parameters: transformer layers (torch's
+   `TransformerEncoderLayer`, GPT or BERT layers, ViT blocks), ConvNeXt or EfficientNet blocks.
+   Without this a transformer had no `act_grad_norm` at all.
 The gradient of a block's output is caught with a tensor hook registered on the output in a forward
 hook; such hooks see the gradient of the value the block returned even when the caller later changes
 that tensor in place (`out += identity`, `ReLU(inplace=True)`), unlike module full-backward hooks,
@@ -181,11 +185,39 @@ def find_blocks(model: nn.Module, explicit=None) -> list[tuple[str, nn.Module]]:
         tv = (BasicBlock, Bottleneck)
     except Exception:  # noqa: BLE001 - no torchvision: class names still match below
         pass
-    return [
-        (n, m)
-        for n, m in named
-        if n and ((tv and isinstance(m, tv)) or _BLOCK_NAME.search(type(m).__name__))
+    by_name = [(n, m) for n, m in named if n and ((tv and isinstance(m, tv)) or _BLOCK_NAME.search(type(m).__name__))]
+    return outermost(by_name) or repeated_units(named)
+
+
+def outermost(found: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """`found` less the modules inside another of them: RegNet's `ResBottleneckBlock` holds a
+    `BottleneckTransform`, which is its residual branch, not a block of its own."""
+    inner = {id(sub) for _, m in found for sub in m.modules() if sub is not m}
+    return [(n, m) for n, m in found if id(m) not in inner]
+
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def repeated_units(named: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """The units of a model's stacks: children of a `Sequential` / `ModuleList` whose class is
+    repeated among such children (anywhere in the model: EfficientNet has stages of one block), that
+    have sub-modules and own parameters below them. These are the layers of a transformer
+    (`TransformerEncoderLayer`, a GPT block, a ViT `EncoderBlock`) or the blocks of a ConvNeXt: their
+    outputs are the residual stream, whose gradient `act_grad_norm` follows. Leaf layers (`Linear`,
+    `ReLU`) and plain containers are not units; a unit inside another is dropped."""
+    kids = [
+        (f"{name}.{kn}" if name else kn, k)
+        for name, box in named
+        if isinstance(box, nn.Sequential | nn.ModuleList)
+        for kn, k in box.named_children()
+        if not isinstance(k, _CONTAINERS) and any(True for _ in k.children()) and any(True for _ in k.parameters())
     ]
+    count: dict[type, int] = {}
+    for _, k in kids:
+        count[type(k)] = count.get(type(k), 0) + 1
+    units = {id(k) for _, k in kids if count[type(k)] >= 2}
+    return outermost([(n, m) for n, m in named if id(m) in units])
 
 
 def guess_activation(model: nn.Module) -> str:

@@ -457,6 +457,56 @@ def test_block_rule():
     assert [n for n, _ in find_blocks(r)] == plain and len(plain) == 8
 
 
+def test_block_rule_finds_the_units_of_stacks():
+    """Transformers, EfficientNet and ConvNeXt name their blocks otherwise ("EncoderLayer", "MBConv",
+    "CNBlock"): the repeated units of their stacks are the blocks. Leaf layers and plain containers
+    are not, and a match inside another match (RegNet's bottleneck transform) is not a block."""
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), 3)
+    lm = nn.Sequential(nn.Embedding(10, 8), enc, nn.Linear(8, 10))
+    assert [n for n, _ in find_blocks(lm)] == ["1.layers.0", "1.layers.1", "1.layers.2"]
+    mlp = nn.Sequential(*[nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(3)], nn.Linear(4, 2))
+    assert find_blocks(mlp) == []  # plain containers of leaf layers: no blocks
+    tvm = pytest.importorskip("torchvision.models")
+    for name, want, kinds in (
+        ("efficientnet_b0", 16, {"MBConv"}),  # one of its stages holds a single block
+        ("convnext_tiny", 18, {"CNBlock"}),
+        ("regnet_y_400mf", 16, {"ResBottleneckBlock"}),  # not its BottleneckTransform inside
+        ("vgg11", 0, set()),
+    ):
+        found = find_blocks(getattr(tvm, name)())
+        assert len(found) == want and {type(m).__name__ for _, m in found} == kinds, name
+
+
+def test_watching_a_transformer_gives_act_grad_norm_per_layer(tmp_path):
+    """The gradient reaching each transformer layer's output, against autograd on a copy."""
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True), 3)
+    model = nn.Sequential(nn.Embedding(20, 16), enc, nn.Linear(16, 20))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(1)
+    want = []
+    with gradviz.watch(model, opt, path=tmp_path / "t.gradviz", name="lm") as w:
+        assert w.blocks == ["1.layers.0", "1.layers.1", "1.layers.2"]
+        for _ in range(3):
+            x, y = torch.randint(0, 20, (4, 6), generator=g), torch.randint(0, 20, (4, 6), generator=g)
+            twin = copy.deepcopy(model)
+            taps = []
+            hs = [b.register_forward_hook(lambda m, i, o, taps=taps: taps.append(o)) for b in twin[1].layers]
+            ref = F.cross_entropy(twin(x).reshape(-1, 20), y.reshape(-1))
+            want.append([float(t.double().norm()) for t in torch.autograd.grad(ref, taps)])
+            for h in hs:
+                h.remove()
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x).reshape(-1, 20), y.reshape(-1))
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    assert_no_hooks(model, opt)
+    steps, got = gradviz.open_run(tmp_path / "t.gradviz").metric("lm", "act_grad_norm")
+    assert got.shape == (3, 3)
+    close(got, want, rtol=1e-5)
+
+
 def test_log_arguments(tmp_path):
     model = nn.Sequential(nn.Linear(6, 3))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
