@@ -788,3 +788,70 @@ def test_selector_bars_wrap_instead_of_cutting_their_text(qtbot, presentation):
             qtbot.waitUntil(lambda v=view: not v.bar.stacked())
     finally:
         app.setFont(old_font)
+
+
+def test_a_loss_within_one_decade_still_has_numbers_on_its_axis(qtbot):
+    """A 100-class language model's loss moves between 4.55 and 4.8: no log tick (4 or 5) falls in
+    that range, and the loss axis had no label at all. It gets round values, 1-2-5 spaced, each at
+    its own height; a loss spanning decades keeps the decade labels."""
+    from gradviz.gui.views.loss import LossView
+
+    rec = Recording()
+    rec.add_run("lm", ["emb", "out"], ["Embedding", "Linear"], [])
+    losses = 4.55 + 0.25 * (0.5 + 0.5 * np.sin(np.arange(60) / 5.0))
+    for i, v in enumerate(losses):
+        rec.append("lm", i, {"loss": float(v)})
+    view = LossView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.refresh(rec)
+    view.grab()
+    axis = view.plot.getAxis("left")
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    size = float(axis.geometry().height())
+    levels = axis.tickValues(lo, hi, size)
+    pairs = [(v, t) for sp, vals in levels for v, t in zip(vals, axis.tickStrings(vals, 1.0, sp), strict=True) if t and lo <= v <= hi]
+    assert len(pairs) >= 2, levels
+    for v, t in pairs:
+        assert float(t) == pytest.approx(10.0**v, rel=1e-9), (v, t)  # each label sits at its value
+        assert 4.4 <= float(t) <= 4.95
+    # pyqtgraph's own log ticks are what this replaces: none in this range
+    import pyqtgraph as pg
+
+    plain = [v for _, vals in pg.AxisItem.logTickValues(axis, lo, hi, size, []) for v in vals if lo <= v <= hi]
+    assert len(plain) < 2
+    # several decades: back to the decade labels
+    for i, v in enumerate(np.geomspace(10.0, 0.01, 60)):
+        rec.append("lm", 60 + i, {"loss": float(v)})
+    view.refresh(rec)
+    view.grab()
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    levels = axis.tickValues(lo, hi, size)
+    labels = [t for sp, vals in levels for t in axis.tickStrings(vals, 1.0, sp) if t]
+    assert {"0.1", "1", "10"} <= set(labels), labels
+
+
+def test_depth_axis_follows_the_metric_between_layers_and_blocks(qtbot):
+    """Six layers, three blocks: switching the profile to "gradient reaching each block" kept the
+    six-layer x axis, and the blocks' profile sat in its left half (a transformer's three blocks in
+    the first sixth of a twenty-layer axis)."""
+    from gradviz.gui.views.depth import DepthView
+
+    rec = Recording()
+    rec.add_run("r", [f"l{i}" for i in range(6)], ["Linear"] * 6, ["b0", "b1", "b2"])
+    rec.append("r", 0, {"loss": 1.0, "grad_norm": np.full(6, 0.1, np.float32), "act_grad_norm": np.full(3, 0.2, np.float32)})
+    depth = DepthView()
+    qtbot.addWidget(depth)
+    depth.resize(800, 500)
+    depth.refresh(rec)
+    x0, x1 = depth.plot.getViewBox().viewRange()[0]
+    assert x0 < 0 and 5 < x1 < 6
+    depth.set_metric("act_grad_norm")
+    depth.refresh(rec)
+    x0, x1 = depth.plot.getViewBox().viewRange()[0]
+    assert x0 < 0 and 2 < x1 < 3, (x0, x1)
+    depth.set_metric("grad_norm")
+    depth.refresh(rec)
+    assert 5 < depth.plot.getViewBox().viewRange()[0][1] < 6

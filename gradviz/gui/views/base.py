@@ -174,13 +174,38 @@ def decade_label(log10_value: float) -> str:
     return "10" + str(n).translate(_SUPERSCRIPT)
 
 
+def nice_step(x: float) -> float:
+    """The smallest 1-2-5 step (1, 2, 5, 10, 20, ...) times a power of ten that is >= x > 0."""
+    base = 10.0 ** math.floor(math.log10(x))
+    return next(m * base for m in (1, 2, 5, 10) if m * base >= x * (1 - 1e-9))
+
+
 class DecadeAxis(pg.AxisItem):
     """A log axis that labels only the decades once two or more are on screen: pyqtgraph also
     labels the minor ticks (2, 3, ..., 9) until the axis has three decades, which crowds them into
     an unreadable column on a projector. The minor ticks stay, unlabelled. With fewer than two
-    decades visible the minor labels stay too, or the axis could be left with a single "1"."""
+    decades visible the minor labels stay too, or the axis could be left with a single "1". With
+    fewer than two log ticks on screen at all (a language model's loss between 4.55 and 4.8 has
+    none: 4 and 5 are outside) the ticks are round values, 1-2-5 spaced, so the axis has numbers."""
+
+    _fine: float | None = None  # the linear spacing of the fallback ticks, when they are used
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 - pyqtgraph API
+        ticks = super().logTickValues(minVal, maxVal, size, stdTicks)
+        self._fine = None
+        inside = [v for _, vals in ticks for v in vals if minVal <= v <= maxVal]
+        if len(inside) >= 2 or not maxVal > minVal or not math.isfinite(maxVal - minVal):
+            return ticks
+        lo, hi = 10.0**minVal, 10.0**maxVal
+        step = nice_step((hi - lo) / 4)
+        values = np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step)
+        self._fine = step
+        return [(None, [float(np.log10(v)) for v in values if v > 0])]
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        if self._fine is not None:
+            decimals = max(0, -math.floor(math.log10(self._fine) + 1e-9))
+            return [f"{10.0**v:.{decimals}f}" for v in values]
         strings = [decade_label(v) if abs(v - round(v)) < 1e-9 else s
                    for v, s in zip(values, super().logTickStrings(values, scale, spacing), strict=True)]
         lo, hi = sorted(self.range)

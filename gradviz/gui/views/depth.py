@@ -105,6 +105,7 @@ class DepthView(View):
         label, ylabel, _dec, _thr = METRICS[self.metric_name]
         self.plot.setLabel("left", ylabel)
         self.plot.setLabel("bottom", "block index (input → output)" if self.metric_name == "act_grad_norm" else "layer index (input → output)")
+        self._width = 0  # blocks and layers differ in number: the x axis follows the new metric
         self._sync_spins()
         style_plot(self.plot, self.theme, f"{self.title}: {label}")
         self.invalidate()
