@@ -855,3 +855,59 @@ def test_depth_axis_follows_the_metric_between_layers_and_blocks(qtbot):
     depth.set_metric("grad_norm")
     depth.refresh(rec)
     assert 5 < depth.plot.getViewBox().viewRange()[0][1] < 6
+
+
+@pytest.mark.parametrize("presentation", [False, True])
+def test_a_short_latest_histogram_puts_its_key_in_the_axis_label(qtbot, presentation):
+    """On a 768-line projector the latest histogram is ~90 px high and its legend needed more than
+    half of it: the headroom stopped at half and the legend covered the bins. Such a plot hides the
+    legend and names the runs, in their colours, in its axis label; a tall one keeps the legend."""
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    for k, run in enumerate(("plain", "residual")):
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec.set_edges(run, "weight", 1, np.linspace(-1, 1, 65))
+        rec.append_histograms(run, 0, "weight", {1: 40.0 - np.abs(np.linspace(-30.0, 30.0 + k, 64))})
+        rec.append(run, 0, {"loss": 1.0})
+    hist = HistogramsView()
+    qtbot.addWidget(hist)
+    hist.apply_theme(make_theme("light", presentation=presentation))
+    hist.set_selection("weight", 1)
+    for height, keyed in ((950, False), (460 if presentation else 330, True), (950, False)):
+        hist.resize(600, height)
+        hist.refresh(rec)
+        hist.grab()
+        legend, label = hist.latest.legend, hist.latest.getAxis("bottom").labelText
+        assert legend.isVisible() is not keyed, height
+        if keyed:
+            colors = {run: hist.run_color(rec, run) for run in rec.runs}
+            for run, color in colors.items():
+                assert run in label and color in label, label
+        else:
+            assert label == "value"
+            for curve in hist.latest_curves.values():
+                assert points_under(legend, curve) == 0
+        top = max(float(c.getData()[1].max()) for c in hist.latest_curves.values())
+        assert top <= hist.latest.getViewBox().viewRange()[1][1]  # every bin stays in view
+
+
+def test_activation_axes_keep_plain_units(qtbot):
+    """Means between -0.5 and 0.1: pyqtgraph's automatic SI prefix labelled the axis "mean (x0.001)"
+    and ticked -400; the axis keeps plain units and fractional ticks."""
+    from gradviz.gui.views.activations import ActivationsView
+
+    rec = Recording()
+    rec.add_run("r", [f"l{i}" for i in range(10)], ["Linear"] * 10, [])
+    rec.append("r", 0, {"loss": 1.0, "act_mean": np.linspace(0.1, -0.5, 10), "act_std": np.linspace(0.05, 0.4, 10), "act_saturation": np.zeros(10)})
+    view = ActivationsView()
+    qtbot.addWidget(view)
+    view.resize(1200, 500)
+    view.refresh(rec)
+    view.grab()
+    for stat in ("act_mean", "act_std"):
+        axis = view.plots[stat].getAxis("left")
+        assert axis.autoSIPrefixScale == 1.0 and "x0.0" not in axis.labelString()
+        lo, hi = view.plots[stat].getViewBox().viewRange()[1]
+        labels = [t for sp, vals in axis.tickValues(lo, hi, 300.0) for t in axis.tickStrings(vals, axis.autoSIPrefixScale, sp) if t]
+        assert labels and all(abs(float(t)) <= 1.0 for t in labels), labels

@@ -53,6 +53,9 @@ class ActivationsView(View):
             fit_plot_title(p)
             p.setLabel("bottom", "layer index")
             p.setLabel("left", labels[stat])
+            # plain units: pyqtgraph rescales any axis under 1 to milli, and a class read a mean of
+            # -0.4 as "-400" on an axis labelled "mean (x0.001)"
+            p.getAxis("left").enableAutoSIPrefix(False)
             if i == 0:
                 add_legend(p)
             self.plots[stat] = p

@@ -185,8 +185,22 @@ class HistogramsView(View):
         if not tops or not np.isfinite(max(tops)) or max(tops) <= 0:
             self.latest.enableAutoRange(y=True)
             return
-        room = min(0.5, (legend.height() + 2 * LEGEND_MARGIN) / max(vb.height(), 1.0))
-        self.latest.setYRange(0.0, max(tops) / (1.0 - room), padding=0)
+        room = (legend.height() + 2 * LEGEND_MARGIN) / max(vb.height(), 1.0)
+        # a plot too short to keep the legend above the bins (a 768-line projector) shows the key
+        # in its axis label instead: the legend covered the bins there
+        keyed = room > 0.5
+        legend.setVisible(not keyed)
+        self._set_key(keyed)
+        self.latest.setYRange(0.0, max(tops) / (1.0 - (0.08 if keyed else room)), padding=0)
+
+    def _set_key(self, on: bool) -> None:
+        key = ""
+        if on and self.recording is not None:
+            key = "   " + "   ".join(f"<span style='color:{self.run_color(self.recording, run)}'>━ {run}</span>" for run in self.latest_curves)
+        text = "value" + key
+        if self.latest.getAxis("bottom").labelText != text:
+            style = {"font-size": f"{self.theme.font_pt}pt", "color": self.theme.foreground}
+            self.latest.setLabel("bottom", text, **style)
 
     def csv(self) -> tuple[list[str], list[list]]:
         runs = list(self._drawn)
