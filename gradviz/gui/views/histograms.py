@@ -194,10 +194,9 @@ class HistogramsView(View):
         self.latest.setYRange(0.0, max(tops) / (1.0 - (0.08 if keyed else room)), padding=0)
 
     def _set_key(self, on: bool) -> None:
-        key = ""
-        if on and self.recording is not None:
-            key = "   " + "   ".join(f"<span style='color:{self.run_color(self.recording, run)}'>━ {run}</span>" for run in self.latest_curves)
-        text = "value" + key
+        text = "value"
+        if on and self.recording is not None:  # the key alone: with "value" before it, it overflowed a narrow pane
+            text = "&nbsp;&nbsp;".join(f"<span style='color:{self.run_color(self.recording, run)}'>━ {run}</span>" for run in self.latest_curves)
         if self.latest.getAxis("bottom").labelText != text:
             style = {"font-size": f"{self.theme.font_pt}pt", "color": self.theme.foreground}
             self.latest.setLabel("bottom", text, **style)
