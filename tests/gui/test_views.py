@@ -911,3 +911,102 @@ def test_activation_axes_keep_plain_units(qtbot):
         lo, hi = view.plots[stat].getViewBox().viewRange()[1]
         labels = [t for sp, vals in axis.tickValues(lo, hi, 300.0) for t in axis.tickStrings(vals, axis.autoSIPrefixScale, sp) if t]
         assert labels and all(abs(float(t)) <= 1.0 for t in labels), labels
+
+
+def test_readout_names_a_layer_whose_gradient_is_exactly_zero():
+    """Zero init (the `init` preset): every layer but the output's gets a gradient of exactly 0,
+    step after step. The readout said "waiting for gradients" for ever; it says the layer gets none
+    and cannot learn. A layer that was never used (NaN, a switched-off BatchNorm) is still skipped,
+    and a recording with no gradients yet still waits."""
+    from gradviz.config import load_preset
+    from gradviz.core.experiment import Experiment
+
+    rec = Recording()
+    rec.add_run("zeros", ["bn", "a", "b", "head"], ["BatchNorm1d", "Linear", "Linear", "Linear"], [])
+    for s in range(12):
+        rec.append("zeros", s, {"loss": 1.0, "grad_norm": np.array([np.nan, 0.0, 0.0, 0.3], np.float32)})
+    assert describe(rec, "zeros") == "zeros: layer 1 receives no gradient at all (exactly 0): it cannot learn"
+    empty = Recording()
+    empty.add_run("zeros", ["a"], ["Linear"], [])
+    assert describe(empty, "zeros") == "zeros: waiting for gradients"
+    # the real preset: its zeros run after a few steps
+    cfg = load_preset("init").with_overrides({"model.depth": 3, "model.width": 8, "train.batch_size": 16})
+    exp = Experiment(cfg)
+    for _ in range(3):
+        exp.step()
+    assert describe(exp.recording, "zeros") == "zeros: layer 0 receives no gradient at all (exactly 0): it cannot learn"
+    assert "receives" in describe(exp.recording, "he") and "exactly 0" not in describe(exp.recording, "he")
+
+
+def _four_runs(layers: int = 20) -> Recording:
+    rec = Recording()
+    names = [f"l{i}" for i in range(layers)]
+    for k, run in enumerate(("sgd", "momentum", "rmsprop", "adam")):
+        rec.add_run(run, names, ["Linear"] * layers, [])
+        rec.set_edges(run, "weight", 1, np.linspace(-2, 2, 65))
+        for s in range(0, 40, 5):
+            rec.append(run, s, {"loss": 1.0 / (1 + s + k), "grad_norm": np.geomspace(1e-3, 1.0, layers).astype(np.float32) * (k + 1)})
+            rec.append_histograms(run, s, "weight", {1: 40.0 - np.abs(np.linspace(-30.0, 30.0, 64))})
+    return rec
+
+
+def test_a_four_run_depth_legend_fits_its_plot(qtbot):
+    """The `optimizers` preset on a 1366 x 768 projector: four runs in one legend row were wider
+    than the depth plot, and the first run's entry was cut off at its left edge. The legend takes
+    two rows where one does not fit, and one row where it does."""
+    from gradviz.gui.views.depth import DepthView
+
+    rec = _four_runs()
+    depth = DepthView()
+    qtbot.addWidget(depth)
+    depth.apply_theme(make_theme("light", True, 768))
+    for width, rows in ((560, 2), (1700, 1)):
+        depth.resize(width, 600)
+        depth.refresh(rec)
+        depth.grab()
+        legend, vb = depth.plot.legend, depth.plot.getViewBox()
+        assert len(legend.items) == 4
+        assert legend.rowCount == rows, (width, legend.columnCount)
+        box, view = legend.sceneBoundingRect(), vb.sceneBoundingRect()
+        assert box.left() >= view.left() and box.right() <= view.right(), (width, box, view)
+
+
+@pytest.mark.parametrize("name", ["heatmap", "histograms"])
+def test_stacked_run_plots_share_one_step_axis_and_readable_labels(qtbot, name):
+    """Four runs stacked in a projector pane repeated "2000 4000 / step" under every plot, left the
+    images a few pixels high, and stacked the heatmap's layer labels on top of each other. Only the
+    last plot has step labels; row labels are a line and a half apart; each run's axis title is in
+    the run's colour (the key to the lines of the latest histogram)."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.heatmap import HeatmapView
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = _four_runs()
+    view = HeatmapView() if name == "heatmap" else HistogramsView()
+    qtbot.addWidget(view)
+    theme = make_theme("light", True, 768)
+    view.apply_theme(theme)
+    view.resize(420, 700)
+    view.refresh(rec)
+    if name == "histograms":
+        view.set_selection("weight", 1)
+    view.grab()
+    view.refresh(rec)  # the heatmap picks its row labels from the plots' laid-out heights
+    plots = list(view.plots.values())
+    assert len(plots) == 4
+    for k, (run, plot) in enumerate(view.plots.items()):
+        bottom = plot.getAxis("bottom")
+        last = k == len(plots) - 1
+        assert bottom.style["showValues"] is last
+        assert (bottom.labelText == "step") is last and bottom.label.isVisible() is last
+        if not last:
+            assert bottom.height() <= 6
+        left = plot.getAxis("left")
+        assert view.run_color(rec, run).lower() in left.labelStyle.get("color", "").lower(), (run, left.labelStyle)
+        if name == "heatmap":
+            ticks = left._tickLevels[0]
+            line = QtGui.QFontMetricsF(theme.font()).height()
+            rows_px = plot.getViewBox().height() / 20
+            gaps = [(b[0] - a[0]) * rows_px for a, b in zip(ticks, ticks[1:])]
+            assert ticks and all(g >= 1.5 * line * 0.999 for g in gaps), (run, gaps, line)

@@ -336,6 +336,22 @@ def add_legend(plot: pg.PlotItem) -> pg.LegendItem:
     return plot.addLegend(offset=(-10, 10), sampleType=LineSample)
 
 
+def fit_legend_columns(plot: pg.PlotItem, most: int) -> int:
+    """As many legend columns (up to `most`) as fit the view's width: one row of four runs in
+    presentation fonts was wider than a 530 px depth profile, and the first run's entry was cut off
+    at the left edge. Returns the column count used."""
+    legend, vb = plot.legend, plot.getViewBox()
+    if legend is None or not legend.items:
+        return 0
+    room = vb.width() - 2 * LEGEND_MARGIN
+    cols = max(1, min(most, len(legend.items)))
+    while True:
+        legend.setColumnCount(cols)
+        if cols == 1 or room <= 0 or legend.width() <= room:
+            return cols
+        cols -= 1
+
+
 # where a legend may sit, as (x, y) fractions of the view box (y down): top-right first (where
 # pyqtgraph puts it), then top-left, bottom-right, bottom-left
 LEGEND_CORNERS = ((1, 0), (0, 0), (1, 1), (0, 1))
@@ -533,6 +549,22 @@ def style_plot(plot: pg.PlotItem, theme: Theme, title: str | None = None) -> Non
             if isinstance(sample, LineSample):
                 sample.fit()
         legend.updateSize()
+
+
+def share_step_axis(plots: list[pg.PlotItem], theme: Theme) -> None:
+    """Plots stacked one per run over the same steps: only the last one keeps its step labels and
+    axis title. Four runs in a projector pane repeated "2000 4000 / step" under each and left their
+    images a few pixels high. Call after `style_plot`, which sizes every axis for its labels."""
+    for k, plot in enumerate(plots):
+        ax = plot.getAxis("bottom")
+        last = k == len(plots) - 1
+        ax.setStyle(showValues=last)
+        if last:
+            ax.setLabel("step", **{"font-size": f"{theme.font_pt}pt", "color": theme.foreground})
+        else:
+            ax.labelText = ""  # so `style_plot` does not bring the title back
+            ax.showLabel(False)
+            ax.setHeight(6)
 
 
 def style_widget(widget: pg.GraphicsView, theme: Theme) -> None:

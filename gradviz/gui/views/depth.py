@@ -17,6 +17,7 @@ from PySide6 import QtGui, QtWidgets
 from .base import (
     View,
     WrapBar,
+    fit_legend_columns,
     live_curve,
     make_plot_widget,
     positive,
@@ -76,6 +77,8 @@ class DepthView(View):
         self.plot.addItem(self.band, ignoreBounds=True)
         self.band_label = pg.TextItem("vanishing", anchor=(0, 1))
         self.plot.addItem(self.band_label, ignoreBounds=True)
+        # a bound method (not a lambda), so Qt drops the connection with this view
+        self.plot.getViewBox().sigResized.connect(self._fit_legend)
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -176,8 +179,11 @@ class DepthView(View):
         )
         self.curves[run].setZValue(10)
         # one row of runs: a column of them covered the output end of the profile, where the
-        # curves are highest and the comparison matters most
-        self.plot.legend.setColumnCount(min(len(self.curves), 4))
+        # curves are highest and the comparison matters most (two rows where one does not fit)
+        self._fit_legend()
+
+    def _fit_legend(self, *_args) -> None:
+        fit_legend_columns(self.plot, 4)
 
     def _draw(self, recording, upto: int | None) -> None:
         self._latest = {}
@@ -247,6 +253,7 @@ class DepthView(View):
         style_widget(self.widget, theme)
         label = METRICS[self.metric_name][0]
         style_plot(self.plot, theme, f"{self.title}: {label}")
+        self._fit_legend()  # the fonts changed its width
         band = pg.mkColor(theme.band)
         band.setAlpha(45 if theme.name == "light" else 70)
         self.band.setBrush(pg.mkBrush(band))

@@ -12,7 +12,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .base import Markers, SpacedAxis, View, add_title, style_plot, style_widget, upto_count
+from .base import (
+    Markers,
+    SpacedAxis,
+    View,
+    add_title,
+    share_step_axis,
+    style_plot,
+    style_widget,
+    upto_count,
+)
 
 MAX_COLUMNS = 1200
 LEVELS = (-10.0, 1.0)  # log10 gradient norm: 1e-10 (dark) to 10 (bright)
@@ -38,7 +47,7 @@ class HeatmapView(View):
         self.images: dict[str, pg.ImageItem] = {}
         self.markers: dict[str, Markers] = {}
         self._drawn: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # run -> (steps, log10 (L, n))
-        self._rows: dict[str, np.ndarray] = {}  # run -> layer indices shown as image rows
+        self._rows: dict[str, tuple[np.ndarray, int]] = {}  # run -> (layer indices shown as image rows, label stride)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
@@ -111,9 +120,15 @@ class HeatmapView(View):
             plot = self.plots[run]
             plot.setXRange(s0, s0 + width, padding=0)
             plot.setYRange(0, len(rows), padding=0)
-            if self._rows.get(run) is None or not np.array_equal(self._rows[run], rows):
-                self._rows[run] = rows
-                every = max(1, int(np.ceil(len(rows) / 8)))
+            # at most 8 row labels, and no more than fit the plot's height a line and a half apart
+            # (four runs in a projector pane stacked "19 15 11 7 3 0" on top of each other)
+            line = QtGui.QFontMetricsF(self.theme.font()).height()
+            height = plot.getViewBox().height()
+            fit = int(height / (1.5 * line)) if height > 0 else 8
+            every = max(1, int(np.ceil(len(rows) / max(1, min(8, fit)))))
+            shown_rows = self._rows.get(run)
+            if shown_rows is None or shown_rows[1] != every or not np.array_equal(shown_rows[0], rows):
+                self._rows[run] = (rows, every)
                 ticks = [(i + 0.5, str(int(rows[i]))) for i in range(0, len(rows), every)]
                 plot.getAxis("left").setTicks([ticks, []])
             self._drawn[run] = (steps[idx], logv)
@@ -147,9 +162,13 @@ class HeatmapView(View):
     def _apply_theme(self, theme) -> None:
         style_widget(self.widget, theme)
         self.title_label.setText(self.title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
-        for plot in self.plots.values():
+        for run, plot in self.plots.items():
             style_plot(plot, theme, "")
             plot.getAxis("left").setWidth(int(theme.font_pt * 7))
+            if self.recording is not None:  # the run's name in its colour, as on every other chart
+                color = self.run_color(self.recording, run)
+                plot.getAxis("left").setLabel(f"{run}: layer", **{"font-size": f"{theme.font_pt}pt", "color": color})
+        share_step_axis(list(self.plots.values()), theme)
         for m in self.markers.values():
             m.set_theme(theme)
         ax = self.bar.axis

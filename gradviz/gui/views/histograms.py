@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from .base import (
     LEGEND_MARGIN,
@@ -15,6 +15,7 @@ from .base import (
     WrapBar,
     add_legend,
     add_title,
+    share_step_axis,
     style_plot,
     style_widget,
     upto_count,
@@ -114,7 +115,7 @@ class HistogramsView(View):
         for i, run in enumerate(runs):
             if run in self.plots:
                 continue
-            plot = self.ci.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
+            plot = self.ci.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True), "left": SpacedAxis("left")})
             plot.setMenuEnabled(False)
             plot.setLabel("left", run)  # "run: value (x0.001)" was taller than the plot on a projector
             plot.getAxis("left").enableAutoSIPrefix(False)
@@ -195,8 +196,13 @@ class HistogramsView(View):
 
     def _set_key(self, on: bool) -> None:
         text = "value"
-        if on and self.recording is not None:  # the key alone: with "value" before it, it overflowed a narrow pane
-            text = "&nbsp;&nbsp;".join(f"<span style='color:{self.run_color(self.recording, run)}'>━ {run}</span>" for run in self.latest_curves)
+        if on and self.recording is not None:
+            # the key alone (with "value" before it, it overflowed a narrow pane), and only where it
+            # fits the axis; otherwise the runs' names, in their colours on the plots above, are the key
+            plain = "  ".join(f"━ {run}" for run in self.latest_curves)
+            wide = QtGui.QFontMetricsF(self.theme.font()).horizontalAdvance(plain)
+            if wide <= self.latest.getAxis("bottom").width() * 0.95:
+                text = "&nbsp;&nbsp;".join(f"<span style='color:{self.run_color(self.recording, run)}'>━ {run}</span>" for run in self.latest_curves)
         if self.latest.getAxis("bottom").labelText != text:
             style = {"font-size": f"{self.theme.font_pt}pt", "color": self.theme.foreground}
             self.latest.setLabel("bottom", text, **style)
@@ -232,4 +238,13 @@ class HistogramsView(View):
             style_plot(plot, theme, "")
             self.markers[run].set_theme(theme)
             if self.recording is not None:
-                self.latest_curves[run].setPen(theme.pen(self.run_color(self.recording, run)))
+                color = self.run_color(self.recording, run)
+                self.latest_curves[run].setPen(theme.pen(color))
+                # each run's name in its colour: the key to the latest histogram's lines below
+                plot.getAxis("left").setLabel(run, **{"font-size": f"{theme.font_pt}pt", "color": color})
+        share_step_axis(list(self.plots.values()), theme)
+        # every plot row the same share of the height: a run plot without step labels must not
+        # take the room the latest histogram below needs for its legend
+        for row, plot in [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)]:
+            self.ci.layout.setRowStretchFactor(row, 1)
+            plot.setPreferredHeight(1)  # all the height is shared out by the stretch factors

@@ -41,7 +41,13 @@ def gradient_ratio(recording, run: str, upto: int | None = None) -> tuple[float,
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(np.where(win > 0, win, np.nan), axis=0)
+        # a layer whose gradient is exactly 0 (zero init: every unit gets the same nothing) counts
+        # as a first layer with a ratio of 0, not as "no gradient yet"; NaN (never used) does not
+        held = np.nanmedian(np.where(np.isfinite(win), win, np.nan), axis=0)
     cols = np.flatnonzero(np.isfinite(med))
+    used = np.flatnonzero(np.isfinite(held))
+    if len(used) and held[used[0]] == 0 and len(cols) and cols[-1] > used[0]:
+        return 0.0, int(used[0]), int(cols[-1])
     if len(cols) < 2:
         return None
     a, b = int(cols[0]), int(cols[-1])
@@ -64,6 +70,8 @@ def describe(recording, run: str, upto: int | None = None) -> str:
     if got is None:
         return f"{run}: waiting for gradients"
     r, a, b = got
+    if r == 0:
+        return f"{run}: layer {a} receives no gradient at all (exactly 0): it cannot learn"
     if r < VANISHING:
         return f"{run}: layer {a} receives {_fraction(r)} of layer {b}'s gradient: vanishing"
     if r > EXPLODING:
