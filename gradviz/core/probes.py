@@ -51,7 +51,7 @@ def forward_order(model: nn.Module, example: torch.Tensor | tuple, run_forward=N
 
     Switchable norm layers are traced with normalisation on so they have a place even while off;
     the pass runs in eval mode under no_grad, so weights and running statistics are untouched.
-    Layers that never run come last, in `named_modules()` order.
+    Layers that never run are placed by `by_first_run`.
     """
     from .models.switches import blocks as switch_blocks
 
@@ -84,8 +84,25 @@ def forward_order(model: nn.Module, example: torch.Tensor | tuple, run_forward=N
             b.norm_on = on
         for m, mode in modes:
             m.training = mode
-    rank = {id(m): order.get(id(m), len(order) + i) for i, (_, m) in enumerate(layers)}
-    return sorted(layers, key=lambda nm: rank[id(nm[1])])
+    return by_first_run(layers, order)
+
+
+def by_first_run(layers: list[tuple[str, nn.Module]], order: dict[int, int]) -> list[tuple[str, nn.Module]]:
+    """`layers` (in `named_modules()` order) sorted by first execution (`order`: id(module) ->
+    rank). A layer that never ran goes right after the layer before it in `named_modules()` order:
+    `MultiheadAttention` uses its `out_proj`'s weight without calling it, and a plain ResNet skips
+    its shortcut convolutions; at the end of the list they put a twin's layers out of step with its
+    residual twin's on the depth profile. The layer table (`summary`) follows the same rule."""
+    placed = [layers[i] for _, i in sorted((order[id(m)], i) for i, (_, m) in enumerate(layers) if id(m) in order)]
+    done = {id(m) for _, m in placed}
+    for i, (name, m) in enumerate(layers):
+        if id(m) in done:
+            continue
+        prev = next((layers[j][1] for j in range(i - 1, -1, -1) if id(layers[j][1]) in done), None)
+        at = 0 if prev is None else next(k for k, (_, pm) in enumerate(placed) if pm is prev) + 1
+        placed.insert(at, (name, m))
+        done.add(id(m))
+    return placed
 
 
 # ---- grouped norms and the one host copy ---------------------------------------------------------

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .probes import by_first_run
+
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -111,16 +113,10 @@ def summarize(
         for m, mode in modes.items():
             m.training = mode
 
-    # place skipped layers after their predecessor in named_modules() order
-    names = [name for name, _ in layers]
-    placed = list(order)
-    for i, name in enumerate(names):
-        if name in seen:
-            continue
-        prev = next((names[j] for j in range(i - 1, -1, -1) if names[j] in placed), None)
-        placed.insert(placed.index(prev) + 1 if prev is not None else 0, name)
-
+    # skipped layers after their predecessor in named_modules() order: the probes' rule
     modules = dict(layers)
+    placed = [name for name, _ in by_first_run(layers, {id(modules[n]): k for k, n in enumerate(order)})]
+
     rows = []
     for name in placed:
         m = modules[name]

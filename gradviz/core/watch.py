@@ -80,6 +80,7 @@ from .probes import (
     Probe,
     StepMetrics,
     activation_summary,
+    by_first_run,
     param_layers,
 )
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
@@ -506,8 +507,8 @@ class Watch:
 
     def _learn_layers(self) -> None:
         """Fix the layer list, once: `param_layers` sorted by first execution in the first forward
-        pass that recorded gradients (the rule of `forward_order`: layers that did not run come
-        last, in `named_modules()` order). Watching that real pass, rather than replaying the batch
+        pass that recorded gradients (the rule of `forward_order`: `by_first_run` places the layers
+        that did not run). Watching that real pass, rather than replaying the batch
         as `forward_order` does, costs nothing and cannot touch arguments, caches or random state."""
         for h in self._order_handles:
             h.remove()
@@ -515,9 +516,7 @@ class Watch:
         if self._learn_handle is not None:  # its only job was this
             self._learn_handle.remove()
             self._learn_handle = None
-        order, n = self._order, len(self._order)
-        rank = {id(m): order.get(id(m), n + i) for i, (_, m) in enumerate(self._all_layers)}
-        layers = sorted(self._all_layers, key=lambda nm: rank[id(nm[1])])
+        layers = by_first_run(self._all_layers, self._order)
         self._metrics = _Metrics(self.module, layers, self._blocks, self._activation, self.hist_every, self.update_every)
         self._index = {id(m): i for i, (_, m) in enumerate(layers)}
         mt = self._metrics

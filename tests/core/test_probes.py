@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from gradviz.config import load_preset
 from gradviz.core import commands as C
@@ -366,3 +367,29 @@ def test_activation_capture_copies_and_regroups_when_shapes_change():
     cap.capture(0, torch.zeros(16, 8))  # the same layer again in one forward: ignored
     layers, values, _, _ = cap.summarise()
     assert layers == [0] and float(values[0, 0]) == pytest.approx(2.0 * 128)
+
+
+def test_layers_that_never_run_follow_the_layer_before_them():
+    """A plain ResNet-18 skips its shortcut convolutions and `MultiheadAttention` uses its out_proj's
+    weight without calling it. Such layers came last, after the head: the plain twin's layer k was
+    not the residual twin's layer k on the depth profile. They now follow the layer before them in
+    `named_modules()` order, so the twins line up layer for layer, as the layer table lists them."""
+    from gradviz.config import ModelConfig
+    from gradviz.core.models import build_model
+    from gradviz.core.probes import forward_order
+    from gradviz.core.summary import summarize
+
+    orders = []
+    for residual in (False, True):
+        m = build_model(ModelConfig(kind="resnet18", residual=residual, norm=True), (1, 28, 28), 10, seed=0)
+        names = [n for n, _ in forward_order(m, torch.zeros(2, 1, 28, 28))]
+        assert names == [r.name for r in summarize(m, (1, 28, 28))]  # the layer table agrees
+        orders.append(names)
+    assert orders[0] == orders[1]
+    names = orders[0]
+    assert names.index("layer2.0.downsample.0") == names.index("layer2.0.bn2") + 1 and names[-1] == "fc"
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True), 2)
+    lm = nn.Sequential(nn.Embedding(10, 8), enc, nn.Linear(8, 10))
+    names = [n for n, _ in forward_order(lm, torch.zeros(2, 5, dtype=torch.long))]
+    assert names.index("1.layers.0.self_attn.out_proj") == names.index("1.layers.0.self_attn") + 1
+    assert names.index("1.layers.1.self_attn.out_proj") < names.index("2") == len(names) - 1

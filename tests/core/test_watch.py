@@ -502,9 +502,13 @@ def test_watching_a_transformer_gives_act_grad_norm_per_layer(tmp_path):
             opt.step()
             w.log(loss=loss)
     assert_no_hooks(model, opt)
-    steps, got = gradviz.open_run(tmp_path / "t.gradviz").metric("lm", "act_grad_norm")
+    run = gradviz.open_run(tmp_path / "t.gradviz")
+    steps, got = run.metric("lm", "act_grad_norm")
     assert got.shape == (3, 3)
     close(got, want, rtol=1e-5)
+    names = run.layers("lm")  # out_proj is used, never called: it follows its attention, not the head
+    assert names.index("1.layers.2.self_attn.out_proj") == names.index("1.layers.2.self_attn") + 1
+    assert names[-1] == "2"
 
 
 def test_log_arguments(tmp_path):
