@@ -1004,9 +1004,35 @@ def test_stacked_run_plots_share_one_step_axis_and_readable_labels(qtbot, name):
             assert bottom.height() <= 6
         left = plot.getAxis("left")
         assert view.run_color(rec, run).lower() in left.labelStyle.get("color", "").lower(), (run, left.labelStyle)
+        assert left.labelText == run  # "deep-residual: layer" was taller than its plot
         if name == "heatmap":
             ticks = left._tickLevels[0]
             line = QtGui.QFontMetricsF(theme.font()).height()
             rows_px = plot.getViewBox().height() / 20
             gaps = [(b[0] - a[0]) * rows_px for a, b in zip(ticks, ticks[1:])]
             assert ticks and all(g >= 1.5 * line * 0.999 for g in gaps), (run, gaps, line)
+
+
+def test_activation_axis_makes_room_for_wide_tick_labels(qtbot):
+    """An N(0, 1)-initialised LeNet's activation std reaches 15000: at presentation size the fixed
+    axis width put "15000" under the axis title. The axis now sizes itself to its labels."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.activations import ActivationsView
+
+    rec = Recording()
+    rec.add_run("lenet-normal", [f"l{i}" for i in range(9)], ["Conv2d"] * 9, [])
+    rec.append("lenet-normal", 0, {"loss": 1.0, "act_mean": np.linspace(0, -30000, 9), "act_std": np.geomspace(1, 15000, 9), "act_saturation": np.full(9, 0.5)})
+    view = ActivationsView()
+    qtbot.addWidget(view)
+    theme = make_theme("light", True, 1080)
+    view.apply_theme(theme)
+    view.resize(1400, 600)
+    view.refresh(rec)
+    for _ in range(3):  # the axis learns its labels' width at a paint, and widens at the next layout
+        view.grab()
+        qtbot.wait(20)
+    font = QtGui.QFontMetricsF(theme.font())
+    for stat, widest in (("act_std", "15000"), ("act_mean", "-30000")):
+        axis = view.plots[stat].getAxis("left")
+        assert axis.width() >= font.horizontalAdvance(widest) + font.height() * 0.8, (stat, axis.width())

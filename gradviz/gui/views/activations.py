@@ -153,6 +153,9 @@ class ActivationsView(View):
         self.title_label.setText(self.title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
         for p in self.plots.values():
             style_plot(p, theme, p.titleLabel.text)
+            # statistics have any magnitude (a std of 15000 in an N(0, 1)-initialised LeNet): the
+            # axis sizes itself to its tick labels, or the widest ran into the axis title
+            p.getAxis("left").setWidth(None)
         if self.recording is not None:
             for (run, _stat), c in self.curves.items():
                 color = self.run_color(self.recording, run)

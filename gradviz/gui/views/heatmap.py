@@ -69,7 +69,7 @@ class HeatmapView(View):
         for i, run in enumerate(runs):
             plot = self.layout_.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             plot.setMenuEnabled(False)
-            plot.setLabel("left", f"{run}: layer")
+            plot.setLabel("left", run)  # "run: layer" was taller than a plot of three runs; the title says layer × step
             plot.setMouseEnabled(x=False, y=False)
             if i == len(runs) - 1:
                 plot.setLabel("bottom", "step")
@@ -167,7 +167,7 @@ class HeatmapView(View):
             plot.getAxis("left").setWidth(int(theme.font_pt * 7))
             if self.recording is not None:  # the run's name in its colour, as on every other chart
                 color = self.run_color(self.recording, run)
-                plot.getAxis("left").setLabel(f"{run}: layer", **{"font-size": f"{theme.font_pt}pt", "color": color})
+                plot.getAxis("left").setLabel(run, **{"font-size": f"{theme.font_pt}pt", "color": color})
         share_step_axis(list(self.plots.values()), theme)
         for m in self.markers.values():
             m.set_theme(theme)
