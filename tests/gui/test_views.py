@@ -857,6 +857,44 @@ def test_depth_axis_follows_the_metric_between_layers_and_blocks(qtbot):
     assert 5 < depth.plot.getViewBox().viewRange()[0][1] < 6
 
 
+def assert_label_centred(ax) -> None:
+    """The axis title lies within its axis and is centred on it."""
+    box, room = ax.label.mapRectToScene(ax.label.boundingRect()), ax.sceneBoundingRect()
+    assert room.left() <= box.left() and box.right() <= room.right(), (box, room)
+    assert abs(box.center().x() - room.center().x()) <= 2, (box, room)
+
+
+def test_the_key_is_centred_when_it_replaces_the_axis_title_without_a_resize(qtbot):
+    """Live, the latest histogram gets its key when the first histograms arrive, not on a resize:
+    pyqtgraph centres a label only on resizes, so the key started where "value" had and ran off a
+    1366 x 768 projector pane."""
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    for run in ("no-decay", "weight-decay"):
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec.set_edges(run, "weight", 1, np.linspace(-1, 1, 65))
+        rec.append(run, 0, {"loss": 1.0})
+    hist = HistogramsView()
+    qtbot.addWidget(hist)
+    hist.apply_theme(make_theme("light", presentation=True, screen_height=768))
+    hist.set_selection("weight", 1)
+    hist.resize(400, 460)
+    hist.show()
+    qtbot.waitExposed(hist)
+    hist.refresh(rec)  # no histograms yet: the axis says "value"
+    qtbot.wait(50)
+    assert hist.latest.getAxis("bottom").labelText == "value"
+    for k, run in enumerate(rec.runs):
+        rec.append_histograms(run, 1, "weight", {1: 40.0 - np.abs(np.linspace(-30.0, 30.0 + k, 64))})
+        rec.append(run, 1, {"loss": 1.0})
+    hist.refresh(rec)
+    qtbot.wait(50)
+    ax = hist.latest.getAxis("bottom")
+    assert "no-decay" in ax.labelText and not hist.latest.legend.isVisible()
+    assert_label_centred(ax)
+
+
 @pytest.mark.parametrize("presentation", [False, True])
 def test_a_short_latest_histogram_puts_its_key_in_the_axis_label(qtbot, presentation):
     """On a 768-line projector the latest histogram is ~90 px high and its legend needed more than
@@ -884,6 +922,7 @@ def test_a_short_latest_histogram_puts_its_key_in_the_axis_label(qtbot, presenta
             colors = {run: hist.run_color(rec, run) for run in rec.runs}
             for run, color in colors.items():
                 assert run in label and color in label, label
+            assert_label_centred(hist.latest.getAxis("bottom"))
         else:
             assert label == "value"
             for curve in hist.latest_curves.values():

@@ -530,6 +530,7 @@ def style_plot(plot: pg.PlotItem, theme: Theme, title: str | None = None) -> Non
         label = ax.labelText
         if label:
             ax.setLabel(label, units=ax.labelUnits or None, **{"font-size": f"{pt}pt", "color": fg})
+            ax.resizeEvent()  # centre the label again: its size changed
     # room for big tick labels in presentation mode
     plot.getAxis("left").setWidth(int(pt * 5))
     plot.getAxis("bottom").setHeight(int(pt * 3.6))
@@ -551,6 +552,14 @@ def style_plot(plot: pg.PlotItem, theme: Theme, title: str | None = None) -> Non
         legend.updateSize()
 
 
+def set_axis_label(ax: pg.AxisItem, text: str, theme: Theme, color: str | None = None) -> None:
+    """An axis title in the theme's font (and `color`, else the foreground), centred again:
+    pyqtgraph centres a label only when the axis resizes, so a new, longer text started where the
+    old short one did and ran off the pane (the latest histogram's key)."""
+    ax.setLabel(text, **{"font-size": f"{theme.font_pt}pt", "color": color or theme.foreground})
+    ax.resizeEvent()
+
+
 def share_step_axis(plots: list[pg.PlotItem], theme: Theme) -> None:
     """Plots stacked one per run over the same steps: only the last one keeps its step labels and
     axis title. Four runs in a projector pane repeated "2000 4000 / step" under each and left their
@@ -560,7 +569,7 @@ def share_step_axis(plots: list[pg.PlotItem], theme: Theme) -> None:
         last = k == len(plots) - 1
         ax.setStyle(showValues=last)
         if last:
-            ax.setLabel("step", **{"font-size": f"{theme.font_pt}pt", "color": theme.foreground})
+            set_axis_label(ax, "step", theme)
         else:
             ax.labelText = ""  # so `style_plot` does not bring the title back
             ax.showLabel(False)

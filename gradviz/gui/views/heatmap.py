@@ -17,6 +17,7 @@ from .base import (
     SpacedAxis,
     View,
     add_title,
+    set_axis_label,
     share_step_axis,
     style_plot,
     style_widget,
@@ -167,7 +168,7 @@ class HeatmapView(View):
             plot.getAxis("left").setWidth(int(theme.font_pt * 7))
             if self.recording is not None:  # the run's name in its colour, as on every other chart
                 color = self.run_color(self.recording, run)
-                plot.getAxis("left").setLabel(run, **{"font-size": f"{theme.font_pt}pt", "color": color})
+                set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
         for m in self.markers.values():
             m.set_theme(theme)

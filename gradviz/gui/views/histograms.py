@@ -15,6 +15,7 @@ from .base import (
     WrapBar,
     add_legend,
     add_title,
+    set_axis_label,
     share_step_axis,
     style_plot,
     style_widget,
@@ -204,8 +205,7 @@ class HistogramsView(View):
             if wide <= self.latest.getAxis("bottom").width() * 0.95:
                 text = "&nbsp;&nbsp;".join(f"<span style='color:{self.run_color(self.recording, run)}'>━ {run}</span>" for run in self.latest_curves)
         if self.latest.getAxis("bottom").labelText != text:
-            style = {"font-size": f"{self.theme.font_pt}pt", "color": self.theme.foreground}
-            self.latest.setLabel("bottom", text, **style)
+            set_axis_label(self.latest.getAxis("bottom"), text, self.theme)
 
     def csv(self) -> tuple[list[str], list[list]]:
         runs = list(self._drawn)
@@ -241,7 +241,7 @@ class HistogramsView(View):
                 color = self.run_color(self.recording, run)
                 self.latest_curves[run].setPen(theme.pen(color))
                 # each run's name in its colour: the key to the latest histogram's lines below
-                plot.getAxis("left").setLabel(run, **{"font-size": f"{theme.font_pt}pt", "color": color})
+                set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
         # every plot row the same share of the height: a run plot without step labels must not
         # take the room the latest histogram below needs for its legend
