@@ -25,6 +25,16 @@ class ConfigError(ValueError):
     """A config or flag problem; the message is one line naming file, line, key and accepted values."""
 
 
+# the shape settings each model kind is built from; the others are fixed by its architecture (the
+# GUI offers only these, so the rgb net no longer showed "depth (blocks) 30" for its three blocks)
+KIND_FIELDS = {"mlp": ("depth", "width", "activation"), "conv": ("depth", "width"), "lenet": ("activation",)}
+
+
+def kind_fields(kind: str) -> tuple[str, ...]:
+    """Which of `depth`, `width`, `activation` a model kind takes from its config."""
+    return KIND_FIELDS.get(kind, ())
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     kind: str = "mlp"  # mlp | conv | resnet18 | rgb | lenet | torchvision:<name>

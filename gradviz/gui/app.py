@@ -12,6 +12,7 @@ import time
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from . import gc_guard
 from .controls import ControlPanel
 from .theme import Theme, apply_to_app, make_theme, size_check_boxes
 from .views import make_views
@@ -35,6 +36,7 @@ def ensure_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
 class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, recording, session=None, parent=None) -> None:
         super().__init__(parent)
+        gc_guard.install()  # cycles of Qt objects are collected here, never in another thread
         self.recording = recording
         self.session = None
         self.upto_step: int | None = None

@@ -11,7 +11,7 @@ import time
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ..config import ConfigError, ExperimentConfig, load_preset, preset_names
+from ..config import ConfigError, ExperimentConfig, kind_fields, load_preset, preset_names
 from ..core import commands as C
 from ..devices import cuda_available
 from .theme import Theme, make_theme, size_check_boxes
@@ -153,7 +153,7 @@ class ControlPanel(QtWidgets.QWidget):
 
         # session: these restart from the seed
         sess = QtWidgets.QGroupBox("Session (changes restart from the seed)")
-        sl = QtWidgets.QFormLayout(sess)
+        sl = self.session_form = QtWidgets.QFormLayout(sess)
         self.preset = QtWidgets.QComboBox()
         self.preset.addItems(preset_names())
         self.depth = QtWidgets.QSpinBox()
@@ -222,6 +222,9 @@ class ControlPanel(QtWidgets.QWidget):
             w.blockSignals(False)
         for w, v in ((self.activation, m.activation), (self.optimizer, t.optimizer)):
             w.setCurrentText(v)
+        used = kind_fields(m.kind)
+        for field, w in (("depth", self.depth), ("width", self.width_), ("activation", self.activation)):
+            self.session_form.setRowVisible(w, field in used)
         self.lr.setText(f"{t.lr:g}")
         dev = "cuda" if t.device == "cuda" or (t.device == "auto" and cuda_available()) else "cpu"
         self.device.setCurrentText(dev)

@@ -380,3 +380,23 @@ def test_without_torchvision():
     line = out.stdout.strip()
     assert line.startswith("torchvision is not available (")
     assert line.endswith("built-in models: mlp, conv, resnet18, rgb, lenet")
+
+
+@pytest.mark.parametrize("case", ["mlp", "conv", "resnet18", "rgb", "lenet"])
+def test_kind_fields_name_exactly_the_settings_a_kind_is_built_from(case):
+    """The GUI shows depth, width and activation only for the kinds that use them: each listed
+    field changes the built model, and each unlisted one changes nothing."""
+    from gradviz.config import kind_fields
+
+    cfg, shape, n_out = CASES[case]
+
+    def signature(c):
+        m = build_model(c, shape, n_out, seed=0)
+        acts = sorted({type(x).__name__ for x in m.modules() if isinstance(x, nn.Tanh | nn.Sigmoid | nn.ReLU)})
+        return sum(p.numel() for p in m.parameters()), len(list(m.modules())), m.activation, acts
+
+    base = signature(cfg)
+    other_act = "relu" if cfg.activation != "relu" else "tanh"
+    for field, value in (("depth", cfg.depth + 1), ("width", cfg.width * 2), ("activation", other_act)):
+        changed = signature(replace(cfg, **{field: value})) != base
+        assert changed == (field in kind_fields(cfg.kind)), (case, field)

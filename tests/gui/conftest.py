@@ -37,6 +37,19 @@ def tiny_config(**overrides):
 
 
 @pytest.fixture(autouse=True)
+def _collect_on_the_gui_thread(qapp):
+    """As in the app (`gc_guard`): no garbage collection in training or receiver threads, which
+    deadlocked the suite once; what a test leaves in cycles is collected here, on the GUI thread."""
+    import gc
+
+    from gradviz.gui import gc_guard
+
+    gc_guard.install()
+    yield
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
 def _clean_settings():
     """Every test starts from empty settings in the temp folder (never the user's)."""
     s = QtCore.QSettings()

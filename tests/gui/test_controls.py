@@ -404,3 +404,23 @@ def test_check_boxes_grow_with_presentation_text(live, qtbot):
     qtbot.wait(50)
     assert [square(b) for b in boxes] == normal
     assert win.views[0].fix_box.font().pointSizeF() == win.views[0].to_label.font().pointSizeF()
+
+
+def test_session_fields_show_only_what_the_model_is_built_from(qtbot):
+    """The rgb preset's net has three fixed 3->3 blocks, yet the session box offered "depth
+    (blocks) 30", width and activation, none of which it reads. Only the fields the model kind uses
+    are shown; switching back to the demo shows them again."""
+    from gradviz.config import load_preset
+    from gradviz.gui.controls import ControlPanel
+
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    form = panel.session_form
+    fields = {"depth": panel.depth, "width": panel.width_, "activation": panel.activation}
+    for preset, shown in (("rgb", set()), ("batchnorm-init", {"activation"}), ("demo", {"depth", "width", "activation"})):
+        panel.set_config(load_preset(preset), {})
+        for name, w in fields.items():
+            assert form.isRowVisible(w) == (name in shown), (preset, name)
+            assert w.isVisible() == (name in shown), (preset, name)
+        assert form.isRowVisible(panel.optimizer) and form.isRowVisible(panel.lr)
