@@ -1034,6 +1034,8 @@ def test_stacked_run_plots_share_one_step_axis_and_readable_labels(qtbot, name):
     view.refresh(rec)  # the heatmap picks its row labels from the plots' laid-out heights
     plots = list(view.plots.values())
     assert len(plots) == 4
+    heights = [p.geometry().height() for p in plots]  # equal rows, step axis included
+    assert max(heights) - min(heights) <= 2, heights
     for k, (run, plot) in enumerate(view.plots.items()):
         bottom = plot.getAxis("bottom")
         last = k == len(plots) - 1

@@ -170,6 +170,9 @@ class HeatmapView(View):
                 color = self.run_color(self.recording, run)
                 set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
+        for i, plot in enumerate(self.plots.values()):  # equal rows: the step axis must not squeeze the last
+            self.layout_.layout.setRowStretchFactor(1 + i, 1)
+            plot.setPreferredHeight(1)
         for m in self.markers.values():
             m.set_theme(theme)
         ax = self.bar.axis
