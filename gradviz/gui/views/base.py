@@ -576,6 +576,14 @@ def share_step_axis(plots: list[pg.PlotItem], theme: Theme) -> None:
             ax.setHeight(6)
 
 
+def share_height(layout, rows: list[tuple[int, pg.PlotItem]]) -> None:
+    """Plots stacked in a `GraphicsLayout`, each row (index, plot) the same share of its height:
+    by preferred sizes, a plot with step labels was squeezed beside one without."""
+    for row, plot in rows:
+        layout.layout.setRowStretchFactor(row, 1)
+        plot.setPreferredHeight(1)  # all the height is shared out by the stretch factors
+
+
 def style_widget(widget: pg.GraphicsView, theme: Theme) -> None:
     widget.setBackground(theme.background)
 

@@ -18,6 +18,7 @@ from .base import (
     View,
     add_title,
     set_axis_label,
+    share_height,
     share_step_axis,
     style_plot,
     style_widget,
@@ -123,9 +124,8 @@ class HeatmapView(View):
             plot.setYRange(0, len(rows), padding=0)
             # at most 8 row labels, and no more than fit the plot's height a line and a half apart
             # (four runs in a projector pane stacked "19 15 11 7 3 0" on top of each other)
-            line = QtGui.QFontMetricsF(self.theme.font()).height()
             height = plot.getViewBox().height()
-            fit = int(height / (1.5 * line)) if height > 0 else 8
+            fit = int(height / (1.5 * self._line_px)) if height > 0 else 8
             every = max(1, int(np.ceil(len(rows) / max(1, min(8, fit)))))
             shown_rows = self._rows.get(run)
             if shown_rows is None or shown_rows[1] != every or not np.array_equal(shown_rows[0], rows):
@@ -170,9 +170,8 @@ class HeatmapView(View):
                 color = self.run_color(self.recording, run)
                 set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
-        for i, plot in enumerate(self.plots.values()):  # equal rows: the step axis must not squeeze the last
-            self.layout_.layout.setRowStretchFactor(1 + i, 1)
-            plot.setPreferredHeight(1)
+        share_height(self.layout_, [(1 + i, p) for i, p in enumerate(self.plots.values())])
+        self._line_px = QtGui.QFontMetricsF(theme.font()).height()  # for the row labels' spacing
         for m in self.markers.values():
             m.set_theme(theme)
         ax = self.bar.axis

@@ -16,6 +16,7 @@ from .base import (
     add_legend,
     add_title,
     set_axis_label,
+    share_height,
     share_step_axis,
     style_plot,
     style_widget,
@@ -243,8 +244,5 @@ class HistogramsView(View):
                 # each run's name in its colour: the key to the latest histogram's lines below
                 set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
-        # every plot row the same share of the height: a run plot without step labels must not
-        # take the room the latest histogram below needs for its legend
-        for row, plot in [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)]:
-            self.ci.layout.setRowStretchFactor(row, 1)
-            plot.setPreferredHeight(1)  # all the height is shared out by the stretch factors
+        # a run plot without step labels must not take the room the latest histogram needs for its legend
+        share_height(self.ci, [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)])
