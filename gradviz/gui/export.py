@@ -126,6 +126,7 @@ class _Prepared:
             _deliver_pending_resizes(page)
         else:
             QtWidgets.QApplication.processEvents()
+        _even_rows(w)
         brush = QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush) if self.transparent else QtGui.QBrush(QtGui.QColor("white"))
         if self.transparent:
             # widgets that fill their own background (a scroll area's viewport does) would paint
@@ -203,6 +204,22 @@ def _deliver_pending_resizes(w: QtWidgets.QWidget) -> None:
             layout = QtWidgets.QGraphicsWidget.layout(item)  # pyqtgraph shadows `layout` with an attribute
             if layout is not None:
                 layout.activate()
+
+
+def _even_rows(w: QtWidgets.QWidget) -> None:
+    """Plots stacked one per run get equal data areas a layout pass after each resize (a
+    `RowBalancer`, on a timer); an export paints before that timer fires, so run the passes here."""
+    from .views.base import RowBalancer, balance_rows
+
+    for balancer in w.findChildren(RowBalancer):
+        for _ in range(4):
+            _deliver_pending_resizes(w)  # lays out the preferred heights the last pass set
+            if not balance_rows(balancer.plots):
+                break
+        else:
+            _deliver_pending_resizes(w)
+        if balancer.on_settled is not None:
+            balancer.on_settled()
 
 
 def _depth(item: QtWidgets.QGraphicsItem) -> int:

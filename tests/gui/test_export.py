@@ -154,6 +154,22 @@ def test_png_transparent_background(views, tmp_path):
     assert (alpha == 255).any()  # but curves and text are opaque
 
 
+def test_heatmap_export_draws_the_twins_equally_tall(views, tmp_path):
+    """Each run's heatmap image in an exported slide is as tall as the other's. With equal rows the
+    residual twin's image (the one above the step labels) was about four fifths of the plain one's,
+    so their layers did not line up; the window evens the rows out a layout pass after a resize,
+    later than an export paints."""
+    (path,) = ex.export_view(views["heatmap"], tmp_path, "png", scale=1, size=(960, 720))
+    rgb = assert_png(path, 960, 720)[..., :3].astype(int)
+    plots = rgb[:, : int(rgb.shape[1] * 0.7)]  # left of the colour bar
+    coloured = (plots.max(axis=2) - plots.min(axis=2)) > 40  # viridis, not white, grey or black
+    rows = np.flatnonzero(coloured.sum(axis=1) > 100)  # rows crossing an image (labels are narrow)
+    spans = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+    heights = [len(sp) for sp in spans if len(sp) > 20]
+    assert len(heights) == 2, [len(sp) for sp in spans]
+    assert abs(heights[0] - heights[1]) <= 2, heights
+
+
 def test_explicit_size(views, tmp_path):
     (path,) = ex.export_view(views["activations"], tmp_path, "png", scale=1, size=(800, 600))
     assert_png(path, 800, 600)

@@ -578,10 +578,68 @@ def share_step_axis(plots: list[pg.PlotItem], theme: Theme) -> None:
 
 def share_height(layout, rows: list[tuple[int, pg.PlotItem]]) -> None:
     """Plots stacked in a `GraphicsLayout`, each row (index, plot) the same share of its height:
-    by preferred sizes, a plot with step labels was squeezed beside one without."""
+    by preferred sizes, a plot with step labels was squeezed beside one without. Once laid out,
+    `balance_rows` evens out their data areas."""
     for row, plot in rows:
         layout.layout.setRowStretchFactor(row, 1)
         plot.setPreferredHeight(1)  # all the height is shared out by the stretch factors
+
+
+def balance_rows(plots: list[pg.PlotItem]) -> bool:
+    """Stacked plots' data areas the same height, from their laid-out sizes: with equal rows the
+    plot with the step labels had the shorter image (in the demo's heatmap the residual twin's
+    layers were drawn four fifths as tall as the plain twin's, and got other row labels). Each
+    plot's preferred height becomes the common data height plus its own axes; the rows' total is
+    unchanged, so the layout gives exactly those. Call after each layout change (a resize, a new
+    theme); True when it changed anything (the layout then runs again)."""
+    outer = [p.geometry().height() for p in plots]
+    if len(plots) < 2 or min(outer) <= 0:
+        return False
+    chrome = [h - p.getViewBox().height() for h, p in zip(outer, plots, strict=True)]
+    data = (sum(outer) - sum(chrome)) / len(plots)
+    changed = False
+    for p, c in zip(plots, chrome, strict=True):
+        want = max(1.0, data + c)
+        if abs(p.preferredHeight() - want) > 0.5:
+            p.setPreferredHeight(want)
+            changed = True
+    return changed
+
+
+class RowBalancer(QtCore.QObject):
+    """Keeps stacked plots' data areas equally tall (`balance_rows`) after every layout change:
+    a view box's resize (a new window size, font or run) asks for one pass, run once the layout
+    has settled. `on_settled`, when given, is called when a pass finds nothing to change: for a
+    view whose drawing depends on its plots' sizes (the heatmap's row labels), which a paused run
+    does not redraw by itself."""
+
+    def __init__(self, parent: QtCore.QObject, on_settled=None) -> None:
+        super().__init__(parent)
+        self.on_settled = on_settled
+        self.plots: list[pg.PlotItem] = []
+        self._timer = QtCore.QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self.balance)
+
+    def track(self, plots: list[pg.PlotItem]) -> None:
+        for p in self.plots:
+            try:
+                p.getViewBox().sigResized.disconnect(self._timer.start)
+            except (RuntimeError, TypeError):  # already gone with its plot
+                pass
+        self.plots = list(plots)
+        for p in self.plots:
+            p.getViewBox().sigResized.connect(self._timer.start)
+        self._timer.start()
+
+    def balance(self) -> bool:
+        changed = balance_rows(self.plots)
+        if changed:  # one more pass once laid out: the sizes may not move, and then no resize says so
+            self._timer.start()
+        elif self.on_settled is not None:
+            self.on_settled()
+        return changed
 
 
 def style_widget(widget: pg.GraphicsView, theme: Theme) -> None:

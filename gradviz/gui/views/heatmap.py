@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from .base import (
     Markers,
+    RowBalancer,
     SpacedAxis,
     View,
     add_title,
@@ -50,6 +51,7 @@ class HeatmapView(View):
         self.markers: dict[str, Markers] = {}
         self._drawn: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # run -> (steps, log10 (L, n))
         self._rows: dict[str, tuple[np.ndarray, int]] = {}  # run -> (layer indices shown as image rows, label stride)
+        self.rows_even = RowBalancer(self.widget, on_settled=self.redraw)  # the row labels follow the plots' heights
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
@@ -171,6 +173,7 @@ class HeatmapView(View):
                 set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
         share_height(self.layout_, [(1 + i, p) for i, p in enumerate(self.plots.values())])
+        self.rows_even.track(list(self.plots.values()))
         self._line_px = QtGui.QFontMetricsF(theme.font()).height()  # for the row labels' spacing
         for m in self.markers.values():
             m.set_theme(theme)

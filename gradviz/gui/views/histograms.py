@@ -10,6 +10,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from .base import (
     LEGEND_MARGIN,
     Markers,
+    RowBalancer,
     SpacedAxis,
     View,
     WrapBar,
@@ -48,6 +49,7 @@ class HistogramsView(View):
         self.widget = pg.GraphicsLayoutWidget()
         self.ci = self.widget.ci
         self.title_label = add_title(self.ci, self.title, row=0, col=0)
+        self.rows_even = RowBalancer(self.widget)
         self.latest = self.ci.addPlot(row=99, col=0, axisItems={"bottom": SpacedAxis("bottom"), "left": SpacedAxis("left", integer=True)})
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")
@@ -246,3 +248,4 @@ class HistogramsView(View):
         share_step_axis(list(self.plots.values()), theme)
         # a run plot without step labels must not take the room the latest histogram needs for its legend
         share_height(self.ci, [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)])
+        self.rows_even.track([*self.plots.values(), self.latest])
