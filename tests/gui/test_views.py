@@ -648,29 +648,39 @@ def points_under(legend, curve) -> int:
     return sum(box.contains(vb.mapViewToScene(QtCore.QPointF(float(x), float(y)))) for x, y in zip(xs, ys, strict=True))
 
 
-def test_activation_legend_moves_off_the_data(qtbot):
-    """Means rising from the first layer to the last fill the top-right corner, where pyqtgraph
-    puts the legend: it moves to a corner that hides none of them, and stays there."""
+@pytest.mark.parametrize("size", [(380, 900), (1400, 500)])
+def test_activation_key_sits_above_the_plots(qtbot, size):
+    """The runs' key is a row of its own above the three plots, each run's name in its colour: a
+    legend inside the mean plot covered the last layers' points in a pane a hundred pixels high
+    (the tab beside the depth profile), whichever corner it moved to."""
     from gradviz.gui.views.activations import ActivationsView
 
     rec = Recording()
-    rec.add_run("plain", [f"l{i}" for i in range(30)], ["Linear"] * 30, [])
-    rec.add_run("residual", [f"l{i}" for i in range(30)], ["Linear"] * 30, [])
+    for run in ("plain", "residual"):
+        rec.add_run(run, [f"l{i}" for i in range(30)], ["Linear"] * 30, [])
     for k, run in enumerate(rec.runs):
-        rec.append(run, 0, {"loss": 1.0, "act_mean": np.linspace(0.0, 1.0 + 0.1 * k, 30)})
+        rec.append(run, 0, {"loss": 1.0, "act_mean": np.linspace(0.0, 1.0 + 0.1 * k, 30), "act_std": np.ones(30), "act_saturation": np.zeros(30)})
     acts = ActivationsView()
     qtbot.addWidget(acts)
-    acts.resize(700, 900)
+    acts.apply_theme(make_theme("light", True, 768))
+    acts.resize(*size)
     acts.refresh(rec)
     acts.grab()
-    legend = acts.plots["act_mean"].legend
-    curves = [acts.curves[(run, "act_mean")] for run in rec.runs]
-    assert sum(points_under(legend, c) for c in curves) == 0
-    assert legend.gradviz_corner != (1, 0)
-    rec.append("plain", 1, {"loss": 1.0, "act_mean": np.linspace(0.0, 1.01, 30)})
+    assert acts.stacked is (size[0] < size[1])
+    assert acts.plots["act_mean"].legend is None
+    text = acts.key.item.toHtml()
+    for run in rec.runs:
+        assert run in acts.key.item.toPlainText()
+        assert acts.run_color(rec, run).lower() in text.lower(), (run, text)
+    key = acts.key.sceneBoundingRect()
+    for stat, plot in acts.plots.items():
+        box = plot.getViewBox().sceneBoundingRect()
+        assert key.bottom() <= box.top() and not key.intersects(box), (stat, key, box)
+    assert key.top() >= acts.title_label.sceneBoundingRect().bottom() - 1
+    rec.add_run("deep", [f"l{i}" for i in range(30)], ["Linear"] * 30, [])  # a run arrives: the key follows
+    rec.append("deep", 0, {"loss": 1.0, "act_mean": np.zeros(30)})
     acts.refresh(rec)
-    acts.grab()
-    assert legend.gradviz_corner == acts.plots["act_mean"].legend.gradviz_corner  # no hopping
+    assert "deep" in acts.key.item.toPlainText()
 
 
 @pytest.mark.parametrize("presentation", [False, True])

@@ -3,18 +3,19 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from .base import (
+    FitLabel,
     SpacedAxis,
     View,
-    add_legend,
     add_title,
     fit_plot_title,
     live_curve,
-    place_legend,
     style_plot,
     style_widget,
     upto_count,
@@ -44,10 +45,15 @@ class ActivationsView(View):
         self.widget = pg.GraphicsLayoutWidget()
         ci = self.widget.ci
         self.title_label = add_title(ci, self.title, row=0, col=0, colspan=3)
+        # the runs' key, in a row of its own above the plots: a legend inside the mean plot covered
+        # the last layers' points in a pane a hundred pixels high, whichever corner it took
+        self.key = FitLabel(" ")
+        ci.addItem(self.key, row=1, col=0, colspan=3)
+        self._key_runs: tuple | None = None
         self.plots: dict[str, pg.PlotItem] = {}
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}
         for i, stat in enumerate(STATS):
-            p = ci.addPlot(row=1, col=i, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
+            p = ci.addPlot(row=2, col=i, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             p.setMenuEnabled(False)
             p.setTitle(labels[stat])
             fit_plot_title(p)
@@ -56,8 +62,6 @@ class ActivationsView(View):
             # plain units: pyqtgraph rescales any axis under 1 to milli, and a class read a mean of
             # -0.4 as "-400" on an axis labelled "mean (x0.001)"
             p.getAxis("left").enableAutoSIPrefix(False)
-            if i == 0:
-                add_legend(p)
             self.plots[stat] = p
         self.plots["act_saturation"].setYRange(0, 1, padding=0.02)
         self.stacked = False  # the plots side by side (False) or one above the other (True)
@@ -84,17 +88,18 @@ class ActivationsView(View):
             return
         self.stacked = stacked
         ci = self.widget.ci
-        for item in (self.title_label, *self.plots.values()):
+        for item in (self.title_label, self.key, *self.plots.values()):
             ci.removeItem(item)
         ci.addItem(self.title_label, row=0, col=0, colspan=1 if stacked else 3)
+        ci.addItem(self.key, row=1, col=0, colspan=1 if stacked else 3)
         for i, p in enumerate(self.plots.values()):
-            ci.addItem(p, row=1 + i if stacked else 1, col=0 if stacked else i)
+            ci.addItem(p, row=2 + i if stacked else 2, col=0 if stacked else i)
 
     def _on_new_recording(self, recording) -> None:
         for (_run, stat), c in self.curves.items():
             self.plots[stat].removeItem(c)
         self.curves, self._drawn, self._step = {}, {}, {}
-        self.plots["act_mean"].legend.clear()
+        self._key_runs = None
         self._label_saturation(recording)
 
     def _label_saturation(self, recording) -> None:
@@ -116,7 +121,6 @@ class ActivationsView(View):
                     self.curves[key] = live_curve(
                         self.plots[stat],
                         self.theme.pen(color),
-                        name=run if stat == "act_mean" else None,
                         symbol="o",
                         symbolSize=3 + 2 * self.theme.line_width,
                         symbolBrush=pg.mkBrush(color),
@@ -132,8 +136,18 @@ class ActivationsView(View):
                 self.curves[key].setData(np.arange(len(v))[ok], v[ok])
                 self._drawn[key] = v
                 self._step[run] = int(steps[n - 1])
-        mean = [(np.arange(len(v)), v) for (_run, stat), v in self._drawn.items() if stat == "act_mean"]
-        place_legend(self.plots["act_mean"], mean)
+        self._show_key(recording)
+
+    def _show_key(self, recording, force: bool = False) -> None:
+        """Each run's name in its colour, after a dot like its points; set only when the runs or
+        their colours change (a new text lays the chart out again)."""
+        runs = tuple((run, self.run_color(recording, run)) for run in recording.runs)
+        if runs == self._key_runs and not force:
+            return
+        self._key_runs = runs
+        t = self.theme
+        parts = [f'<span style="color:{c}">●&nbsp;{html.escape(run)}</span>' for run, c in runs]
+        self.key.setText("&nbsp;&nbsp;&nbsp; ".join(parts) or " ", size=f"{t.font_pt}pt", color=t.foreground)
 
     def csv(self) -> tuple[list[str], list[list]]:
         keys = list(self._drawn)
@@ -157,6 +171,7 @@ class ActivationsView(View):
             # axis sizes itself to its tick labels, or the widest ran into the axis title
             p.getAxis("left").setWidth(None)
         if self.recording is not None:
+            self._show_key(self.recording, force=True)
             for (run, _stat), c in self.curves.items():
                 color = self.run_color(self.recording, run)
                 c.setPen(theme.pen(color))

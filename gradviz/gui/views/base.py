@@ -352,45 +352,7 @@ def fit_legend_columns(plot: pg.PlotItem, most: int) -> int:
         cols -= 1
 
 
-# where a legend may sit, as (x, y) fractions of the view box (y down): top-right first (where
-# pyqtgraph puts it), then top-left, bottom-right, bottom-left
-LEGEND_CORNERS = ((1, 0), (0, 0), (1, 1), (0, 1))
 LEGEND_MARGIN = 10  # px between the legend and the view's edge
-
-
-def place_legend(plot: pg.PlotItem, series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int] | None:
-    """Move the plot's legend to the corner of its view that hides the fewest drawn points (`series`:
-    (x, y) in view coordinates): in the corner where pyqtgraph puts it, it hid the activations'
-    last layers. It stays put unless another corner hides at
-    least two points fewer, so it does not hop from frame to frame. Returns the corner used."""
-    legend, vb = plot.legend, plot.getViewBox()
-    if legend is None or not legend.items or vb.width() <= 0 or vb.height() <= 0:
-        return None
-    vb.prepareForPaint()  # the auto range of data set this frame, which pyqtgraph defers to the paint
-    (x0, x1), (y0, y1) = vb.viewRange()
-    if x1 <= x0 or y1 <= y0:
-        return None
-    xs = np.concatenate([np.asarray(x, np.float64).ravel() for x, _ in series]) if series else np.zeros(0)
-    ys = np.concatenate([np.asarray(y, np.float64).ravel() for _, y in series]) if series else np.zeros(0)
-    ok = np.isfinite(xs) & np.isfinite(ys)
-    px = (xs[ok] - x0) / (x1 - x0) * vb.width()  # in the view box's pixels, y down
-    py = (y1 - ys[ok]) / (y1 - y0) * vb.height()
-    w, h = legend.width(), legend.height()
-
-    def hidden(corner: tuple[int, int]) -> int:
-        left = vb.width() - w - LEGEND_MARGIN if corner[0] else LEGEND_MARGIN
-        top = vb.height() - h - LEGEND_MARGIN if corner[1] else LEGEND_MARGIN
-        return int(np.count_nonzero((px >= left) & (px <= left + w) & (py >= top) & (py <= top + h)))
-
-    now = getattr(legend, "gradviz_corner", LEGEND_CORNERS[0])
-    counts = {c: hidden(c) for c in LEGEND_CORNERS}
-    best = min(LEGEND_CORNERS, key=lambda c: counts[c])  # ties: the earlier corner
-    corner = best if counts[best] <= counts[now] - 2 else now
-    if corner != getattr(legend, "gradviz_corner", None):
-        off = (-LEGEND_MARGIN if corner[0] else LEGEND_MARGIN, -LEGEND_MARGIN if corner[1] else LEGEND_MARGIN)
-        legend.anchor(itemPos=corner, parentPos=corner, offset=off)
-        legend.gradviz_corner = corner
-    return corner
 
 
 class FitLabel(pg.LabelItem):
