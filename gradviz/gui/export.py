@@ -209,17 +209,10 @@ def _deliver_pending_resizes(w: QtWidgets.QWidget) -> None:
 def _even_rows(w: QtWidgets.QWidget) -> None:
     """Plots stacked one per run get equal data areas a layout pass after each resize (a
     `RowBalancer`, on a timer); an export paints before that timer fires, so run the passes here."""
-    from .views.base import RowBalancer, balance_rows
+    from .views.base import RowBalancer
 
     for balancer in w.findChildren(RowBalancer):
-        for _ in range(4):
-            _deliver_pending_resizes(w)  # lays out the preferred heights the last pass set
-            if not balance_rows(balancer.plots):
-                break
-        else:
-            _deliver_pending_resizes(w)
-        if balancer.on_settled is not None:
-            balancer.on_settled()
+        balancer.settle(lambda: _deliver_pending_resizes(w))  # lays out the heights each pass sets
 
 
 def _depth(item: QtWidgets.QGraphicsItem) -> int:

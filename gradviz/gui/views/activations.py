@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
@@ -16,6 +14,7 @@ from .base import (
     add_title,
     fit_plot_title,
     live_curve,
+    run_key,
     style_plot,
     style_widget,
     upto_count,
@@ -146,8 +145,7 @@ class ActivationsView(View):
             return
         self._key_runs = runs
         t = self.theme
-        parts = [f'<span style="color:{c}">●&nbsp;{html.escape(run)}</span>' for run, c in runs]
-        self.key.setText("&nbsp;&nbsp;&nbsp; ".join(parts) or " ", size=f"{t.font_pt}pt", color=t.foreground)
+        self.key.setText(run_key(list(runs), "●", "&nbsp;&nbsp;&nbsp; ") or " ", size=f"{t.font_pt}pt", color=t.foreground)
 
     def csv(self) -> tuple[list[str], list[list]]:
         keys = list(self._drawn)

@@ -7,6 +7,7 @@ pyqtgraph items are made once and fed with `setData` / `setImage`.
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -514,6 +515,12 @@ def style_plot(plot: pg.PlotItem, theme: Theme, title: str | None = None) -> Non
         legend.updateSize()
 
 
+def run_key(runs: list[tuple[str, str]], mark: str, gap: str = "&nbsp;&nbsp;") -> str:
+    """Rich text naming each run (name, colour) in its colour after `mark` (a line or a dot, as its
+    curve is drawn): a key for where a legend would cover the data."""
+    return gap.join(f'<span style="color:{color}">{mark}&nbsp;{html.escape(run)}</span>' for run, color in runs)
+
+
 def set_axis_label(ax: pg.AxisItem, text: str, theme: Theme, color: str | None = None) -> None:
     """An axis title in the theme's font (and `color`, else the foreground), centred again:
     pyqtgraph centres a label only when the axis resizes, so a new, longer text started where the
@@ -538,22 +545,13 @@ def share_step_axis(plots: list[pg.PlotItem], theme: Theme) -> None:
             ax.setHeight(6)
 
 
-def share_height(layout, rows: list[tuple[int, pg.PlotItem]]) -> None:
-    """Plots stacked in a `GraphicsLayout`, each row (index, plot) the same share of its height:
-    by preferred sizes, a plot with step labels was squeezed beside one without. Once laid out,
-    `balance_rows` evens out their data areas."""
-    for row, plot in rows:
-        layout.layout.setRowStretchFactor(row, 1)
-        plot.setPreferredHeight(1)  # all the height is shared out by the stretch factors
-
-
 def balance_rows(plots: list[pg.PlotItem]) -> bool:
     """Stacked plots' data areas the same height, from their laid-out sizes: with equal rows the
     plot with the step labels had the shorter image (in the demo's heatmap the residual twin's
     layers were drawn four fifths as tall as the plain twin's, and got other row labels). Each
     plot's preferred height becomes the common data height plus its own axes; the rows' total is
     unchanged, so the layout gives exactly those. Call after each layout change (a resize, a new
-    theme); True when it changed anything (the layout then runs again)."""
+    theme: `RowBalancer` does); True when it changed anything (the layout then runs again)."""
     outer = [p.geometry().height() for p in plots]
     if len(plots) < 2 or min(outer) <= 0:
         return False
@@ -584,7 +582,16 @@ class RowBalancer(QtCore.QObject):
         self._timer.setInterval(0)
         self._timer.timeout.connect(self.balance)
 
-    def track(self, plots: list[pg.PlotItem]) -> None:
+    def share(self, layout: pg.GraphicsLayout, rows: list[tuple[int, pg.PlotItem]]) -> None:
+        """The plots stacked in `layout` (rows as (index, plot)) start from equal shares of its
+        height (by preferred sizes, a plot with step labels was squeezed beside one without), and
+        are kept evened out from then on."""
+        for row, plot in rows:
+            layout.layout.setRowStretchFactor(row, 1)
+            plot.setPreferredHeight(1)  # all the height is shared out by the stretch factors
+        self._track([plot for _, plot in rows])
+
+    def _track(self, plots: list[pg.PlotItem]) -> None:
         for p in self.plots:
             try:
                 p.getViewBox().sigResized.disconnect(self._timer.start)
@@ -594,6 +601,18 @@ class RowBalancer(QtCore.QObject):
         for p in self.plots:
             p.getViewBox().sigResized.connect(self._timer.start)
         self._timer.start()
+
+    def settle(self, lay_out) -> None:
+        """The passes at once, for a painter that cannot wait for the timer (an export);
+        `lay_out()` applies the new preferred heights."""
+        for _ in range(4):
+            lay_out()
+            if not balance_rows(self.plots):
+                break
+        else:
+            lay_out()
+        if self.on_settled is not None:
+            self.on_settled()
 
     def balance(self) -> bool:
         changed = balance_rows(self.plots)

@@ -19,7 +19,6 @@ from .base import (
     View,
     add_title,
     set_axis_label,
-    share_height,
     share_step_axis,
     style_plot,
     style_widget,
@@ -172,8 +171,7 @@ class HeatmapView(View):
                 color = self.run_color(self.recording, run)
                 set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
-        share_height(self.layout_, [(1 + i, p) for i, p in enumerate(self.plots.values())])
-        self.rows_even.track(list(self.plots.values()))
+        self.rows_even.share(self.layout_, [(1 + i, p) for i, p in enumerate(self.plots.values())])
         self._line_px = QtGui.QFontMetricsF(theme.font()).height()  # for the row labels' spacing
         for m in self.markers.values():
             m.set_theme(theme)

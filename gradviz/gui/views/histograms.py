@@ -16,8 +16,8 @@ from .base import (
     WrapBar,
     add_legend,
     add_title,
+    run_key,
     set_axis_label,
-    share_height,
     share_step_axis,
     style_plot,
     style_widget,
@@ -206,7 +206,7 @@ class HistogramsView(View):
             plain = "  ".join(f"━ {run}" for run in self.latest_curves)
             wide = QtGui.QFontMetricsF(self.theme.font()).horizontalAdvance(plain)
             if wide <= self.latest.getAxis("bottom").width() * 0.95:
-                text = "&nbsp;&nbsp;".join(f"<span style='color:{self.run_color(self.recording, run)}'>━ {run}</span>" for run in self.latest_curves)
+                text = run_key([(run, self.run_color(self.recording, run)) for run in self.latest_curves], "━")
         if self.latest.getAxis("bottom").labelText != text:
             set_axis_label(self.latest.getAxis("bottom"), text, self.theme)
 
@@ -247,5 +247,4 @@ class HistogramsView(View):
                 set_axis_label(plot.getAxis("left"), run, theme, color)
         share_step_axis(list(self.plots.values()), theme)
         # a run plot without step labels must not take the room the latest histogram needs for its legend
-        share_height(self.ci, [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)])
-        self.rows_even.track([*self.plots.values(), self.latest])
+        self.rows_even.share(self.ci, [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)])
