@@ -238,8 +238,21 @@ class Experiment:
 
         Call from the thread that should train (torch's thread count is set here for that thread).
         `max_rate` caps steps per second (a lecture pace); `on_idle` runs while paused.
+
+        The thread trains with denormal floats flushed to zero: a deep plain stack's vanishing
+        gradients go below 1e-38, where x86 arithmetic is about a hundred times slower, and a
+        200-block demo twin stepped 5.8 times slower (440 against 76 ms) for numbers that round to
+        zero anyway. The thread's mode is set back afterwards.
         """
         torch.set_num_threads(threads or self.cfg.train.threads or default_threads())
+        flushed = torch.set_flush_denormal(True)  # False where the CPU cannot (then nothing changed)
+        try:
+            self._loop(steps, stop, max_rate, on_step, on_idle)
+        finally:
+            if flushed:
+                torch.set_flush_denormal(False)
+
+    def _loop(self, steps, stop, max_rate, on_step, on_idle) -> None:
         target = None if steps is None else self.step_index + steps
         next_time = time.perf_counter()
         while True:

@@ -843,14 +843,17 @@ class Probe:
             lo = torch.tensor([float(self.edges[(kind, i)][0]) for i in layers], dtype=torch.float64)
             hi = torch.tensor([float(self.edges[(kind, i)][-1]) for i in layers], dtype=torch.float64)
             scale = self.bins / (hi - lo)
-            per_value = torch.stack([scale, -lo * scale]).float().to(dev)
+            # a range of denormals (the first layers of a 200-block plain stack) has a scale past
+            # float32's largest value: inf * 0 would give NaN bins, so such plans map in float64
+            wide = bool((scale.abs() > 1e30).any())
+            per_value = torch.stack([scale, -lo * scale]).to(torch.float64 if wide else torch.float32).to(dev)
             scale_e, shift_e = torch.repeat_interleave(per_value, sizes, dim=1).unbind()
             offs = torch.repeat_interleave(torch.arange(len(layers), device=dev) * self.bins, sizes)
             plan = self._hist_plans[kind] = (key, scale_e, shift_e, offs)
         _, scale_e, shift_e, offs = plan
         x = torch.cat(xs)
-        if x.dtype != torch.float32:
-            x = x.float()
+        if x.dtype != scale_e.dtype:
+            x = x.to(scale_e.dtype)
         b = torch.addcmul(shift_e, x, scale_e)
         # NaN / inf values are counted nowhere; on CPU a finite sum (one cheap reduction; isfinite
         # over every value is slow there) proves there are none, on a GPU the check would cost a sync

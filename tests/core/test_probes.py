@@ -127,6 +127,43 @@ def test_histogram_edges_stay_fixed_per_layer():
     assert counts.shape == (3, len(edges) - 1)
 
 
+def test_histograms_of_denormal_gradients_count_every_value():
+    """The first layers of a 200-block plain stack get gradients near 1e-42 (float32 denormals):
+    the bin scale for such a range is past float32's largest value, which once gave NaN bins and
+    a bincount error that stopped the run at step 0."""
+    from gradviz.core.probes import Probe, param_layers
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    probe = Probe(model, param_layers(model), activation="tanh", hist_every=1)
+    probe.begin_step(0)
+    model(torch.randn(8, 4)).sum().backward()
+    tiny = torch.linspace(-4e-42, 4e-42, 16, dtype=torch.float32).reshape(4, 4)
+    assert 0 < float(tiny.abs().max()) < torch.finfo(torch.float32).tiny  # really denormal
+    model[0].weight.grad = tiny.clone()
+    _, hists = probe.collect_cadence()
+    edges = probe.edges[("grad", 0)].numpy()
+    assert edges[-1] == pytest.approx(2 * float(tiny.abs().max()))
+    expected, _ = np.histogram(tiny.double().numpy().ravel(), bins=edges)
+    np.testing.assert_array_equal(hists["grad"][0], expected)
+    # the ordinary layer beside it is binned as before
+    g = model[2].weight.grad.double().numpy().ravel()
+    expected, _ = np.histogram(g, bins=probe.edges[("grad", 1)].numpy())
+    assert hists["grad"][1].sum() == g.size
+    # float32 binning may move a value lying on an edge to the bin below: compare cumulatively
+    np.testing.assert_allclose(np.cumsum(hists["grad"][1]), np.cumsum(expected), atol=2)
+
+
+def test_a_200_block_plain_stack_records_its_first_steps():
+    cfg = small_demo(**{"model.depth": 200, "model.width": 8})
+    exp = Experiment(cfg)
+    exp.run(steps=2, threads=1)
+    assert exp.error is None
+    steps, grad = exp.recording.metric("plain", "grad_norm")
+    assert list(steps) == [0, 1]
+    _, _, counts = exp.recording.histograms("plain", "grad", "input")
+    assert counts.shape[0] == 2 and counts[0].sum() > 0
+
+
 def test_nan_guard_pauses_only_that_run_and_names_the_first_layer_in_backward_order():
     exp = Experiment(small_demo())
     exp.step()
