@@ -26,16 +26,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _targets_like(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Class labels become one-hot rows for a squared-error loss (the classic MSE classifier);
+    real-valued targets pass unchanged."""
+    if y.is_floating_point() or out.dim() != 2:
+        return y
+    return F.one_hot(y.long(), out.shape[1]).to(out.dtype)
+
+
 def make_loss(name: str):
     """Returns f(output, target) -> (loss to optimise, per-example loss to record)."""
     if name == "mse":
         def mse(out, y):
-            loss = F.mse_loss(out, y)
+            loss = F.mse_loss(out, _targets_like(out, y))
             return loss, loss
         return mse
     if name == "sse":  # seed 000: sum of squares, reported per example
         def sse(out, y):
-            loss = ((out - y) ** 2).sum()
+            loss = ((out - _targets_like(out, y)) ** 2).sum()
             return loss, loss / out.shape[0]
         return sse
     if name == "cross_entropy":
@@ -44,6 +52,16 @@ def make_loss(name: str):
             return loss, loss
         return ce
     raise ValueError(f"loss {name!r}: accepted values are mse, sse, cross_entropy")
+
+
+def check_loss(name: str, task: str, data_name: str) -> None:
+    """Cross-entropy needs class labels: on real-valued targets torch reads them as class
+    probabilities and trains on nonsense without a word, so it is refused before the first step."""
+    if name == "cross_entropy" and task != "classification":
+        raise ValueError(
+            f"train.loss = 'cross_entropy' needs class labels, but data set {data_name!r} has real-valued targets; "
+            "accepted values here are auto, mse, sse"
+        )
 
 
 @dataclass
@@ -66,6 +84,8 @@ class TrainingRun:
     def build(self, switches: dict | None = None, lr: float | None = None) -> None:
         """(Re)build model and optimiser from the seed; `switches` keeps live toggles across restarts."""
         mc, tc = self.cfg.model, self.cfg.train
+        loss_name = tc.loss if tc.loss != "auto" else self.data.default_loss
+        check_loss(loss_name, self.data.task, self.cfg.data.name)
         dtype = DTYPES[mc.dtype]
         model = build_model(mc, self.data.input_shape, self.data.n_outputs, seed=tc.seed)
         model = model.to(device=self.device, dtype=dtype)
@@ -78,7 +98,7 @@ class TrainingRun:
         self.model = model
         self.base_lr = tc.lr if lr is None else lr
         self.optimizer = make_optimizer(tc.optimizer, model.parameters(), self.base_lr, tc.momentum, tc.weight_decay)
-        self.loss_fn = make_loss(tc.loss if tc.loss != "auto" else self.data.default_loss)
+        self.loss_fn = make_loss(loss_name)
         example = torch.zeros((2, *self.data.input_shape), dtype=dtype, device=self.device)
         layers = forward_order(model, example)
         if getattr(self, "probe", None) is not None:

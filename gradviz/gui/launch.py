@@ -56,7 +56,27 @@ def _handle_signals(app) -> None:
     app._gradviz_signal_timer = timer
 
 
+def no_display_reason(env=os.environ, platform: str = sys.platform) -> str | None:
+    """Why a window cannot open here, in one line, or None. Without it Qt aborts the process with
+    a screenful about platform plugins (an SSH session, a container, a CI job)."""
+    if not platform.startswith("linux"):
+        return None
+    qpa = env.get("QT_QPA_PLATFORM", "")
+    if qpa and not qpa.startswith(("xcb", "wayland")):
+        return None  # offscreen, vnc, eglfs ...: Qt needs no display server
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return (
+        "no display to open a window on (DISPLAY and WAYLAND_DISPLAY are unset); "
+        "'gradviz run' trains and records headless, 'gradviz export' draws a recorded run's charts"
+    )
+
+
 def launch(args) -> int:
+    reason = no_display_reason()
+    if reason:
+        print(f"gradviz: {reason}", file=sys.stderr)
+        return 2
     command = getattr(args, "command", None)
     if command == "open":
         return _open(args)

@@ -66,6 +66,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         (("run", "--steps", "many"), "invalid int value"),
         (("run", "--preset", "demo", "--set", "data.name=mnist", "--steps", "1"), "--data-root"),
         (("bogus",), "invalid choice"),
+        (("run", "--preset", "rgb", "--set", "train.loss=cross_entropy", "--steps", "1"), "needs class labels"),
     ]
     for args, words in cases:
         res = gv(*args, tmp_path=tmp_path)
@@ -73,3 +74,26 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         err = res.stderr.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, (args, err)
         assert words in err, (args, err)
+
+
+def test_the_gui_without_a_display_says_so_in_one_line(tmp_path):
+    """Over SSH or in a container Qt would abort with a screenful about platform plugins."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["GRADVIZ_HOME"] = str(tmp_path / "home")
+    run_file = tmp_path / "r.gradviz"
+    for args in ((), ("open", str(run_file))):
+        res = subprocess.run([sys.executable, "-m", "gradviz", *args], capture_output=True, text=True, timeout=120, env=env)
+        err = res.stderr.strip()
+        assert res.returncode == 2, (args, err)
+        assert len(err.splitlines()) == 1 and "no display" in err and "gradviz run" in err, (args, err)
+
+
+def test_display_check_follows_the_platform_settings():
+    from gradviz.gui.launch import no_display_reason
+
+    assert no_display_reason({}, "linux") is not None
+    assert no_display_reason({"QT_QPA_PLATFORM": "xcb"}, "linux") is not None
+    assert no_display_reason({"DISPLAY": ":0"}, "linux") is None
+    assert no_display_reason({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+    assert no_display_reason({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert no_display_reason({}, "darwin") is None and no_display_reason({}, "win32") is None

@@ -172,3 +172,22 @@ def test_training_flushes_denormals_and_puts_the_mode_back():
     exp.run(steps=2, threads=1, on_step=lambda e: seen.append(_flushes_denormals()))
     assert seen == [True, True]
     assert not _flushes_denormals()
+
+
+def test_squared_error_on_class_labels_trains_against_one_hot_rows():
+    import copy
+
+    import torch.nn.functional as F
+
+    cfg = load_preset("demo").with_overrides({"model.depth": 3, "model.width": 8, "train.batch_size": 16, "train.loss": "mse"})
+    exp = Experiment(cfg)
+    run = exp.get_run("plain")
+    twin = copy.deepcopy(run.model)
+    x, y = next(run.data.train_batches(cfg.train.batch_size, seed=cfg.train.seed))
+    assert not y.is_floating_point()  # the spiral's labels
+    exp.step()
+    twin.train()
+    out = twin(x)
+    expected = F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
+    _, loss = exp.recording.metric("plain", "loss")
+    assert loss[0] == pytest.approx(float(expected.detach()), rel=1e-5)

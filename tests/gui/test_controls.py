@@ -327,15 +327,16 @@ def test_closing_mid_training_is_quick_and_leaves_a_complete_file(live, qtbot, k
 
 
 def test_a_training_process_that_raises_stops_with_one_line(qtbot, tmp_path, tiny):
-    """A loss that cannot take these targets raises inside the training process: the window shows
-    one line naming the run and the error, keeps drawing, and the run file is finished."""
-    worker = ProcessWorker(tiny(**{"train.loss": "mse"}), path=tmp_path / "raises.gradviz").start()
+    """BatchNorm in training mode refuses a batch of one, so the model raises inside the training
+    process at its first step: the window shows one line naming the run and the error, keeps
+    drawing, and the run file is finished."""
+    worker = ProcessWorker(tiny(**{"train.batch_size": 1, "model.norm": True}), path=tmp_path / "raises.gradviz").start()
     win = MainWindow(worker.recording, session=worker)
     qtbot.addWidget(win)
     win.show()
     try:
         qtbot.waitUntil(lambda: worker.status().state == "error", timeout=60000)
-        qtbot.waitUntil(lambda: "RuntimeError" in win.message_label.text(), timeout=5000)
+        qtbot.waitUntil(lambda: "ValueError" in win.message_label.text(), timeout=5000)
         msg = win.message_label.text()
         assert "plain" in msg and "step 0" in msg and "\n" not in msg
         frames = win.frame_count
@@ -343,7 +344,7 @@ def test_a_training_process_that_raises_stops_with_one_line(qtbot, tmp_path, tin
         assert win.isVisible() and win.frame_count > frames
         assert worker.done.wait(10)
         errors = [e for e in open_run(worker.path).events() if e[2] == "error"]
-        assert errors and "RuntimeError" in errors[0][3]
+        assert errors and "ValueError" in errors[0][3]
     finally:
         win.shutdown()
 
