@@ -124,12 +124,39 @@ def test_heatmap_is_log10_grad_norm_with_one_shared_scale(views, recorded):
             expect = np.log10(np.where(g > 0, g, np.nan)).T
         rows = np.flatnonzero(np.isfinite(expect).any(axis=1))
         img = hm.images[run].image
+        assert (g[np.isfinite(g)] > 0).all()  # nothing vanished to exactly 0 here (a test below)
         assert img.shape == (len(rows), len(steps))
         np.testing.assert_allclose(img, expect[rows], rtol=1e-5)
         assert tuple(hm.images[run].levels) == hm.levels
         assert hm.markers[run].count() == len(marked(rec, run))
     levels = {tuple(img.levels) for img in hm.images.values()}
     assert len(levels) == 1
+
+
+def test_heatmap_draws_a_vanished_gradient_darkest_and_leaves_out_unused_layers(qtbot):
+    """A gradient of exactly 0 (the first layers of a 200-block plain stack: below float32's range)
+    is the darkest row, not a missing one; a layer with no gradient at all (NaN: a switched-off
+    BatchNorm) is left out. The CSV says -inf and nan."""
+    from gradviz.core.recording import Recording
+    from gradviz.gui.views.heatmap import HeatmapView
+
+    rec = Recording()
+    rec.add_run("plain", ["input", "norm", "head"], ["Linear", "BatchNorm1d", "Linear"], [])
+    for step in range(6):
+        rec.append("plain", step, {"loss": 1.0, "grad_norm": np.array([0.0, np.nan, 0.5 + step], np.float32)})
+    view = HeatmapView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.refresh(rec)
+    img = view.images["plain"].image
+    assert img.shape == (2, 6)  # rows: input, head
+    np.testing.assert_array_equal(img[0], np.full(6, view.levels[0], np.float32))
+    np.testing.assert_allclose(img[1], np.log10(0.5 + np.arange(6)), rtol=1e-6)
+    ticks = view.plots["plain"].getAxis("left")._tickLevels[0]
+    assert [t[1] for t in ticks] == ["0", "2"]  # the layer indices of the depth profile
+    header, rows = view.csv()
+    assert header[1:] == ["plain input log10 grad_norm", "plain norm log10 grad_norm", "plain head log10 grad_norm"]
+    assert all(r[1] == -np.inf and np.isnan(r[2]) for r in rows)
 
 
 def test_loss_curves_and_event_markers(views, recorded):

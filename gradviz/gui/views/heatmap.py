@@ -109,13 +109,17 @@ class HeatmapView(View):
             idx = np.clip(np.searchsorted(steps, grid, side="right") - 1, 0, n - 1)
             sub = values[idx].astype(np.float32)
             with np.errstate(divide="ignore", invalid="ignore"):
-                logv = np.log10(np.where(sub > 0, sub, np.nan)).T  # (layers, cols)
-            # rows that never got a gradient (a switched-off BatchNorm) are left out; the axis
-            # keeps the layer indices of the depth profile
-            rows = np.flatnonzero(np.isfinite(logv).any(axis=1))
+                logv = np.log10(np.where(sub >= 0, sub, np.nan)).T  # (layers, cols); 0 -> -inf
+            # rows that never got a gradient (NaN: a switched-off BatchNorm) are left out; the axis
+            # keeps the layer indices of the depth profile. A gradient of exactly 0 (vanished past
+            # float32's range, as in a 200-block plain stack's first layers) is a row in the
+            # darkest colour: dropping it hid the very layers the heatmap is there to show.
+            rows = np.flatnonzero((~np.isnan(logv)).any(axis=1))
             if len(rows) == 0:
                 rows = np.arange(logv.shape[0])
             shown = logv[rows]
+            if np.isneginf(shown).any():
+                shown = np.where(np.isneginf(shown), np.float32(self.levels[0]), shown)
             img.setImage(shown, levels=self.levels, autoLevels=False)
             span = max(s1 - s0, 1)
             width = span + span / max(cols - 1, 1)
