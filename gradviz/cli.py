@@ -21,7 +21,9 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message}")
+        # `main` prefixes "gradviz: "; name only the subcommand ("gradviz: gradviz: ..." before)
+        where = self.prog.removeprefix(self.prog.split()[0]).strip()
+        raise UsageError(f"{where}: {message}" if where else message)
 
 
 def _setup_logging() -> None:
@@ -49,6 +51,8 @@ def build_config(args) -> ExperimentConfig:
     if getattr(args, "device", None):
         overrides["train.device"] = args.device
     if getattr(args, "steps", None) is not None:
+        if args.steps < 0:  # named as typed: the config check would say "--set train.steps"
+            raise ConfigError(f"--steps {args.steps}: accepted values are 0 or more")
         overrides["train.steps"] = args.steps
     if getattr(args, "data_root", None):
         overrides["data.root"] = args.data_root

@@ -64,8 +64,10 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         (("run", "--preset", "nope"), "unknown preset 'nope'"),
         (("run", "--set", "model.depth=999"), "--set model.depth"),
         (("run", "--steps", "many"), "invalid int value"),
+        (("run", "--steps", "-3"), "--steps -3: accepted values are 0 or more"),
         (("run", "--preset", "demo", "--set", "data.name=mnist", "--steps", "1"), "--data-root"),
         (("bogus",), "invalid choice"),
+        (("summary", "--preset", "rgb", "--out", "x"), "unrecognized arguments: --out x"),
         (("run", "--preset", "rgb", "--set", "train.loss=cross_entropy", "--steps", "1"), "needs class labels"),
     ]
     for args, words in cases:
@@ -74,6 +76,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         err = res.stderr.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, (args, err)
         assert words in err, (args, err)
+        assert err.startswith("gradviz: ") and not err.startswith("gradviz: gradviz"), (args, err)
 
 
 def test_the_gui_without_a_display_says_so_in_one_line(tmp_path):
