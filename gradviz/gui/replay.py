@@ -360,8 +360,10 @@ def _attach(window, path: Path, rec, reader: RunFileReader | None) -> None:
     window.run_path = str(path)
     runs = ", ".join(rec.runs) or "no runs yet"
     n = len(bar.steps)
-    what = "Following" if reader is not None else "Replaying"
-    text = f"{what} {path}: {n} steps, runs {runs}"
+    if reader is not None:  # a count here went stale at once beside the live slider
+        text = f"Following {path} as it grows: runs {runs}"
+    else:
+        text = f"Replaying {path}: {n} steps, runs {runs}"
     warns = list(getattr(rec, "warnings", []) or [])
     if warns:
         text += f" (warning: {warns[0]}{f' and {len(warns) - 1} more' if len(warns) > 1 else ''})"

@@ -169,6 +169,8 @@ def test_follow_a_file_another_process_writes(opened, qtbot, tmp_path):
         go.touch()  # the writer goes on while the window follows
         qtbot.waitUntil(lambda: w.depth.drawn_upto == 59, timeout=15000)
         assert proc.wait(timeout=15) == 0
+        # the message names no step count, which would have gone stale beside the live slider
+        assert "as it grows" in w.message_label.text() and "10 steps" not in w.message_label.text()
     finally:
         if proc.poll() is None:
             proc.kill()
