@@ -301,9 +301,11 @@ class MainWindow(QtWidgets.QMainWindow):
         s = w.status()
         self.step_label.setText(f"step {s.step}")
         self.rate_label.setText("   ".join(f"{run} {rate:.0f} steps/s" for run, rate in s.rates.items()))
-        self.device_label.setText(s.device or "starting…")
-        self.path_label.setText(f"recording to {s.path}" if s.path else "")
+        failed = bool(s.error) and not s.device  # the session never started
+        self.device_label.setText(s.device or ("not started" if failed else "starting…"))
+        self.path_label.setText(f"recording to {s.path}" if s.path and not failed else "")
         self.path_label.setToolTip(s.path or "")
+        self.readout.set_error(s.error if failed else None)
         self.controls.sync(s)
         for name, rc in self.controls.runs.items():
             paused = s.run_paused.get(name, False)

@@ -425,3 +425,31 @@ def test_session_fields_show_only_what_the_model_is_built_from(qtbot):
             assert form.isRowVisible(w) == (name in shown), (preset, name)
             assert w.isVisible() == (name in shown), (preset, name)
         assert form.isRowVisible(panel.optimizer) and form.isRowVisible(panel.lr)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_session_that_cannot_start_says_why_in_the_large_text(qtbot, tmp_path, tiny, kind):
+    """MNIST without a data folder: the reason is in the readout's large text (the status bar cut
+    it off mid-word on a projector), the status bar says 'not started' rather than 'starting…' and
+    'recording to …', and the empty depth profile shows no stray legend box."""
+    cls = ProcessWorker if kind == "process" else Worker
+    worker = cls(tiny(**{"data.name": "mnist", "data.root": str(tmp_path / "absent")}), path=tmp_path / "x.gradviz").start()
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.resize(1280, 720)
+    win.show()
+    try:
+        qtbot.waitUntil(lambda: worker.status().state == "error", timeout=60000)
+        err = win.readout.error_label
+        qtbot.waitUntil(lambda: err.isVisible(), timeout=5000)
+        assert "MNIST" in err.text() and str(tmp_path / "absent") in err.text() and "\n" not in err.text()
+        assert err.height() >= 2 * err.fontMetrics().height()  # wrapped onto lines, not cut
+        assert win.device_label.text() == "not started" and win.path_label.text() == ""
+        assert not win.depth.plot.legend.isVisible()
+        assert not (tmp_path / "x.gradviz").exists()
+        # a session that starts clears the reason
+        win.start_session(tiny())
+        qtbot.waitUntil(lambda: not err.isVisible() and win.recording.last_step() >= 1, timeout=60000)
+        qtbot.waitUntil(lambda: win.depth.plot.legend.isVisible(), timeout=5000)  # at the next frame
+    finally:
+        win.shutdown()

@@ -342,7 +342,10 @@ def fit_legend_columns(plot: pg.PlotItem, most: int) -> int:
     presentation fonts was wider than a 530 px depth profile, and the first run's entry was cut off
     at the left edge. Returns the column count used."""
     legend, vb = plot.legend, plot.getViewBox()
-    if legend is None or not legend.items:
+    if legend is None:
+        return 0
+    legend.setVisible(bool(legend.items))  # an empty legend is a stray box (a session that never started)
+    if not legend.items:
         return 0
     room = vb.width() - 2 * LEGEND_MARGIN
     cols = max(1, min(most, len(legend.items)))

@@ -161,6 +161,7 @@ class DepthView(View):
         self.curves, self.trails, self._latest = {}, {}, {}
         self._width = 0
         self.plot.legend.clear()
+        self._fit_legend()
 
     def _ensure(self, recording, run: str) -> None:
         if run in self.curves:

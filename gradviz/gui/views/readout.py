@@ -91,6 +91,21 @@ class Readout(QtWidgets.QWidget):
         self.labels: dict[str, QtWidgets.QLabel] = {}
         self._key = None
         self.recording = None
+        # a session that could not start (a missing data folder, a model that will not build) has
+        # no runs to describe: its one-line reason goes here, in the large text, not only in the
+        # status bar, where a projector cut it off mid-word
+        self.error_label = QtWidgets.QLabel("")
+        self.error_label.setWordWrap(True)
+        self.error_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.error_label.hide()
+        self._lay.addWidget(self.error_label)
+
+    def set_error(self, text: str | None) -> None:
+        """Show why the session could not start (None clears it)."""
+        text = " ".join(str(text).split()) if text else ""
+        if self.error_label.text() != text:
+            self.error_label.setText(text)
+        self.error_label.setVisible(bool(text))
 
     def lines(self) -> list[str]:
         return [lab.text() for lab in self.labels.values()]
@@ -131,3 +146,8 @@ class Readout(QtWidgets.QWidget):
             lab.setFont(font)
             color = theme.run_color(runs.index(run) if run in runs else 0)
             lab.setStyleSheet(f"color: {color};")
+        err = theme.font()
+        err.setPointSizeF(theme.readout_pt * 0.8)
+        err.setBold(True)
+        self.error_label.setFont(err)
+        self.error_label.setStyleSheet("color: #D55E00;")
