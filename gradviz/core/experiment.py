@@ -39,6 +39,15 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
+def _examples_per_batch(run: TrainingRun) -> int | None:
+    """How many examples each training batch holds (None when the data set does not say)."""
+    n = getattr(run.data, "n_train", None)
+    if n is None:
+        return None
+    bs = run.cfg.train.batch_size
+    return n if bs <= 0 or bs >= n else bs
+
+
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, recording: Recording | None = None, device: str | None = None) -> None:
         self.cfg = cfg
@@ -135,7 +144,15 @@ class Experiment:
                 sw.set_residual(r.model, cmd.on)
                 self._event(r.name, "toggle", f"residual {'on' if cmd.on else 'off'}")
         elif isinstance(cmd, C.SetNorm):
-            for r in self._targets(cmd.run):
+            targets = self._targets(cmd.run)
+            for r in targets if cmd.on else []:
+                if r.cfg.model.norm_kind == "batch" and _examples_per_batch(r) == 1:
+                    # BatchNorm raises on a batch of one at the next step, which would end the session
+                    raise ValueError(
+                        f"{r.name}: BatchNorm needs at least 2 examples per batch and this run trains on 1; "
+                        "set train.batch_size to 2 or more, or model.norm_kind to layer or group"
+                    )
+            for r in targets:
                 sw.set_norm(r.model, cmd.on)
                 self._event(r.name, "toggle", f"norm {'on' if cmd.on else 'off'}")
         elif isinstance(cmd, C.SetDropout):

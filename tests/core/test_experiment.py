@@ -191,3 +191,24 @@ def test_squared_error_on_class_labels_trains_against_one_hot_rows():
     expected = F.mse_loss(out, F.one_hot(y, out.shape[1]).to(out.dtype))
     _, loss = exp.recording.metric("plain", "loss")
     assert loss[0] == pytest.approx(float(expected.detach()), rel=1e-5)
+
+
+def test_batchnorm_on_a_batch_of_one_is_refused_with_a_note_and_training_goes_on():
+    cfg = load_preset("demo").with_overrides({"model.depth": 3, "model.width": 8, "train.batch_size": 1})
+    exp = Experiment(cfg)
+    exp.step()
+    exp.submit(C.SetNorm("plain", True))
+    exp.apply_commands()
+    exp.step()
+    assert exp.error is None and not exp.switches("plain")["norm"]
+    assert exp.messages and "BatchNorm needs at least 2 examples" in exp.messages[-1]
+    notes = [e for e in exp.recording.events() if e[2] == "note"]
+    assert notes and "SetNorm" in notes[-1][3]
+    exp.step()
+    assert exp.recording.last_step("plain") == 2
+    # LayerNorm has no such limit
+    exp2 = Experiment(cfg.with_overrides({"model.norm_kind": "layer"}))
+    exp2.submit(C.SetNorm("plain", True))
+    exp2.apply_commands()
+    exp2.step()
+    assert exp2.error is None and exp2.switches("plain")["norm"]
