@@ -138,13 +138,24 @@ class Experiment:
                 self.messages.append(msg)
                 self._event("", "note", f"ignored {type(cmd).__name__}: {msg}")
 
+    def _switchable(self, run: str | None, switch: str, what: str) -> list[TrainingRun]:
+        """The runs a switch command reaches: a switch the model lacks (LeNet's skip path, the rgb
+        net's normalisation) would record a toggle that changed nothing, so a command naming such a
+        run is refused with a note, and one for every run skips it."""
+        targets = self._targets(run)
+        able = [r for r in targets if sw.supports(r.model)[switch]]
+        if not able:
+            who = f"{run}: {type(targets[0].model).__name__}" if run is not None else "no run's model"
+            raise ValueError(f"{who} has no {what} to switch" if run is not None else f"{who} has a {what} to switch")
+        return able
+
     def _apply(self, cmd) -> None:
         if isinstance(cmd, C.SetResidual):
-            for r in self._targets(cmd.run):
+            for r in self._switchable(cmd.run, "residual", "skip path"):
                 sw.set_residual(r.model, cmd.on)
                 self._event(r.name, "toggle", f"residual {'on' if cmd.on else 'off'}")
         elif isinstance(cmd, C.SetNorm):
-            targets = self._targets(cmd.run)
+            targets = self._switchable(cmd.run, "norm", "normalisation layer")
             for r in targets if cmd.on else []:
                 if r.cfg.model.norm_kind == "batch" and _examples_per_batch(r) == 1:
                     # BatchNorm raises on a batch of one at the next step, which would end the session
@@ -156,7 +167,7 @@ class Experiment:
                 sw.set_norm(r.model, cmd.on)
                 self._event(r.name, "toggle", f"norm {'on' if cmd.on else 'off'}")
         elif isinstance(cmd, C.SetDropout):
-            for r in self._targets(cmd.run):
+            for r in self._switchable(cmd.run, "dropout", "dropout layer"):
                 sw.set_dropout(r.model, cmd.p)
                 self._event(r.name, "toggle", f"dropout p={cmd.p:g}")
         elif isinstance(cmd, C.SetLR):

@@ -82,6 +82,21 @@ class RunControls(QtWidgets.QGroupBox):
         self.setStyleSheet(style)
         self.setTitle(f"{self.run}  (selected)" if on else self.run)
 
+    def set_supported(self, supports: dict | None) -> None:
+        """Grey out the switches this run's model does not have (LeNet has no skip path, the rgb
+        net no normalisation): a live box that changes nothing misleads a class."""
+        if not supports:
+            return
+        for key, widget, what in (
+            ("residual", self.residual, "skip path"),
+            ("norm", self.norm, "normalisation layer"),
+            ("dropout", self.dropout, "dropout layer"),
+        ):
+            able = bool(supports.get(key, True))
+            if widget.isEnabled() != able:
+                widget.setEnabled(able)
+                widget.setToolTip("" if able else f"this model has no {what} to switch")
+
     def sync(self, switches: dict, lr: float | None) -> None:
         if time.monotonic() < self.hold_until:
             return
@@ -312,18 +327,26 @@ class ControlPanel(QtWidgets.QWidget):
         i = names.index(self.selected) if self.selected in names else -1
         self.select_run(names[(i + 1) % len(names)])
 
-    def toggle_residual(self) -> None:
+    def _switch_of_selected(self, attr: str):
+        """The selected run's controls, or None (with a message when its model lacks the switch)."""
         rc = self.runs.get(self.selected or "")
+        if rc is not None and not getattr(rc, attr).isEnabled():
+            self.message.emit(f"{rc.run}: {getattr(rc, attr).toolTip()}")
+            return None
+        return rc
+
+    def toggle_residual(self) -> None:
+        rc = self._switch_of_selected("residual")
         if rc is not None:
             rc.residual.toggle()
 
     def toggle_norm(self) -> None:
-        rc = self.runs.get(self.selected or "")
+        rc = self._switch_of_selected("norm")
         if rc is not None:
             rc.norm.toggle()
 
     def toggle_dropout(self) -> None:
-        rc = self.runs.get(self.selected or "")
+        rc = self._switch_of_selected("dropout")
         if rc is not None:
             rc.dropout.setValue(0.0 if rc.dropout.value() > 0 else rc.last_dropout)
 
@@ -348,6 +371,7 @@ class ControlPanel(QtWidgets.QWidget):
     def sync(self, status) -> None:
         """Show what the worker actually did (switches, learning rates, pause)."""
         for name, rc in self.runs.items():
+            rc.set_supported(getattr(status, "supports", {}).get(name))
             sw = status.switches.get(name)
             if sw is not None:
                 rc.sync(sw, status.lrs.get(name))

@@ -133,6 +133,11 @@ def apply_to_app(app: QtWidgets.QApplication, theme: Theme) -> None:
         (R.HighlightedText, QtGui.QColor("#FFFFFF")),
     ):
         pal.setColor(role, col)
+    # setColor(role, ...) sets every colour group, so a disabled control (a switch the model does
+    # not have) looked exactly like a live one: disabled text gets a grey of its own
+    muted = QtGui.QColor("#9A9A9A" if theme.name == "light" else "#6E6E6E")
+    for role in (R.WindowText, R.Text, R.ButtonText):
+        pal.setColor(QtGui.QPalette.ColorGroup.Disabled, role, muted)
     app.setPalette(pal)
     font = app.font()
     font.setPointSizeF(max(9.0, theme.font_pt * (0.8 if theme.presentation else 1.0)))

@@ -34,6 +34,7 @@ class Status:
     paused: bool = False  # the whole experiment
     run_paused: dict[str, bool] = field(default_factory=dict)
     switches: dict[str, dict] = field(default_factory=dict)  # residual / norm / dropout per run
+    supports: dict[str, dict] = field(default_factory=dict)  # which of those each run's model has
     lrs: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)  # one-line notices, oldest first
     error: str | None = None
@@ -250,6 +251,7 @@ class Worker:
             s.paused = exp.paused
             s.run_paused = {r.name: r.paused for r in exp.runs}
             s.switches = {r.name: sw.state(r.model) for r in exp.runs}
+            s.supports = {r.name: sw.supports(r.model) for r in exp.runs}
             s.lrs = {r.name: r.base_lr for r in exp.runs}
             s.messages = list(exp.messages)
             s.error = exp.error

@@ -212,3 +212,27 @@ def test_batchnorm_on_a_batch_of_one_is_refused_with_a_note_and_training_goes_on
     exp2.apply_commands()
     exp2.step()
     assert exp2.error is None and exp2.switches("plain")["norm"]
+
+
+def test_a_switch_the_model_lacks_is_refused_with_a_note():
+    """LeNet's blocks change width (no skip path) and seed 000's rgb net has no normalisation: a
+    toggle there would record an event that changed nothing."""
+    from gradviz.core.models import switches as sw
+
+    lenet = Experiment(load_preset("batchnorm-init").with_overrides({"train.batch_size": 8, "data.n_train": 64}))
+    assert sw.supports(lenet.runs[0].model) == {"residual": False, "norm": True, "dropout": True}
+    for cmd in (C.SetResidual("lenet-default", True), C.SetResidual(None, True)):
+        lenet.submit(cmd)
+        lenet.apply_commands()
+        assert "has no skip path" in lenet.messages[-1] or "has a skip path" in lenet.messages[-1]
+    assert not [e for e in lenet.recording.events() if e[2] == "toggle"]
+    lenet.submit(C.SetNorm("lenet-default", True))  # what LeNet does have still switches
+    lenet.apply_commands()
+    assert lenet.switches("lenet-default")["norm"]
+    rgb = Experiment(load_preset("rgb"))
+    assert sw.supports(rgb.runs[0].model) == {"residual": True, "norm": False, "dropout": True}
+    rgb.submit(C.SetNorm("plain", True))
+    rgb.apply_commands()
+    assert rgb.messages[-1] == "plain: RGBNet has no normalisation layer to switch"
+    demo = Experiment(load_preset("demo").with_overrides({"model.depth": 2, "model.width": 4}))
+    assert sw.supports(demo.runs[0].model) == {"residual": True, "norm": True, "dropout": True}

@@ -453,3 +453,29 @@ def test_a_session_that_cannot_start_says_why_in_the_large_text(qtbot, tmp_path,
         qtbot.waitUntil(lambda: win.depth.plot.legend.isVisible(), timeout=5000)  # at the next frame
     finally:
         win.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_switches_the_model_lacks_are_greyed_out_and_r_says_so(live, qtbot, kind, tiny):
+    """LeNet's blocks change width, so it has no skip path: its residual box is greyed out with a
+    tooltip, R names the reason instead of recording a toggle that changes nothing, and the switches
+    it has (BatchNorm) still work."""
+    win, worker = live(tiny(**{"model.kind": "lenet", "data.name": "shapes"}), kind=kind)
+    c = win.controls
+    rc = c.runs["plain"]
+    qtbot.waitUntil(lambda: not rc.residual.isEnabled(), timeout=5000)
+    assert "no skip path" in rc.residual.toolTip()
+    assert rc.norm.isEnabled() and rc.dropout.isEnabled()
+    from PySide6.QtGui import QPalette
+
+    pal = rc.residual.palette()  # greyed: the palette's disabled text is not the live text colour
+    role = QPalette.ColorRole.WindowText
+    assert pal.color(QPalette.ColorGroup.Disabled, role) != pal.color(QPalette.ColorGroup.Active, role)
+    qtbot.keyClick(win, Qt.Key.Key_R)
+    qtbot.waitUntil(lambda: "no skip path" in win.message_label.text(), timeout=5000)
+    assert "plain" in win.message_label.text() and not rc.residual.isChecked()
+    qtbot.keyClick(win, Qt.Key.Key_B)
+    qtbot.waitUntil(lambda: switches(worker, "plain")["norm"] is True, timeout=5000)
+    qtbot.wait(300)
+    toggles = [e.detail for e in worker.recording.event_objects() if e.kind == "toggle"]
+    assert toggles == ["norm on"]

@@ -30,6 +30,8 @@ from .switches import SwitchableBlock
 
 
 class RGBBlock(SwitchableBlock):
+    switches_norm = False  # seed 000's blocks have no normalisation layer
+
     def __init__(self, dropout: float, residual: bool) -> None:
         super().__init__(residual=residual, norm_on=False)
         self.lin1 = nn.Linear(3, 3)
@@ -72,6 +74,8 @@ def build_rgb(cfg, input_shape: tuple[int, ...], n_outputs: int) -> RGBNet:
 class LeNetConv(SwitchableBlock):
     """conv -> [norm] -> activation -> 2x2 max pool."""
 
+    switches_residual = False  # its width changes: there is no identity to add
+
     def __init__(
         self,
         cin: int,
@@ -97,6 +101,8 @@ class LeNetConv(SwitchableBlock):
 
 class LeNetFC(MLPBlock):
     """linear -> [norm] -> activation -> Dropout; widths change, so `residual` is kept but never read."""
+
+    switches_residual = False
 
     def __init__(self, fin: int, fout: int, activation: str, norm_kind: str, dropout: float, residual: bool, norm_on: bool) -> None:
         super().__init__(fin, activation, norm_kind, dropout, residual, norm_on, out_width=fout)

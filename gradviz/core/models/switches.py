@@ -24,6 +24,10 @@ class SwitchableBlock(nn.Module):
 
     gradviz_block = True  # marks a block for `blocks()`; torchvision blocks get it when patched
     gradviz_sink = None  # class default; a probe sets it per instance
+    # which switches do anything in this block: a block whose width changes has no skip path
+    # (LeNet), one without a normalisation layer nothing to normalise (seed 000's rgb net)
+    switches_residual = True
+    switches_norm = True
 
     def __init__(self, residual: bool = False, norm_on: bool = False) -> None:
         super().__init__()
@@ -46,6 +50,16 @@ class SwitchableBlock(nn.Module):
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every switchable block with its qualified name, in `named_modules()` order."""
     return [(n, m) for n, m in model.named_modules() if getattr(m, "gradviz_block", False)]
+
+
+def supports(model: nn.Module) -> dict[str, bool]:
+    """Which switches change this model's forward pass: {"residual", "norm", "dropout"}."""
+    bl = [m for _, m in blocks(model)]
+    return {
+        "residual": any(getattr(m, "switches_residual", True) for m in bl),
+        "norm": any(hasattr(m, "norm_on") and getattr(m, "switches_norm", True) for m in bl),
+        "dropout": any(isinstance(m, nn.Dropout) for m in model.modules()),
+    }
 
 
 def set_residual(model: nn.Module, on: bool) -> int:
