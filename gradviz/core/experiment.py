@@ -144,9 +144,10 @@ class Experiment:
         run is refused with a note, and one for every run skips it."""
         targets = self._targets(run)
         able = [r for r in targets if sw.supports(r.model)[switch]]
+        if not able and run is None:
+            raise ValueError(f"no run's model has a {what} to switch")
         if not able:
-            who = f"{run}: {type(targets[0].model).__name__}" if run is not None else "no run's model"
-            raise ValueError(f"{who} has no {what} to switch" if run is not None else f"{who} has a {what} to switch")
+            raise ValueError(f"{run}: {type(targets[0].model).__name__} has no {what} to switch")
         return able
 
     def _apply(self, cmd) -> None:
@@ -269,8 +270,8 @@ class Experiment:
 
         The thread trains with denormal floats flushed to zero: a deep plain stack's vanishing
         gradients go below 1e-38, where x86 arithmetic is about a hundred times slower, and a
-        200-block demo twin stepped 5.8 times slower (440 against 76 ms) for numbers that round to
-        zero anyway. The thread's mode is set back afterwards.
+        200-block demo twin stepped 5.6 times slower (446 against 80 ms, `bench/denormals.py`) for
+        numbers that round to zero anyway. The thread's mode is set back afterwards.
         """
         torch.set_num_threads(threads or self.cfg.train.threads or default_threads())
         flushed = torch.set_flush_denormal(True)  # False where the CPU cannot (then nothing changed)
