@@ -495,6 +495,28 @@ def test_presentation_axis_labels_fit_beside_their_ticks(views, recorded):
     assert label.left() >= axis.sceneBoundingRect().left() + widest, (label, widest)
 
 
+@pytest.mark.parametrize("presentation", [False, True])
+def test_heatmap_images_keep_most_of_a_narrow_pane(views, recorded, presentation):
+    """A 1024 x 768 projector gives the heatmap a pane about 265 px wide: with fixed axis widths the
+    run and colour-bar axes took 200 px of it and left the images 40. Narrow, the bar drops its label
+    (the title states the unit) and the axes are sized from the font; wide, the label is back."""
+    theme = make_theme("light", presentation=presentation, screen_height=768 if presentation else None)
+    heat = views["heatmap"]
+    heat.apply_theme(theme)
+    for width, narrow in ((265, True), (1200, False)):
+        heat.resize(width, 600)
+        heat.refresh(recorded[0])
+        heat.grab()
+        image_w = min(p.getViewBox().width() for p in heat.plots.values())
+        label = heat.bar.axis.label
+        if narrow:
+            assert image_w >= 0.3 * width, (presentation, width, image_w)
+            assert not (label.isVisible() and label.toPlainText())
+        else:
+            assert image_w >= 0.6 * width, (presentation, width, image_w)
+            assert label.isVisible() and "log10" in label.toPlainText()
+
+
 def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     """Live sessions: the window shows the recording before the training process adds its runs."""
     from gradviz.gui.views.activations import ActivationsView

@@ -27,6 +27,7 @@ from .base import (
 
 MAX_COLUMNS = 1200
 LEVELS = (-10.0, 1.0)  # log10 gradient norm: 1e-10 (dark) to 10 (bright)
+NARROW_EM = 30  # a pane narrower than this many font points gives its images the colour bar's label room
 
 
 class HeatmapView(View):
@@ -170,7 +171,6 @@ class HeatmapView(View):
         self.title_label.setText(self.title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
         for run, plot in self.plots.items():
             style_plot(plot, theme, "")
-            plot.getAxis("left").setWidth(int(theme.font_pt * 7))
             if self.recording is not None:  # the run's name in its colour, as on every other chart
                 color = self.run_color(self.recording, run)
                 set_axis_label(plot.getAxis("left"), run, theme, color)
@@ -183,8 +183,31 @@ class HeatmapView(View):
         ax.setPen(pg.mkPen(theme.foreground))
         ax.setTextPen(pg.mkPen(theme.foreground))
         ax.setTickFont(theme.font())
-        ax.setLabel("log10 ‖∂L/∂W‖", **{"font-size": f"{theme.font_pt}pt", "color": theme.foreground})
+        self._narrow = None
+        self._fit_axes()
+
+    def _fit_axes(self) -> None:
+        """Axis widths from the font, and in a narrow pane (a 1024 x 768 projector in presentation
+        mode) no label on the colour bar, whose unit the title states: with fixed widths the run and
+        bar axes took 200 of the pane's 265 px and left the images 40."""
+        theme = self.theme
+        narrow = self.width() < NARROW_EM * theme.font_pt
+        if narrow == getattr(self, "_narrow", None):
+            return
+        self._narrow = narrow
+        fm = QtGui.QFontMetricsF(theme.font())
+        # the run's name (rotated, one line) beside layer numbers of up to three digits
+        left = int(fm.horizontalAdvance("000") + fm.height() * (1.6 if narrow else 2.2) + 8)
+        for plot in self.plots.values():
+            plot.getAxis("left").setWidth(left)
+        ax = self.bar.axis
+        ax.setLabel("" if narrow else "log10 ‖∂L/∂W‖", **{"font-size": f"{theme.font_pt}pt", "color": theme.foreground})
+        ax.showLabel(not narrow)
         # room for the tick labels and the rotated label beside them: the bar's own narrow axis
         # drew the presentation-size label across the tick labels
-        digits = QtGui.QFontMetricsF(theme.font()).horizontalAdvance("−10")
-        ax.setWidth(int(digits + theme.font_pt * 2.6))
+        digits = fm.horizontalAdvance("−10")
+        ax.setWidth(int(digits + (fm.height() * 0.6 if narrow else theme.font_pt * 2.6)))
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(ev)
+        self._fit_axes()
