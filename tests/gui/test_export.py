@@ -85,7 +85,9 @@ def assert_png(path: Path, width: int, height: int) -> np.ndarray:
     assert not img.isNull(), f"{path} does not decode"
     assert (img.width(), img.height()) == (width, height)
     distinct, differs, arr = image_stats(img)
-    assert distinct > 20 and differs > 0.02, f"{path} looks blank ({distinct} colours, {differs:.3f} drawn)"
+    # a blank export draws nothing but the background; a loss chart of two thin curves with axes
+    # and its key (no longer a filled box over the plot) inks under 2% of a 960 x 540 slide
+    assert distinct > 20 and differs > 0.01, f"{path} looks blank ({distinct} colours, {differs:.3f} drawn)"
     return arr
 
 

@@ -517,6 +517,30 @@ def test_heatmap_images_keep_most_of_a_narrow_pane(views, recorded, presentation
             assert label.isVisible() and "log10" in label.toPlainText()
 
 
+@pytest.mark.parametrize("width", [280, 1200])
+def test_loss_key_sits_above_the_curves_and_fits_the_pane(views, recorded, width):
+    """Inside the plot the legend covered the curves' top right (a third of them with four runs),
+    and in a narrow pane it was wider than the plot and lost its line samples off the left edge. It
+    is a row between the title and the plot now, as many columns as fit, every entry inside the pane."""
+    view = views["loss"]
+    view.apply_theme(make_theme("light", presentation=True, screen_height=768))
+    view.resize(width, 600)
+    view.refresh(recorded[0])
+    view.grab()
+    legend, vb = view.legend, view.plot.getViewBox()
+    names = [label.text for _sample, label in legend.items]
+    assert names == [*recorded[0].runs, "eval (dashed)"]
+    key = legend.sceneBoundingRect()
+    data = vb.sceneBoundingRect()
+    assert key.bottom() <= data.top() + 1, (key, data)
+    for sample, label in legend.items:
+        for item in (sample, label):
+            r = item.sceneBoundingRect()
+            assert r.left() >= -1 and r.right() <= view.widget.width() + 1, (width, label.text, r)
+    if width >= 1200:
+        assert legend.columnCount == len(names)  # one row where it fits
+
+
 def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     """Live sessions: the window shows the recording before the training process adds its runs."""
     from gradviz.gui.views.activations import ActivationsView

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from .base import (
+    LEGEND_MARGIN,
+    DecadeAxis,
+    LineSample,
     Markers,
+    SpacedAxis,
     View,
+    add_title,
     live_curve,
-    make_plot_widget,
     positive,
     style_plot,
     style_widget,
@@ -27,12 +31,32 @@ class LossView(View):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.widget = make_plot_widget(self.title, "step", "loss", logy=True, integer_x=True)
-        self.plot: pg.PlotItem = self.widget.getPlotItem()
+        self.widget = pg.GraphicsLayoutWidget()
+        ci = self.widget.ci
+        self.title_label = add_title(ci, self.title, row=0, col=0)
+        # the key in a row of its own between the title and the plot: inside the plot it covered
+        # the curves' top right (four optimiser runs: a third of their curves), and in a narrow
+        # pane it was wider than the plot and lost its line samples off the left edge
+        self.legend = pg.LegendItem(sampleType=LineSample)
+        ci.addItem(self.legend, row=1, col=0)
+        # its own size, centred: stretched to the row, its entries drifted to the far corners
+        policy = QtWidgets.QSizePolicy.Policy.Maximum
+        self.legend.setSizePolicy(policy, QtWidgets.QSizePolicy.Policy.Fixed)
+        ci.layout.setAlignment(self.legend, QtCore.Qt.AlignmentFlag.AlignHCenter)
+        self.plot: pg.PlotItem = ci.addPlot(
+            row=2, col=0, axisItems={"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=True)}
+        )
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "loss")
+        self.plot.setLogMode(x=False, y=True)
+        self.plot.setMenuEnabled(False)
+        self.plot.legend = self.legend  # curves added with a name join it (PlotItem.addItem)
+        self.plot.getViewBox().sigResized.connect(self._fit_legend)  # the pane's width changed
         self.markers = Markers(self.plot)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.eval_entry: pg.PlotDataItem | None = None  # legend only: "eval (dashed)", after the runs
+        self._had_eval = False
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
@@ -43,7 +67,9 @@ class LossView(View):
             if c is not None:
                 self.plot.removeItem(c)
         self.curves, self._drawn, self.eval_entry = {}, {}, None
+        self._had_eval = False
         self.plot.legend.clear()
+        self._fit_legend()
 
     def _pen(self, recording, run: str, metric: str):
         color = self.run_color(recording, run)
@@ -72,7 +98,26 @@ class LossView(View):
             self.eval_entry = None
         if has_eval and self.eval_entry is None:
             self.eval_entry = live_curve(self.plot, self._eval_pen(), name="eval (dashed)")
+        if new_run or (self.eval_entry is not None) != self._had_eval:
+            self._had_eval = self.eval_entry is not None
+            self._apply_theme(self.theme)  # the new entries' fonts
+            self._fit_legend()
         self.markers.update(recording.event_objects(), upto)
+
+    def _fit_legend(self, *_args) -> None:
+        """As many columns as the pane's width holds (fewer rows leave the plot more height)."""
+        lg = self.legend
+        lg.setVisible(bool(lg.items))
+        if not lg.items:
+            return
+        room = self.widget.width() - 2 * LEGEND_MARGIN
+        cols = len(lg.items)
+        while True:
+            lg.setColumnCount(cols)
+            lg.layout.invalidate()
+            if cols == 1 or lg.layout.preferredWidth() <= room:
+                return
+            cols -= 1
 
     def _eval_pen(self):
         return self.theme.pen(self.theme.foreground, self.theme.line_width * 1.5, dash=True)
@@ -100,7 +145,11 @@ class LossView(View):
 
     def _apply_theme(self, theme) -> None:
         style_widget(self.widget, theme)
-        style_plot(self.plot, theme, self.title)
+        style_plot(self.plot, theme, "")
+        self.plot.setTitle(None)  # the view's title row says it
+        self.title_label.setText(self.title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
+        self.legend.setPen(None)  # a row of the view now, not a box over the data
+        self.legend.setBrush(None)
         self.markers.set_theme(theme)
         if self.recording is not None:
             for (run, metric), c in self.curves.items():
