@@ -563,6 +563,30 @@ def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     assert acts.plots["act_saturation"].titleLabel.text.startswith("dead fraction")
 
 
+def test_activation_axis_titles_fit_their_plots_on_a_projector(qtbot):
+    """Stacked beside the depth profile each plot is about a hundred pixels high: the rotated
+    "dead fraction (ReLU = 0)" was longer and lost both ends. The axis says "fraction", the plot's
+    title the whole."""
+    from gradviz.gui.views.activations import ActivationsView
+
+    rec = Recording()
+    rec.set_meta({"config": {"model": {"kind": "mlp", "activation": "relu"}}})
+    rec.add_run("mine", ["a", "b", "c"], ["Linear"] * 3, [])
+    for step in range(3):
+        rec.append("mine", step, {"loss": 1.0, "act_mean": np.ones(3), "act_std": np.ones(3), "act_saturation": np.full(3, 0.5)})
+    view = ActivationsView()
+    qtbot.addWidget(view)
+    view.apply_theme(make_theme("light", presentation=True, screen_height=768))
+    view.resize(330, 640)
+    view.refresh(rec)
+    view.grab()
+    sat = view.plots["act_saturation"]
+    assert sat.titleLabel.text == "dead fraction (ReLU = 0)"
+    for stat, plot in view.plots.items():
+        axis = plot.getAxis("left")
+        assert axis.label.sceneBoundingRect().height() <= axis.sceneBoundingRect().height() + 1, stat
+
+
 @pytest.mark.parametrize(("meta", "label"), [
     ({"kind": "watch", "activation": "relu"}, "dead fraction (ReLU = 0)"),
     ({"kind": "watch", "activation": "tanh"}, "saturated fraction"),
@@ -582,7 +606,7 @@ def test_saturation_plot_names_what_was_counted(qtbot, meta, label):
     qtbot.addWidget(acts)
     acts.refresh(rec)
     plot = acts.plots["act_saturation"]
-    assert plot.titleLabel.text == label and plot.getAxis("left").labelText == label
+    assert plot.titleLabel.text == label and plot.getAxis("left").labelText == "fraction"
 
 
 def test_loss_legend_keeps_the_eval_entry_last_as_runs_arrive(qtbot):

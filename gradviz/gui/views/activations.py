@@ -50,14 +50,14 @@ class ActivationsView(View):
         ci.addItem(self.key, row=1, col=0, colspan=3)
         self._key_runs: tuple | None = None
         self.plots: dict[str, pg.PlotItem] = {}
-        labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}
+        labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}  # titles
         for i, stat in enumerate(STATS):
             p = ci.addPlot(row=2, col=i, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             p.setMenuEnabled(False)
             p.setTitle(labels[stat])
             fit_plot_title(p)
             p.setLabel("bottom", "layer index")
-            p.setLabel("left", labels[stat])
+            p.setLabel("left", "fraction" if stat == "act_saturation" else labels[stat])
             # plain units: pyqtgraph rescales any axis under 1 to milli, and a class read a mean of
             # -0.4 as "-400" on an axis labelled "mean (x0.001)"
             p.getAxis("left").enableAutoSIPrefix(False)
@@ -105,7 +105,9 @@ class ActivationsView(View):
         sat = saturation_label(recording)
         self._sat_label = sat
         self.plots["act_saturation"].setTitle(sat)
-        self.plots["act_saturation"].setLabel("left", sat)
+        # the axis says only "fraction": "dead fraction (ReLU = 0)" rotated was longer than the
+        # plot beside the depth profile and lost both ends ("ad fraction (ReLU..."); the title says it all
+        self.plots["act_saturation"].setLabel("left", "fraction")
         self._apply_theme(self.theme)
 
     def _draw(self, recording, upto: int | None) -> None:
