@@ -541,6 +541,57 @@ def test_loss_key_sits_above_the_curves_and_fits_the_pane(views, recorded, width
         assert legend.columnCount == len(names)  # one row where it fits
 
 
+def test_pool_rows_keeps_each_pixel_row_the_largest_of_its_bins():
+    from gradviz.gui.views.histograms import pool_rows
+
+    image = np.arange(64 * 3, dtype=np.float32).reshape(64, 3) % 7
+    same, span = pool_rows(image, 200.0)
+    assert same is image and span == 1.0
+    pooled, span = pool_rows(image, 25.0)  # 3 bins a row, the last row padded
+    assert pooled.shape == (22, 3) and span == pytest.approx(66 / 64)
+    for r in range(22):
+        np.testing.assert_array_equal(pooled[r], image[3 * r : 3 * r + 3].max(axis=0))
+
+
+@pytest.mark.parametrize("height", [400, 450, 500, 540])
+def test_a_histogram_in_one_bin_stays_visible_in_a_short_plot(qtbot, height):
+    """The zeros-initialised run's weights all sit in one of 64 bins: in a plot thirty-odd pixels
+    high Qt's scaling dropped that row under X and the image was blank. Every height shows it."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    for run in ("zeros", "b", "c", "d"):
+        rec.add_run(run, ["l0"], ["Linear"], [])
+        rec.set_edges(run, "weight", 0, np.linspace(-1, 1, 65))
+        for step in range(0, 500, 25):
+            counts = np.zeros(64, np.float32)
+            counts[33 if run == "zeros" else slice(20, 44)] = 1024 if run == "zeros" else 40
+            rec.append_histograms(run, step, "weight", {0: counts})
+            rec.append(run, step, {"loss": 1.0})
+    view = HistogramsView()
+    qtbot.addWidget(view)
+    view.apply_theme(make_theme("dark", presentation=True, screen_height=720))
+    view.resize(370, height)
+    view.show()
+    view.refresh(rec)
+    vb = view.plots["zeros"].getViewBox()
+    # the rows settle, then the view draws again for the heights they got: what Qt is handed has
+    # no more rows than the plot has pixels
+    qtbot.waitUntil(lambda: 0 < view.images["zeros"].image.shape[0] <= vb.height() + 1, timeout=3000)
+    image = view.grab().toImage()
+    rect = vb.mapRectToScene(vb.boundingRect()).toRect()
+    assert rect.height() < 64  # fewer pixels than bins: the case that lost the row under X
+    assert view.images["zeros"].image.max() == pytest.approx(np.log1p(1024.0))  # the bin's peak kept
+    bright = max(
+        QtGui.QColor(image.pixel(x, y)).lightness()
+        for y in range(rect.top() + 1, rect.bottom() - 1)
+        for x in range(rect.left() + 5, rect.right() - 5, 7)
+    )
+    assert bright > 150, (height, rect, bright)
+
+
 def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     """Live sessions: the window shows the recording before the training process adds its runs."""
     from gradviz.gui.views.activations import ActivationsView

@@ -28,6 +28,22 @@ KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activatio
 MAX_COLUMNS = 600
 
 
+def pool_rows(image: np.ndarray, height_px: float) -> tuple[np.ndarray, float]:
+    """Bins -> at most one row per pixel of the plot's height, each the largest of the bins it
+    stands for: drawn smaller than its rows, an image loses whole rows to Qt's scaling, and a run
+    whose weights all sit in one bin (zeros init) showed nothing at all. Returns the pooled image and
+    the height it spans in units of the original bins' range (more than 1 when the last row is
+    padded)."""
+    rows = image.shape[0]
+    k = int(np.ceil(rows / height_px)) if height_px > 0 else 1
+    if k <= 1:
+        return image, 1.0
+    pad = (-rows) % k
+    if pad:
+        image = np.vstack([image, np.zeros((pad, image.shape[1]), image.dtype)])
+    return image.reshape(-1, k, image.shape[1]).max(axis=1), (rows + pad) / rows
+
+
 class HistogramsView(View):
     name = "histograms"
     title = "Histograms over time"
@@ -49,7 +65,7 @@ class HistogramsView(View):
         self.widget = pg.GraphicsLayoutWidget()
         self.ci = self.widget.ci
         self.title_label = add_title(self.ci, self.title, row=0, col=0)
-        self.rows_even = RowBalancer(self.widget)
+        self.rows_even = RowBalancer(self.widget, on_settled=self.redraw)  # the pooling follows the heights
         self.latest = self.ci.addPlot(row=99, col=0, axisItems={"bottom": SpacedAxis("bottom"), "left": SpacedAxis("left", integer=True)})
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")
@@ -168,10 +184,11 @@ class HistogramsView(View):
             else:
                 idx = np.array([n - 1])
             image = np.log1p(counts[idx].T.astype(np.float32))  # (bins, cols)
+            image, span = pool_rows(image, self.plots[run].getViewBox().height())
             top = float(image.max()) if image.size else 1.0
             img.setImage(image, levels=(0.0, max(top, 1e-6)), autoLevels=False)
             cadence = (s1 - s0) / max(n - 1, 1) if n > 1 else 1.0
-            img.setRect(QtCore.QRectF(s0, edges[0], (s1 - s0) + cadence, edges[-1] - edges[0]))
+            img.setRect(QtCore.QRectF(s0, edges[0], (s1 - s0) + cadence, (edges[-1] - edges[0]) * span))
             self.plots[run].setXRange(s0, s1 + cadence, padding=0)
             self.plots[run].setYRange(float(edges[0]), float(edges[-1]), padding=0)
             curve.setData(edges, counts[-1])
