@@ -542,7 +542,7 @@ def test_loss_key_sits_above_the_curves_and_fits_the_pane(views, recorded, width
 
 
 def test_pool_rows_keeps_each_pixel_row_the_largest_of_its_bins():
-    from gradviz.gui.views.histograms import pool_rows
+    from gradviz.gui.views.base import pool_rows
 
     image = np.arange(64 * 3, dtype=np.float32).reshape(64, 3) % 7
     same, span = pool_rows(image, 200.0)
@@ -551,6 +551,38 @@ def test_pool_rows_keeps_each_pixel_row_the_largest_of_its_bins():
     assert pooled.shape == (22, 3) and span == pytest.approx(66 / 64)
     for r in range(22):
         np.testing.assert_array_equal(pooled[r], image[3 * r : 3 * r + 3].max(axis=0))
+    logs = image.copy()
+    logs[5:7, 0] = np.nan  # a layer without a gradient at that step
+    logs[6:9, 1] = np.nan  # a whole group of them
+    means, span = pool_rows(logs, 25.0, "mean")
+    assert means.shape == (22, 3)
+    assert means[1, 0] == pytest.approx(float(logs[3, 0] + logs[4, 0]) / 2) and np.isnan(means[2, 1])
+    np.testing.assert_allclose(means[10], logs[30:33].mean(axis=0))
+
+
+def test_heatmap_with_more_layers_than_pixels_draws_their_means(qtbot):
+    """A 200-block twin has 402 layers: in a plot 200 px high the image lost half its rows to Qt's
+    scaling. It is handed over pooled, one row per pixel at most, each the mean of its layers."""
+    from gradviz.gui.views.heatmap import HeatmapView
+
+    rec = Recording()
+    n = 402
+    rec.add_run("plain", [f"l{i}" for i in range(n)], ["Linear"] * n, [])
+    for step in range(8):
+        rec.append("plain", step, {"loss": 1.0, "grad_norm": np.logspace(-9, 0, n).astype(np.float32)})
+    view = HeatmapView()
+    qtbot.addWidget(view)
+    view.resize(500, 300)
+    view.show()
+    view.refresh(rec)
+    vb = view.plots["plain"].getViewBox()
+    qtbot.waitUntil(lambda: 0 < view.images["plain"].image.shape[0] <= vb.height() + 1, timeout=3000)
+    drawn = view.images["plain"].image
+    k = int(np.ceil(n / vb.height()))
+    logs = np.log10(np.logspace(-9, 0, n).astype(np.float32))
+    np.testing.assert_allclose(drawn[0], np.full(drawn.shape[1], logs[:k].mean()), rtol=1e-5)
+    header, rows = view.csv()
+    assert len(header) == 1 + n  # the CSV keeps every layer
 
 
 @pytest.mark.parametrize("height", [400, 450, 500, 540])

@@ -18,6 +18,7 @@ from .base import (
     SpacedAxis,
     View,
     add_title,
+    pool_rows,
     set_axis_label,
     share_step_axis,
     style_plot,
@@ -121,10 +122,11 @@ class HeatmapView(View):
             shown = logv[rows]
             if np.isneginf(shown).any():
                 shown = np.where(np.isneginf(shown), np.float32(self.levels[0]), shown)
+            shown, tall = pool_rows(shown, self.plots[run].getViewBox().height(), "mean")
             img.setImage(shown, levels=self.levels, autoLevels=False)
             span = max(s1 - s0, 1)
             width = span + span / max(cols - 1, 1)
-            img.setRect(QtCore.QRectF(s0, 0, width, len(rows)))
+            img.setRect(QtCore.QRectF(s0, 0, width, len(rows) * tall))
             plot = self.plots[run]
             plot.setXRange(s0, s0 + width, padding=0)
             plot.setYRange(0, len(rows), padding=0)

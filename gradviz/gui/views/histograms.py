@@ -16,6 +16,7 @@ from .base import (
     WrapBar,
     add_legend,
     add_title,
+    pool_rows,
     run_key,
     set_axis_label,
     share_step_axis,
@@ -26,22 +27,6 @@ from .base import (
 
 KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activations"))
 MAX_COLUMNS = 600
-
-
-def pool_rows(image: np.ndarray, height_px: float) -> tuple[np.ndarray, float]:
-    """Bins -> at most one row per pixel of the plot's height, each the largest of the bins it
-    stands for: drawn smaller than its rows, an image loses whole rows to Qt's scaling, and a run
-    whose weights all sit in one bin (zeros init) showed nothing at all. Returns the pooled image and
-    the height it spans in units of the original bins' range (more than 1 when the last row is
-    padded)."""
-    rows = image.shape[0]
-    k = int(np.ceil(rows / height_px)) if height_px > 0 else 1
-    if k <= 1:
-        return image, 1.0
-    pad = (-rows) % k
-    if pad:
-        image = np.vstack([image, np.zeros((pad, image.shape[1]), image.dtype)])
-    return image.reshape(-1, k, image.shape[1]).max(axis=1), (rows + pad) / rows
 
 
 class HistogramsView(View):
