@@ -143,7 +143,7 @@ class Experiment:
         net's normalisation) would record a toggle that changed nothing, so a command naming such a
         run is refused with a note, and one for every run skips it."""
         targets = self._targets(run)
-        able = [r for r in targets if sw.supports(r.model)[switch]]
+        able = [r for r in targets if r.supports[switch]]
         if not able and run is None:
             raise ValueError(f"no run's model has a {what} to switch")
         if not able:

@@ -11,6 +11,7 @@ from torch import nn
 from ..config import RunConfig
 from .models import build_model
 from .models.switches import blocks as switch_blocks
+from .models.switches import supports as sw_supports
 from .optim import ForeachOptimizer, make_optimizer
 from .probes import Probe, StepMetrics, forward_order
 from .recording import Recording
@@ -96,6 +97,7 @@ class TrainingRun:
             sw.set_norm(model, switches["norm"])
             sw.set_dropout(model, switches["dropout"])
         self.model = model
+        self.supports = sw_supports(model)  # which switches act on it: fixed by its architecture
         self.base_lr = tc.lr if lr is None else lr
         self.optimizer = make_optimizer(tc.optimizer, model.parameters(), self.base_lr, tc.momentum, tc.weight_decay)
         self.loss_fn = make_loss(loss_name)

@@ -251,7 +251,7 @@ class Worker:
             s.paused = exp.paused
             s.run_paused = {r.name: r.paused for r in exp.runs}
             s.switches = {r.name: sw.state(r.model) for r in exp.runs}
-            s.supports = {r.name: sw.supports(r.model) for r in exp.runs}
+            s.supports = {r.name: r.supports for r in exp.runs}
             s.lrs = {r.name: r.base_lr for r in exp.runs}
             s.messages = list(exp.messages)
             s.error = exp.error

@@ -39,6 +39,7 @@ class HeatmapView(View):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.metric_name = "grad_norm"
+        self._narrow: bool | None = None  # the axes' layout last chosen by `_fit_axes`
         self.levels = LEVELS
         self.widget = pg.GraphicsLayoutWidget()
         self.layout_ = self.widget.ci
@@ -194,7 +195,7 @@ class HeatmapView(View):
         bar axes took 200 of the pane's 265 px and left the images 40."""
         theme = self.theme
         narrow = self.width() < NARROW_EM * theme.font_pt
-        if narrow == getattr(self, "_narrow", None):
+        if narrow == self._narrow:
             return
         self._narrow = narrow
         fm = QtGui.QFontMetricsF(theme.font())
