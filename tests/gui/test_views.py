@@ -334,7 +334,7 @@ def test_fixed_depth_axis_grows_for_exploding_values_but_never_shrinks(qtbot):
 @pytest.mark.parametrize("presentation", [False, True])
 def test_depth_legend_leaves_the_profile_visible(qtbot, presentation):
     """The demo's shapes on the default fixed axis: the legend used to sit on the residual twin's
-    output-end layers (values near 1). No drawn point may fall under it, nor under the title."""
+    output-end layers (values near 1). It is a row above the plot now: no drawn point falls under it."""
     from PySide6 import QtCore
 
     from gradviz.gui.views.depth import DepthView
@@ -354,7 +354,7 @@ def test_depth_legend_leaves_the_profile_visible(qtbot, presentation):
     view.grab()
     legend = view.plot.legend.sceneBoundingRect()
     vb = view.plot.getViewBox()
-    assert vb.sceneBoundingRect().intersects(legend)  # the legend is inside the plot, as before
+    assert legend.bottom() <= vb.sceneBoundingRect().top() + 1, (legend, vb.sceneBoundingRect())
     for run, curve in view.curves.items():
         xs, ys = curve.getData()
         for x, y in zip(xs, ys, strict=True):
@@ -1179,17 +1179,19 @@ def _four_runs(layers: int = 20) -> Recording:
     return rec
 
 
-def test_a_four_run_depth_legend_fits_its_plot(qtbot):
+def test_a_four_run_depth_legend_fits_its_pane_above_the_curves(qtbot):
     """The `optimizers` preset on a 1366 x 768 projector: four runs in one legend row were wider
-    than the depth plot, and the first run's entry was cut off at its left edge. The legend takes
-    two rows where one does not fit, and one row where it does."""
+    than the depth plot, and the first run's entry was cut off at its left edge; at 1024 x 768 the
+    two-row legend inside the plot hid the SGD and Momentum profiles' output ends. The key is a row
+    above the plot, two rows where one does not fit, one row where it does, every entry in the pane,
+    and the title wraps rather than being cut short."""
     from gradviz.gui.views.depth import DepthView
 
     rec = _four_runs()
     depth = DepthView()
     qtbot.addWidget(depth)
     depth.apply_theme(make_theme("light", True, 768))
-    for width, rows in ((560, 2), (1700, 1)):
+    for width, rows in ((380, 2), (1700, 1)):
         depth.resize(width, 600)
         depth.refresh(rec)
         depth.grab()
@@ -1197,7 +1199,15 @@ def test_a_four_run_depth_legend_fits_its_plot(qtbot):
         assert len(legend.items) == 4
         assert legend.rowCount == rows, (width, legend.columnCount)
         box, view = legend.sceneBoundingRect(), vb.sceneBoundingRect()
-        assert box.left() >= view.left() and box.right() <= view.right(), (width, box, view)
+        assert box.bottom() <= view.top() + 1, (width, box, view)
+        for sample, label in legend.items:
+            for item in (sample, label):
+                r = item.sceneBoundingRect()
+                assert r.left() >= -1 and r.right() <= depth.widget.width() + 1, (width, label.text, r)
+        assert all(points_under(legend, c) == 0 for c in depth.curves.values()), width
+        title = depth.widget.title_label
+        assert title.full_text == "Depth profile: gradient norm per layer"
+        assert "…" not in title.item.toPlainText() and title.sceneBoundingRect().right() <= depth.widget.width() + 1
 
 
 @pytest.mark.parametrize("name", ["heatmap", "histograms"])

@@ -308,9 +308,10 @@ class LineSample(ItemSample):
         self.fit()
 
     def fit(self) -> None:
-        pen = self.item.opts.get("pen") if isinstance(self.item, pg.PlotDataItem) else None
-        width = pg.mkPen(pen).widthF() if pen is not None else 1.0
-        self.setFixedWidth(sample_length(width))
+        pen = pg.mkPen(self.item.opts.get("pen")) if isinstance(self.item, pg.PlotDataItem) else None
+        width = pen.widthF() if pen is not None else 1.0
+        solid = pen is not None and pen.style() == QtCore.Qt.PenStyle.SolidLine
+        self.setFixedWidth(sample_length(width, solid))
 
     def boundingRect(self):  # noqa: N802 - Qt API
         return QtCore.QRectF(0, 0, self.width(), 20)
@@ -329,32 +330,17 @@ class LineSample(ItemSample):
         return None
 
 
-def sample_length(pen_width: float) -> float:
-    """Pixels for a legend line: about three periods of Qt's dash pattern (4 on, 2 off, in pen widths)."""
+def sample_length(pen_width: float, solid: bool = False) -> float:
+    """Pixels for a legend line: about three periods of Qt's dash pattern (4 on, 2 off, in pen
+    widths). A solid line needs no period to be recognised: 36 px, which lets a four-run key keep
+    two columns in a 400 px pane."""
+    if solid:
+        return 36.0
     return float(min(80, max(36, round(18 * max(pen_width, 1.0)))))
 
 
 def add_legend(plot: pg.PlotItem) -> pg.LegendItem:
     return plot.addLegend(offset=(-10, 10), sampleType=LineSample)
-
-
-def fit_legend_columns(plot: pg.PlotItem, most: int) -> int:
-    """As many legend columns (up to `most`) as fit the view's width: one row of four runs in
-    presentation fonts was wider than a 530 px depth profile, and the first run's entry was cut off
-    at the left edge. Returns the column count used."""
-    legend, vb = plot.legend, plot.getViewBox()
-    if legend is None:
-        return 0
-    legend.setVisible(bool(legend.items))  # an empty legend is a stray box (a session that never started)
-    if not legend.items:
-        return 0
-    room = vb.width() - 2 * LEGEND_MARGIN
-    cols = max(1, min(most, len(legend.items)))
-    while True:
-        legend.setColumnCount(cols)
-        if cols == 1 or room <= 0 or legend.width() <= room:
-            return cols
-        cols -= 1
 
 
 LEGEND_MARGIN = 10  # px between the legend and the view's edge
@@ -439,6 +425,52 @@ def add_title(layout: pg.GraphicsLayout, text: str, **where) -> FitLabel:
     return label
 
 
+class KeyedChart(pg.GraphicsLayoutWidget):
+    """A view's chart with its title and its key in rows of their own above the plot. A key inside
+    the plot covered the curves' top right (with four runs, a third of the loss curves and the
+    depth profiles' output ends), and in a narrow pane it was wider than the plot and lost its line
+    samples off the left edge. The title wraps instead of being cut short; the key takes as many
+    columns as the pane's width holds (fewer rows leave the plot more height)."""
+
+    def __init__(self, title: str, axis_items: dict) -> None:
+        super().__init__()
+        ci = self.ci
+        self.title_label = add_title(ci, title, row=0, col=0)
+        self.legend = pg.LegendItem(sampleType=LineSample)
+        ci.addItem(self.legend, row=1, col=0)
+        # its own size, centred: stretched to the row, its entries drifted to the far corners
+        policy = QtWidgets.QSizePolicy.Policy.Maximum
+        self.legend.setSizePolicy(policy, QtWidgets.QSizePolicy.Policy.Fixed)
+        ci.layout.setAlignment(self.legend, QtCore.Qt.AlignmentFlag.AlignHCenter)
+        self.plot: pg.PlotItem = ci.addPlot(row=2, col=0, axisItems=axis_items)
+        self.plot.setMenuEnabled(False)
+        self.plot.legend = self.legend  # curves added with a name join it (PlotItem.addItem)
+        self.plot.getViewBox().sigResized.connect(self.fit_key)  # the pane's width changed
+
+    def fit_key(self, *_args) -> None:
+        lg = self.legend
+        lg.setVisible(bool(lg.items))  # an empty key is a stray gap (a session that never started)
+        if not lg.items:
+            return
+        room = self.width() - 2 * LEGEND_MARGIN
+        cols = len(lg.items)
+        while True:
+            lg.setColumnCount(cols)
+            lg.layout.invalidate()
+            if cols == 1 or lg.layout.preferredWidth() <= room:
+                return
+            cols -= 1
+
+    def apply_theme(self, theme: Theme, title: str) -> None:
+        style_widget(self, theme)
+        style_plot(self.plot, theme, "")
+        self.plot.setTitle(None)  # the title row says it
+        self.title_label.setText(title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
+        self.legend.setPen(None)  # a row of the chart, not a box over the data
+        self.legend.setBrush(None)
+        self.fit_key()  # the fonts changed its width
+
+
 def fit_plot_title(plot: pg.PlotItem) -> None:
     """Swap a plot's title for a `FitLabel` that is elided rather than widening the plot."""
     old = plot.titleLabel
@@ -452,20 +484,6 @@ def fit_plot_title(plot: pg.PlotItem) -> None:
         old.scene().removeItem(old)
     plot.layout.addItem(label, 0, 1)
     plot.titleLabel = label
-
-
-def make_plot_widget(title: str, xlabel: str, ylabel: str, logy: bool = False, integer_x: bool = False) -> pg.PlotWidget:
-    w = pg.PlotWidget(axisItems={"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=integer_x)})
-    p = w.getPlotItem()
-    p.setTitle(title)
-    p.setLabel("bottom", xlabel)
-    p.setLabel("left", ylabel)
-    p.showGrid(x=False, y=False)
-    p.setLogMode(x=False, y=logy)
-    p.setMenuEnabled(False)
-    add_legend(p)
-    fit_plot_title(p)
-    return w
 
 
 def live_curve(plot: pg.PlotItem, pen, name: str | None = None, **kw) -> pg.PlotDataItem:

@@ -15,22 +15,20 @@ import pyqtgraph as pg
 from PySide6 import QtGui, QtWidgets
 
 from .base import (
+    DecadeAxis,
+    KeyedChart,
+    SpacedAxis,
     View,
     WrapBar,
-    fit_legend_columns,
     live_curve,
-    make_plot_widget,
     positive,
-    style_plot,
-    style_widget,
     upto_count,
 )
 
 METRICS = {
-    # name: (label, y axis label, fixed decades, vanishing threshold or None); the top decade is
-    # headroom for the legend, which otherwise hid the output end of a healthy profile
-    "grad_norm": ("gradient norm per layer", "‖∂L/∂W‖", (-10, 3), 1e-5),
-    "act_grad_norm": ("gradient reaching each block", "‖∂L/∂h‖", (-10, 2), 1e-5),
+    # name: (label, y axis label, fixed decades, vanishing threshold or None)
+    "grad_norm": ("gradient norm per layer", "‖∂L/∂W‖", (-10, 2), 1e-5),
+    "act_grad_norm": ("gradient reaching each block", "‖∂L/∂h‖", (-10, 1), 1e-5),
     "update_ratio": ("update / weight per layer", "‖ΔW‖ / ‖W‖", (-10, 1), 1e-6),
     "weight_norm": ("weight norm per layer", "‖W‖", (-1, 2), None),
 }
@@ -68,8 +66,11 @@ class DepthView(View):
         self.to_label = QtWidgets.QLabel("to 1e")
         self.bar = WrapBar([[QtWidgets.QLabel("show"), self.selector, 12], [self.fix_box, self.lo_spin, self.to_label, self.hi_spin]])
 
-        self.widget = make_plot_widget(self.title, "layer index (input → output)", "‖∂L/∂W‖", logy=True, integer_x=True)
-        self.plot: pg.PlotItem = self.widget.getPlotItem()
+        self.widget = KeyedChart(self.title, {"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=True)})
+        self.plot: pg.PlotItem = self.widget.plot
+        self.plot.setLabel("bottom", "layer index (input → output)")
+        self.plot.setLabel("left", "‖∂L/∂W‖")
+        self.plot.setLogMode(x=False, y=True)
         # a plain rectangle in data coordinates: LinearRegionItem is interactive and costs ~4 ms a paint
         self.band = QtWidgets.QGraphicsRectItem()
         self.band.setPen(QtGui.QPen(QtGui.QColor(0, 0, 0, 0)))
@@ -77,8 +78,6 @@ class DepthView(View):
         self.plot.addItem(self.band, ignoreBounds=True)
         self.band_label = pg.TextItem("vanishing", anchor=(0, 1))
         self.plot.addItem(self.band_label, ignoreBounds=True)
-        # a bound method (not a lambda), so Qt drops the connection with this view
-        self.plot.getViewBox().sigResized.connect(self._fit_legend)
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -110,7 +109,7 @@ class DepthView(View):
         self.plot.setLabel("bottom", "block index (input → output)" if self.metric_name == "act_grad_norm" else "layer index (input → output)")
         self._width = 0  # blocks and layers differ in number: the x axis follows the new metric
         self._sync_spins()
-        style_plot(self.plot, self.theme, f"{self.title}: {label}")
+        self.widget.apply_theme(self.theme, f"{self.title}: {label}")
         self.invalidate()
         self.redraw()
 
@@ -179,12 +178,10 @@ class DepthView(View):
             symbolPen=None,
         )
         self.curves[run].setZValue(10)
-        # one row of runs: a column of them covered the output end of the profile, where the
-        # curves are highest and the comparison matters most (two rows where one does not fit)
         self._fit_legend()
 
     def _fit_legend(self, *_args) -> None:
-        fit_legend_columns(self.plot, 4)
+        self.widget.fit_key()
 
     def _draw(self, recording, upto: int | None) -> None:
         self._latest = {}
@@ -225,8 +222,8 @@ class DepthView(View):
                 self._apply_axes()
         lo, hi = self.decades[self.metric_name]
         if self.fixed and np.isfinite(top) and top > hi - 1:
-            # a fixed axis may grow to show exploding values (keeping a decade above them for the
-            # legend), never shrink to hide vanishing ones
+            # a fixed axis may grow to show exploding values (keeping a decade above them, so the
+            # markers stay off the frame), never shrink to hide vanishing ones
             self.decades[self.metric_name] = (lo, int(math.ceil(top)) + 1)
             self._sync_spins()
 
@@ -251,10 +248,8 @@ class DepthView(View):
         return self.widget
 
     def _apply_theme(self, theme) -> None:
-        style_widget(self.widget, theme)
         label = METRICS[self.metric_name][0]
-        style_plot(self.plot, theme, f"{self.title}: {label}")
-        self._fit_legend()  # the fonts changed its width
+        self.widget.apply_theme(theme, f"{self.title}: {label}")
         band = pg.mkColor(theme.band)
         band.setAlpha(45 if theme.name == "light" else 70)
         self.band.setBrush(pg.mkBrush(band))

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from .base import (
-    LEGEND_MARGIN,
     DecadeAxis,
-    LineSample,
+    KeyedChart,
     Markers,
     SpacedAxis,
     View,
-    add_title,
     live_curve,
     positive,
-    style_plot,
-    style_widget,
     upto_count,
 )
 
@@ -31,27 +27,13 @@ class LossView(View):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.widget = pg.GraphicsLayoutWidget()
-        ci = self.widget.ci
-        self.title_label = add_title(ci, self.title, row=0, col=0)
-        # the key in a row of its own between the title and the plot: inside the plot it covered
-        # the curves' top right (four optimiser runs: a third of their curves), and in a narrow
-        # pane it was wider than the plot and lost its line samples off the left edge
-        self.legend = pg.LegendItem(sampleType=LineSample)
-        ci.addItem(self.legend, row=1, col=0)
-        # its own size, centred: stretched to the row, its entries drifted to the far corners
-        policy = QtWidgets.QSizePolicy.Policy.Maximum
-        self.legend.setSizePolicy(policy, QtWidgets.QSizePolicy.Policy.Fixed)
-        ci.layout.setAlignment(self.legend, QtCore.Qt.AlignmentFlag.AlignHCenter)
-        self.plot: pg.PlotItem = ci.addPlot(
-            row=2, col=0, axisItems={"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=True)}
-        )
+        self.widget = KeyedChart(self.title, {"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=True)})
+        self.plot: pg.PlotItem = self.widget.plot
+        self.legend = self.widget.legend
+        self.title_label = self.widget.title_label
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
         self.plot.setLogMode(x=False, y=True)
-        self.plot.setMenuEnabled(False)
-        self.plot.legend = self.legend  # curves added with a name join it (PlotItem.addItem)
-        self.plot.getViewBox().sigResized.connect(self._fit_legend)  # the pane's width changed
         self.markers = Markers(self.plot)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -105,19 +87,7 @@ class LossView(View):
         self.markers.update(recording.event_objects(), upto)
 
     def _fit_legend(self, *_args) -> None:
-        """As many columns as the pane's width holds (fewer rows leave the plot more height)."""
-        lg = self.legend
-        lg.setVisible(bool(lg.items))
-        if not lg.items:
-            return
-        room = self.widget.width() - 2 * LEGEND_MARGIN
-        cols = len(lg.items)
-        while True:
-            lg.setColumnCount(cols)
-            lg.layout.invalidate()
-            if cols == 1 or lg.layout.preferredWidth() <= room:
-                return
-            cols -= 1
+        self.widget.fit_key()
 
     def _eval_pen(self):
         return self.theme.pen(self.theme.foreground, self.theme.line_width * 1.5, dash=True)
@@ -144,12 +114,7 @@ class LossView(View):
         return self.widget
 
     def _apply_theme(self, theme) -> None:
-        style_widget(self.widget, theme)
-        style_plot(self.plot, theme, "")
-        self.plot.setTitle(None)  # the view's title row says it
-        self.title_label.setText(self.title, size=f"{int(theme.font_pt * 1.3)}pt", color=theme.foreground)
-        self.legend.setPen(None)  # a row of the view now, not a box over the data
-        self.legend.setBrush(None)
+        self.widget.apply_theme(theme, self.title)
         self.markers.set_theme(theme)
         if self.recording is not None:
             for (run, metric), c in self.curves.items():
