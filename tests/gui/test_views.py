@@ -239,6 +239,47 @@ def test_layer_table_rebuilt_from_the_config_of_a_file(qtbot, recorded):
     assert layers.table.item(1, 1).text() == expect[1].name
 
 
+@pytest.mark.parametrize("width", [265, 480, 1100])
+def test_layer_table_fits_a_narrow_pane_without_scrolling_sideways(qtbot, width):
+    """ResNet-18's table in presentation fonts is ~780 px wide; a 1024 x 768 projector gives it
+    ~265. Only the index, name and type used to be visible. A narrow pane drops type, then FLOPs,
+    then (after eliding names from the left) the output shape; it says so under the table, and a
+    name's tooltip has the whole row. A wide pane shows every column; the CSV always has them."""
+    from gradviz.core.models.resnet import ResNet18
+    from gradviz.core.table import summary_rows
+    from gradviz.gui.views.layers import LayersView
+
+    rows = summary_rows(ResNet18(in_channels=1, n_outputs=10, residual=True, norm_on=True), (1, 28, 28))
+    rec = Recording()
+    rec.add_run("plain", [r[0] for r in rows], [r[1] for r in rows], [])
+    rec.set_meta({"layer_table": {"plain": rows}})
+    view = LayersView()
+    qtbot.addWidget(view)
+    view.apply_theme(make_theme("light", presentation=True, screen_height=768))
+    view.resize(width, 600)
+    view.show()
+    view.refresh(rec)
+    qtbot.wait(10)
+    t = view.table
+    shown = [j for j in range(t.columnCount()) if not t.isColumnHidden(j)]
+    assert sum(t.columnWidth(j) for j in shown) <= t.viewport().width() + 1, (width, [t.columnWidth(j) for j in shown])
+    assert not t.horizontalScrollBar().isVisible()
+    names = [t.horizontalHeaderItem(j).text() for j in shown]
+    assert names[:2] == ["#", "name"] and "params" in names  # the index, the name and its size stay
+    assert view.hidden_columns == [h for h in ("type", "output shape", "FLOPs") if h not in names]
+    if width < 1000:
+        assert view.hidden_columns and "narrow pane: " + ", ".join(view.hidden_columns) in view.total_label.text()
+    else:
+        assert view.hidden_columns == [] and "narrow" not in view.total_label.text()
+    if width == 480:
+        assert "output shape" in names  # names are elided before the shape goes
+    name, typ, shape, params, flops = rows[5]
+    tip = t.item(5, 1).toolTip()
+    assert all(part in tip for part in (name, typ, f"{params:,}", f"{flops:,}", "(" + ", ".join(map(str, shape)) + ")")), tip
+    header, csv_rows = view.csv()
+    assert len(header) == 6 and [r[5] for r in csv_rows] == [r[4] for r in rows]
+
+
 def test_layer_table_without_a_buildable_model_shows_names_and_types(qtbot, recorded):
     rec0, _ = recorded
     rec = Recording()

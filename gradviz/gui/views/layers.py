@@ -16,7 +16,13 @@ from ...core.table import summary_rows
 from .base import View
 
 log = logging.getLogger("gradviz")
-HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs"]
+HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs"]  # the CSV's
+SHOWN_HEADER = ["#", *HEADER[1:]]  # on screen the index column is as narrow as its numbers
+# Columns a narrow pane drops, first to last (names are elided before the output shape goes): at
+# 1024 x 768 in presentation fonts the table's 660 px met a 245 px pane and only the index, name and
+# type were visible. Each name's tooltip keeps the whole row.
+NARROW_DROPS = (2, 5, 3)  # type, FLOPs, output shape
+NAME_MIN_PX = 90
 
 
 def rows_from_config(config: dict) -> dict[str, list[list]]:
@@ -59,7 +65,10 @@ class LayersView(View):
         bar.addWidget(QtWidgets.QLabel("run"))
         bar.addWidget(self.run_box)
         self.table = QtWidgets.QTableWidget(0, len(HEADER))
-        self.table.setHorizontalHeaderLabels(HEADER)
+        self.table.setHorizontalHeaderLabels(SHOWN_HEADER)
+        # a narrow pane keeps a name's end, its most specific part: "…12.linear", "…0.conv1"
+        self.table.setTextElideMode(QtCore.Qt.TextElideMode.ElideLeft)
+        self.table.viewport().installEventFilter(self)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
@@ -78,6 +87,8 @@ class LayersView(View):
         self._tables: dict[str, list[list]] = {}
         self._source = ""  # "meta" | "config" | "names"
         self._rows: list[list] = []
+        self._natural: list[int] = []  # column widths the contents want, every column shown
+        self.hidden_columns: list[str] = []
         self._tried_config = False
         self.live = False  # set by the window while a worker trains into the recording
 
@@ -136,15 +147,60 @@ class LayersView(View):
                 item = QtWidgets.QTableWidgetItem(text)
                 if j in (0, 4, 5):
                     item.setTextAlignment(right)
+                if j == 1:
+                    item.setToolTip(" · ".join(c for c in (f"layer {i}", *cells[1:3], cells[3], cells[4] and f"{cells[4]} params", cells[5] and f"{cells[5]} FLOPs") if c))
                 t.setItem(i, j, item)
-        t.resizeColumnsToContents()
         t.setUpdatesEnabled(True)
+        self._measure()
+
+    def _measure(self) -> None:
+        """The columns' natural widths (every column shown), then fit them to the pane."""
+        t = self.table
+        for j in range(t.columnCount()):
+            t.setColumnHidden(j, False)
+        t.resizeColumnsToContents()
+        self._natural = [t.columnWidth(j) for j in range(t.columnCount())]
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        t = self.table
+        if not self._natural:
+            return
+        room = t.viewport().width()
+        used = sum(self._natural)
+        hidden = []
+        give = self._natural[1] - NAME_MIN_PX  # what eliding the names can save
+        for j in NARROW_DROPS:
+            # the output shape matters more than the names' full length: elide before dropping it
+            t.setColumnHidden(j, False)
+            if used > room and not (j == 3 and used - give <= room):
+                t.setColumnHidden(j, True)
+                used -= self._natural[j]
+                hidden.append(j)
+        name_w = self._natural[1]
+        if used > room:  # still too wide: the name column gives way, elided in the middle
+            name_w = max(NAME_MIN_PX, name_w - (used - room))
+        t.setColumnWidth(1, name_w)
+        self.hidden_columns = [SHOWN_HEADER[j] for j in sorted(hidden)]
+        self._update_total()
+
+    def _update_total(self) -> None:
+        rows = self._rows
         if rows and rows[0][3] is not None:
             total_p = sum(r[3] for r in rows)
             total_f = sum(r[4] for r in rows)
-            self.total_label.setText(f"{len(rows)} layers, {total_p:,} parameters, {total_f:,} FLOPs per example (a multiply-add counts 2)")
+            text = f"{len(rows)} layers, {total_p:,} parameters, {total_f:,} FLOPs per example (a multiply-add counts 2)"
         else:
-            self.total_label.setText(self.note or "names and types only")
+            text = self.note or "names and types only"
+        if self.hidden_columns:
+            text += f". Hidden in this narrow pane: {', '.join(self.hidden_columns)} (a name's tooltip has them)"
+        self.total_label.setText(text)
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
+        # the viewport's own width: it narrows again when the vertical scroll bar appears
+        if ev.type() == QtCore.QEvent.Type.Resize and obj is self.table.viewport():
+            self._fit_columns()
+        return False
 
     def csv(self) -> tuple[list[str], list[list]]:
         rows = []
@@ -166,4 +222,4 @@ class LayersView(View):
         tf = theme.font(1.3)
         self.title_label.setFont(tf)
         self.total_label.setFont(f)
-        self.table.resizeColumnsToContents()
+        self._measure()
