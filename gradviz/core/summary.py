@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .probes import by_first_run
+from .table import SKIPPED_NOTE
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -170,4 +171,6 @@ def format_table(rows: list[LayerRow]) -> str:
         f"{_human(total_params).rstrip()} parameters, {_human(total_flops)}FLOPs per example "
         "(a multiply-add counts 2)"
     )
+    if any(not r.output_shape for r in rows):
+        lines.append(SKIPPED_NOTE)
     return "\n".join(lines)

@@ -85,6 +85,7 @@ class Worker:
         self._rate_mark: tuple[float, dict[str, int]] | None = None
         self._counts: dict[str, int] = {}
         self._local: dict[str, int] = {}
+        self._table_norm: dict[str, bool] = {}  # each run's norm switch when its layer table was taken
         self.thread = threading.Thread(target=self._main, name=f"gradviz-worker-{cfg.name}", daemon=True)
 
     # ---- GUI side (thread-safe) ----------------------------------------------------------
@@ -188,13 +189,17 @@ class Worker:
             writer.flush()
         self._update_status(exp, force=True)
 
-    def _store_layer_table(self, exp) -> None:
-        """The layer table is computed here, once, so the GUI never needs the model."""
+    def _store_layer_table(self, exp, runs=None) -> None:
+        """The layer table is computed here, so the GUI never needs the model: for every run at the
+        start, and again for a run whose norm switch flipped (its norm layers join or leave the
+        forward pass: output shape and FLOPs change). `runs` None: all of them."""
         try:
+            from ..core.models import switches as sw
             from ..core.table import summary_rows
 
-            table = {}
-            for run in exp.runs:
+            table = dict(self.recording.meta.get("layer_table") or {}) if runs is not None else {}
+            for run in exp.runs if runs is None else runs:
+                self._table_norm[run.name] = sw.state(run.model)["norm"]  # not retried if it fails
                 table[run.name] = summary_rows(run.model, tuple(run.data.input_shape))
             meta = dict(self.recording.meta)
             meta["layer_table"] = table
@@ -256,3 +261,6 @@ class Worker:
             s.messages = list(exp.messages)
             s.error = exp.error
             s.updated = now
+            flipped = [r for r in exp.runs if r.name in self._table_norm and s.switches[r.name]["norm"] != self._table_norm[r.name]]
+        if flipped:  # between two steps, on the training thread: the model is free
+            self._store_layer_table(exp, flipped)

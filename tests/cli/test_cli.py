@@ -54,6 +54,13 @@ def test_summary_table(tmp_path):
     # 2->32, 3x(32->32 + BN 32), 32->4
     params = (2 * 32 + 32) + 3 * (32 * 32 + 32 + 2 * 32) + (32 * 4 + 4)
     assert f"{params:,}" in res.stdout or str(params) in res.stdout
+    # the demo's norms are off: their rows read "-" and the table says what that means
+    norm_rows = [line for line in res.stdout.splitlines() if line.startswith("blocks.0.norm")]
+    assert norm_rows and norm_rows[0].split()[2] == "-"
+    assert res.stdout.rstrip().splitlines()[-1].startswith("- : not in the forward pass")
+    on = gv("summary", "--preset", "demo", "--set", "model.depth=3", "--set", "model.norm=true", tmp_path=tmp_path)
+    assert on.returncode == 0, on.stderr
+    assert "not in the forward pass" not in on.stdout
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path):

@@ -85,6 +85,33 @@ def test_window_title_and_layout(live):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_layer_table_follows_a_batchnorm_flip(live, qtbot, kind):
+    """The table was taken once at start: after B its norm rows still read "-" with 0 FLOPs, as
+    if BatchNorm were off. The worker takes that run's table again when its norm switch flips;
+    the other run's rows stay as they were."""
+    win, worker = live(kind=kind)
+    layers = win.views[-1]
+    win.tabs.setCurrentWidget(layers)
+
+    def norm_cells(run):
+        table = worker.recording.meta.get("layer_table", {}).get(run, [])
+        return [(shape, flops) for _name, typ, shape, _p, flops in table if typ.startswith("BatchNorm")]
+
+    qtbot.waitUntil(lambda: bool(norm_cells("plain")), timeout=10000)
+    assert all(shape == [] and flops == 0 for shape, flops in norm_cells("plain"))  # off at start
+    before = norm_cells("residual")
+    click_box(qtbot, win.controls.runs["plain"].norm)
+    width = 8  # tiny()'s model.width
+    qtbot.waitUntil(lambda: all(shape == [width] and flops > 0 for shape, flops in norm_cells("plain")), timeout=10000)
+    assert norm_cells("residual") == before
+    row = next(i for i, r in enumerate(worker.recording.meta["layer_table"]["plain"]) if r[1].startswith("BatchNorm"))
+    qtbot.waitUntil(lambda: layers.table.item(row, 3) is not None and layers.table.item(row, 3).text() == f"({width})", timeout=5000)
+    assert "not in the forward pass" not in layers.total_label.text()
+    # the run file has it too (it commits every 0.5 s)
+    qtbot.waitUntil(lambda: open_run(worker.path).meta["layer_table"]["plain"][row][2] == [width], timeout=5000)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_clicking_toggles_changes_the_model_and_draws_a_marker(live, qtbot, kind):
     win, worker = live(kind=kind)
     win.tabs.setCurrentWidget(win.views[2])

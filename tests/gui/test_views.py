@@ -278,6 +278,12 @@ def test_layer_table_fits_a_narrow_pane_without_scrolling_sideways(qtbot, width)
     assert all(part in tip for part in (name, typ, f"{params:,}", f"{flops:,}", "(" + ", ".join(map(str, shape)) + ")")), tip
     header, csv_rows = view.csv()
     assert len(header) == 6 and [r[5] for r in csv_rows] == [r[4] for r in rows]
+    assert "not in the forward pass" not in view.total_label.text()  # every layer of this one runs
+    rows = [list(r) for r in rows]  # a new table, as the worker stores after a switch flips
+    rows[2][2] = []  # as a switched-off norm reads
+    rec.set_meta({"layer_table": {"plain": rows}})
+    view.refresh(rec)
+    assert "- : not in the forward pass" in view.total_label.text()
 
 
 def test_layer_table_without_a_buildable_model_shows_names_and_types(qtbot, recorded):

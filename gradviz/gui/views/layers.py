@@ -12,7 +12,7 @@ import logging
 
 from PySide6 import QtCore, QtWidgets
 
-from ...core.table import summary_rows
+from ...core.table import SKIPPED_NOTE, summary_rows
 from .base import View
 
 log = logging.getLogger("gradviz")
@@ -71,7 +71,8 @@ class LayersView(View):
         self.table.viewport().installEventFilter(self)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # no stretched last column: a wide pane (an exported slide) made FLOPs 900 px wide
+        self.table.horizontalHeader().setStretchLastSection(False)
         self.total_label = QtWidgets.QLabel("")
         self.total_label.setWordWrap(True)  # presentation fonts in a narrow pane cut it off
         self.note = ""  # why the table is incomplete, when it is
@@ -87,6 +88,7 @@ class LayersView(View):
         self._tables: dict[str, list[list]] = {}
         self._source = ""  # "meta" | "config" | "names"
         self._rows: list[list] = []
+        self._meta_table = None  # the recording's table these rows came from
         self._natural: list[int] = []  # column widths the contents want, every column shown
         self.hidden_columns: list[str] = []
         self._tried_config = False
@@ -94,6 +96,7 @@ class LayersView(View):
 
     def _on_new_recording(self, recording) -> None:
         self._tables, self._source, self._tried_config = {}, "", False
+        self._meta_table = None
         self.run_box.blockSignals(True)
         self.run_box.clear()
         self.run_box.addItems(recording.runs)
@@ -107,8 +110,10 @@ class LayersView(View):
         meta = recording.meta or {}
         table = meta.get("layer_table")
         if isinstance(table, dict) and table:
-            if self._source != "meta":
+            # a new table object: the session started, or a run's norm switch flipped
+            if self._source != "meta" or table is not self._meta_table:
                 self._tables, self._source = {str(k): v for k, v in table.items()}, "meta"
+                self._meta_table = table
             return
         if self._source:
             return
@@ -190,6 +195,8 @@ class LayersView(View):
             total_p = sum(r[3] for r in rows)
             total_f = sum(r[4] for r in rows)
             text = f"{len(rows)} layers, {total_p:,} parameters, {total_f:,} FLOPs per example (a multiply-add counts 2)"
+            if any(not r[2] for r in rows):
+                text += ". " + SKIPPED_NOTE
         else:
             text = self.note or "names and types only"
         if self.hidden_columns:
