@@ -359,6 +359,48 @@ def stacked_activation_summary(stack: torch.Tensor, threshold: float | None, sam
         return total, dev, count, n, samples
 
 
+# modules whose input `act_saturation` is about: saturating or dying non-linearities
+ACTIVATION_MODULES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
+
+
+class ActivationFeeds:
+    """Which layers' outputs go straight into an activation module, seen on each cadence step.
+    `act_saturation` (tanh or sigmoid near its bounds, dead ReLU) means something only for what an
+    activation receives: the demo's input layer feeds the first block's Linear and its head gives the
+    logits, and the optimizers preset showed their outputs as "dead fraction 0.5-0.7". A layer
+    counts as feeding an activation when it is the last layer to finish before that activation
+    starts: a Linear with its norm switched off, else the norm after it; and the norm switch can
+    flip between two steps. A model with no activation modules (`F.relu` in its forward) keeps
+    every layer's value: nothing says which layers feed one."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = [m for m in model.modules() if isinstance(m, ACTIVATION_MODULES)]
+        self.last: int | None = None
+        self.fed: set[int] = set()
+        self._handles: list = []
+
+    def arm(self) -> None:
+        self.disarm()  # a step that never reached its collection left its hooks
+        self.last, self.fed = None, set()
+        for m in self.modules:
+            self._handles.append(m.register_forward_pre_hook(self._on_activation))
+
+    def layer_done(self, i: int) -> None:
+        self.last = i
+
+    def _on_activation(self, _mod, _args) -> None:  # a pre-hook's return value would replace the input
+        if self.last is not None:
+            self.fed.add(self.last)
+
+    def disarm(self) -> set[int] | None:
+        """The layers seen feeding an activation since `arm`; None when the model has no activation
+        modules (or nothing was armed), meaning: keep every layer."""
+        for h in self._handles:
+            h.remove()
+        armed, self._handles = bool(self._handles), []
+        return self.fed if armed else None
+
+
 class ActivationCapture:
     """The layers' outputs on a cadence step, for `act_mean`, `act_std`, `act_saturation` and the
     activation histograms. Each output is copied in its layer's forward hook (so an in-place op after
@@ -592,6 +634,8 @@ class Probe:
         self._act_hooks: list = []
         self._acts: dict[int, tuple] = {}  # layer -> activation_summary, on cadence steps (watch)
         self.capture = ActivationCapture(SATURATION.get(activation), sample)  # the engine's hooks
+        self.feeds = ActivationFeeds(model)  # which layers' saturation means something
+        self._acts_fed: set[int] | None = None  # with `_acts`: the caller's own `ActivationFeeds` result
         self.edges: dict[tuple[str, int], torch.Tensor] = {}  # (kind, layer) -> fixed bin edges
         self.new_edges: list[tuple[str, int, np.ndarray]] = []  # edges fixed since last collected
         self._hist_plans: dict[str, tuple] = {}  # kind -> (key, per-value offsets and scales)
@@ -626,11 +670,14 @@ class Probe:
         if self._enabled and self.is_hist_step(step) and not self._act_hooks:
             for i, (_, m) in enumerate(self.layers):
                 self._act_hooks.append(m.register_forward_hook(self._make_act_hook(i)))
+            self.feeds.arm()
 
     def _make_act_hook(self, i: int):
         capture = self.capture.capture
+        feeds = self.feeds
 
         def on_forward(_mod, _inp, out):
+            feeds.layer_done(i)
             t = _output_tensor(out)
             if t is not None and t.is_floating_point():
                 capture(i, t.detach())
@@ -782,7 +829,10 @@ class Probe:
         for h in self._act_hooks:
             h.remove()
         self._act_hooks = []
+        fed = self.feeds.disarm()
         acts, self._acts = self._acts, {}
+        if acts:
+            fed, self._acts_fed = self._acts_fed, None
         if acts:  # summaries taken by the caller's hooks (`gradviz.watch`)
             act_layers = sorted(acts)
             act_values = torch.stack([v.double() for i in act_layers for v in acts[i][:3]]).reshape(-1, 3)
@@ -816,6 +866,9 @@ class Probe:
             for key, v in zip(("act_mean", "act_std", "act_saturation"), values, strict=True):
                 stat_out[key] = np.full(self.n_layers, np.nan)
                 stat_out[key][act_layers] = v
+            if fed is not None:  # a layer that feeds no activation has no saturation to speak of
+                unfed = np.setdiff1d(np.arange(self.n_layers), np.fromiter(fed, np.int64, len(fed)))
+                stat_out["act_saturation"][unfed] = np.nan
         hist_out: dict[str, dict[int, np.ndarray]] = {}
         for kind in hists:
             per = hist_out.setdefault(kind, {})

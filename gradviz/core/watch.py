@@ -76,6 +76,7 @@ from .background import Background
 from .probes import (
     HIST_SAMPLE,
     SATURATION,
+    ActivationFeeds,
     BlockGradNorms,
     Probe,
     StepMetrics,
@@ -329,6 +330,7 @@ class Watch:
         self._hist_armed = False
         self._next_hist = 0
         self._acts: dict[int, tuple] = {}  # id(layer) -> `activation_summary` of its output, histogram steps
+        self._feeds = ActivationFeeds(self.module)  # keyed by id(layer): the layers are learnt in the first step
         self._order: dict[int, int] = {}  # id(layer) -> rank of first execution
         self._order_handles: list = []
         self._index: dict[int, int] = {}
@@ -473,6 +475,7 @@ class Watch:
         for h in self._handles + self._act_handles + self._order_handles:
             h.remove()
         self._handles, self._act_handles, self._order_handles = [], [], []
+        self._feeds.disarm()
         if self._learn_handle is not None:
             self._learn_handle.remove()
             self._learn_handle = None
@@ -526,10 +529,13 @@ class Watch:
         self._hist_armed = True
         for _, m in self._all_layers:
             self._act_handles.append(m.register_forward_hook(self._guard(self._act_hook)))
+        self._feeds.arm()
 
     def _act_hook(self, mod, _inp, out) -> None:
         key = id(mod)
         t = out[0] if isinstance(out, tuple | list) else out
+        if key in self._layer_ids:
+            self._feeds.layer_done(key)
         if key in self._layer_ids and isinstance(t, torch.Tensor) and t.is_floating_point() and key not in self._acts:
             # summarised now, before an in-place op after this layer (ReLU(inplace=True)) changes it
             self._acts[key] = activation_summary(t.detach(), self._threshold, HIST_SAMPLE)
@@ -619,6 +625,8 @@ class Watch:
         if hist:
             acts = {self._index[k]: t for k, t in self._acts.items()}
             self._acts = {}
+            fed = self._feeds.disarm()  # ids of the layers seen feeding an activation
+            self._metrics._acts_fed = None if fed is None else {self._index[k] for k in fed if k in self._index}
             self._next_hist = (step // self.hist_every + 1) * self.hist_every
         if self._bg is not None and not hist and "read" in p:
             self._bg.submit(lambda: self._finish(step, loss, scalars, p, lr, hist, acts))

@@ -357,6 +357,9 @@ def test_activation_statistics_on_later_cadence_steps_match_every_layer():
             z = seen[step][n]
             assert mean[k][j] == pytest.approx(float(z.mean()), rel=1e-4, abs=1e-6), (step, n)
             assert std[k][j] == pytest.approx(float(z.std()), rel=1e-4), (step, n)
+            if n in ("input", "head"):  # they feed a Linear and the loss: no activation to saturate
+                assert np.isnan(sat[k][j]), (step, n)
+                continue
             assert sat[k][j] == pytest.approx(float((z.abs() > 2.65).double().mean()), abs=1e-9), (step, n)
     for n in ("input", "blocks.0.linear", "blocks.4.linear", "head"):
         hs, edges, counts = rec.histograms("plain", "activation", n)
@@ -430,3 +433,28 @@ def test_layers_that_never_run_follow_the_layer_before_them():
     names = [n for n, _ in forward_order(lm, torch.zeros(2, 5, dtype=torch.long))]
     assert names.index("1.layers.0.self_attn.out_proj") == names.index("1.layers.0.self_attn") + 1
     assert names.index("1.layers.1.self_attn.out_proj") < names.index("2") == len(names) - 1
+
+
+def test_saturation_is_kept_only_for_layers_that_feed_an_activation():
+    """`act_saturation` is about what a tanh receives. With norms off each block's Linear feeds its
+    tanh; switched on between two steps, the norm after it does instead. The input layer (into the
+    first Linear) and the head (the logits) never do: their values are NaN, while their mean and
+    std are still measured."""
+    from gradviz.core.commands import SetNorm
+
+    cfg = small_demo(**{"train.hist_every": 1, "train.eval_every": 100})
+    exp = Experiment(cfg)
+    names = exp.recording.layers("plain")
+    exp.step()
+    exp.submit(SetNorm("plain", True))
+    exp.apply_commands()
+    exp.step()
+    assert exp.switches("plain")["norm"] is True
+    steps, sat = exp.recording.metric("plain", "act_saturation")
+    _, mean = exp.recording.metric("plain", "act_mean")
+    for k, norm_on in ((0, False), (1, True)):
+        for j, n in enumerate(names):
+            fed = n.startswith("blocks.") and n.endswith(".norm" if norm_on else ".linear")
+            assert np.isfinite(sat[k][j]) == fed, (int(steps[k]), n, sat[k][j])
+            if n in ("input", "head"):
+                assert np.isfinite(mean[k][j])

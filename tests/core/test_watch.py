@@ -271,8 +271,17 @@ def test_torchvision_resnet18(tmp_path):
     close(rec.metric("r18", "grad_norm")[1], grads, rtol=1e-4)  # float32 norms of 2M-element tensors
     agn = rec.metric("r18", "act_grad_norm")[1]
     assert agn.shape == (2, 8) and np.isfinite(agn).all() and (agn > 0).all()
-    for name in ("weight_norm", "update_ratio", "act_mean", "act_std", "act_saturation"):
+    for name in ("weight_norm", "update_ratio", "act_mean", "act_std"):
         assert np.isfinite(rec.metric("r18", name)[1]).all(), name
+    # dead-ReLU fractions only where a ReLU reads the layer's output: the stem's bn1, each block's
+    # bn1, and its bn2, or with a projection shortcut the shortcut's norm, the last layer before
+    # the ReLU after the sum. Convolutions (into a norm) and fc (the logits) have none.
+    blocks = [(i, j) for i in range(1, 5) for j in range(2)]
+    fed = {"bn1", *(f"layer{i}.{j}.bn1" for i, j in blocks)}
+    fed |= {f"layer{i}.{j}.downsample.1" if (i > 1 and j == 0) else f"layer{i}.{j}.bn2" for i, j in blocks}
+    sat = rec.metric("r18", "act_saturation")[1]
+    for k in range(2):  # the first step too, before gradviz knew the layers' order
+        assert {n for n, v in zip(names, sat[k], strict=True) if np.isfinite(v)} == fed, k
     assert set(rec.metric_names("r18")) >= {"loss", "lr", "grad_norm", "act_grad_norm", "weight_norm", "update_ratio"}
     assert rec.meta["activation"] == "relu"  # act_saturation counted dead units, and says so
 
@@ -588,3 +597,44 @@ def test_watching_a_gradviz_model_uses_its_block_sinks_and_gives_them_back(tmp_p
     assert all(b.__dict__.get("gradviz_sink") is None for b in blocks)
     assert_no_hooks(model, opt)
     close(gradviz.open_run(tmp_path / "m.gradviz").metric("main", "act_grad_norm")[1], want, rtol=1e-5)
+
+
+class _FunctionalNet(nn.Module):
+    """Its ReLU is `F.relu` in forward: no module says which layer feeds it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.b(F.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_watch_saturation_only_where_a_relu_reads_the_layer(tmp_path, functional):
+    """A dead fraction of the logits says nothing: with activation modules, only the layers whose
+    output a ReLU reads keep `act_saturation`, checked against the outputs' own fraction <= 0. With
+    `F.relu` nothing says which layer feeds it, and every layer keeps its value."""
+    torch.manual_seed(0)
+    model = _FunctionalNet() if functional else nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    outs = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            m.register_forward_hook(lambda _m, _i, o, name=name: outs.__setitem__(name, o.detach()))
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    with gradviz.watch(model, opt, path=tmp_path / "f.gradviz", name="m", hist_every=1) as w:
+        for _ in range(2):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    rec = gradviz.open_run(tmp_path / "f.gradviz")
+    names = rec.layers("m")
+    _, sat = rec.metric("m", "act_saturation")
+    fed = set(names) if functional else {"0"}  # "2" feeds a Linear, "3" the loss
+    for k in range(2):
+        assert {n for n, v in zip(names, sat[k], strict=True) if np.isfinite(v)} == fed, k
+    dead = float((outs[names[0]] <= 0).double().mean())  # the last step's output of the first layer
+    assert sat[1][0] == pytest.approx(dead, abs=1e-6)
