@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 SATURATION = {"tanh": 2.65, "sigmoid": 4.6}
 HIST_BINS = 64
@@ -359,45 +360,82 @@ def stacked_activation_summary(stack: torch.Tensor, threshold: float | None, sam
         return total, dev, count, n, samples
 
 
-# modules whose input `act_saturation` is about: saturating or dying non-linearities
-ACTIVATION_MODULES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
+# the calls whose input `act_saturation` is about: saturating or dying non-linearities, as
+# functions (`F.relu` in a forward) and as the modules that call them (`nn.ReLU` calls F.relu)
+_F = torch.nn.functional
+ACTIVATION_FUNCTIONS = frozenset(
+    f
+    for f in (
+        _F.relu, _F.relu_, _F.relu6, _F.leaky_relu, _F.elu, _F.gelu, _F.silu, _F.hardtanh, _F.tanh, _F.sigmoid,
+        torch.relu, torch.relu_, torch.tanh, torch.tanh_, torch.sigmoid, torch.sigmoid_,
+        torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.tanh, torch.Tensor.tanh_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_,
+    )
+    if f is not None
+)  # fmt: skip
+
+
+class _ActivationSpy(TorchFunctionMode):
+    """Sees every torch function call of a forward pass (on a cadence step only: a few µs each)."""
+
+    def __init__(self, feeds: ActivationFeeds) -> None:
+        super().__init__()
+        self.feeds = feeds
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in ACTIVATION_FUNCTIONS:
+            self.feeds.on_activation()
+        return func(*args, **(kwargs or {}))
 
 
 class ActivationFeeds:
-    """Which layers' outputs go straight into an activation module, seen on each cadence step.
+    """Which layers' outputs go straight into an activation, seen on each cadence step.
     `act_saturation` (tanh or sigmoid near its bounds, dead ReLU) means something only for what an
     activation receives: the demo's input layer feeds the first block's Linear and its head gives the
-    logits, and the optimizers preset showed their outputs as "dead fraction 0.5-0.7". A layer
-    counts as feeding an activation when it is the last layer to finish before that activation
-    starts: a Linear with its norm switched off, else the norm after it; and the norm switch can
-    flip between two steps. A model with no activation modules (`F.relu` in its forward) keeps
-    every layer's value: nothing says which layers feed one."""
+    logits, and the optimizers preset showed their outputs as "dead fraction 0.5-0.7"; in a
+    Transformer only the feed-forward's first Linear meets a ReLU, not the embeddings, attention and
+    norms. A layer feeds an activation when it is the last layer to finish before an activation
+    function is called (as a module or as `F.relu`, seen through a torch function mode during the
+    model's forward): a Linear while its norm is off, else the norm after it, so a norm flip between
+    two steps moves it. Activations inside C++ kernels (an LSTM's gates) are not seen."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.modules = [m for m in model.modules() if isinstance(m, ACTIVATION_MODULES)]
-        self.last: int | None = None
-        self.fed: set[int] = set()
-        self._handles: list = []
+        self.model = model
+        self.last: object | None = None
+        self.fed: set = set()
+        self._mode: _ActivationSpy | None = None
+        self._exit_hook = None
+        self._armed = False
 
     def arm(self) -> None:
-        self.disarm()  # a step that never reached its collection left its hooks
-        self.last, self.fed = None, set()
-        for m in self.modules:
-            self._handles.append(m.register_forward_pre_hook(self._on_activation))
+        """Call right before the model's forward: watching ends when that forward returns."""
+        self.disarm()  # a step that never reached its collection (a forward that raised)
+        self.last, self.fed, self._armed = None, set(), True
+        self._mode = _ActivationSpy(self)
+        self._mode.__enter__()
+        self._exit_hook = self.model.register_forward_hook(self._forward_done)
 
-    def layer_done(self, i: int) -> None:
-        self.last = i
+    def layer_done(self, key) -> None:
+        self.last = key
 
-    def _on_activation(self, _mod, _args) -> None:  # a pre-hook's return value would replace the input
+    def on_activation(self) -> None:
         if self.last is not None:
             self.fed.add(self.last)
 
-    def disarm(self) -> set[int] | None:
-        """The layers seen feeding an activation since `arm`; None when the model has no activation
-        modules (or nothing was armed), meaning: keep every layer."""
-        for h in self._handles:
-            h.remove()
-        armed, self._handles = bool(self._handles), []
+    def _forward_done(self, *_args) -> None:  # returns None: the output is left as it is
+        self._leave()
+
+    def _leave(self) -> None:
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+        if self._exit_hook is not None:
+            self._exit_hook.remove()
+            self._exit_hook = None
+
+    def disarm(self) -> set | None:
+        """The layers seen feeding an activation since `arm`; None when nothing was armed."""
+        self._leave()
+        armed, self._armed = self._armed, False
         return self.fed if armed else None
 
 

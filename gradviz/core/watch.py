@@ -710,6 +710,7 @@ class Watch:
         for h in self._act_handles:
             h.remove()
         self._act_handles = []
+        self._feeds.disarm()  # already read on a histogram step; this only makes sure
         self._hist_armed = False
         self._acts = {}
         self._pending = {}

@@ -600,7 +600,7 @@ def test_watching_a_gradviz_model_uses_its_block_sinks_and_gives_them_back(tmp_p
 
 
 class _FunctionalNet(nn.Module):
-    """Its ReLU is `F.relu` in forward: no module says which layer feeds it."""
+    """Its ReLU is `F.relu` in forward: no module says so; the torch function mode sees the call."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -610,13 +610,17 @@ class _FunctionalNet(nn.Module):
         return self.b(F.relu(self.a(x)))
 
 
-@pytest.mark.parametrize("functional", [False, True])
-def test_watch_saturation_only_where_a_relu_reads_the_layer(tmp_path, functional):
-    """A dead fraction of the logits says nothing: with activation modules, only the layers whose
-    output a ReLU reads keep `act_saturation`, checked against the outputs' own fraction <= 0. With
-    `F.relu` nothing says which layer feeds it, and every layer keeps its value."""
+@pytest.mark.parametrize("kind", ["modules", "functional", "none"])
+def test_watch_saturation_only_where_an_activation_reads_the_layer(tmp_path, kind):
+    """A dead fraction of the logits says nothing: only the layers whose output a ReLU reads keep
+    `act_saturation` (checked against the output's own fraction <= 0), whether the ReLU is a module
+    or `F.relu`; a model without any activation has none at all."""
     torch.manual_seed(0)
-    model = _FunctionalNet() if functional else nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2))
+    model, fed = {
+        "modules": (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2)), {"0"}),  # "2" feeds a Linear, "3" the loss
+        "functional": (_FunctionalNet(), {"a"}),
+        "none": (nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)), set()),
+    }[kind]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     outs = {}
     for name, m in model.named_modules():
@@ -633,8 +637,10 @@ def test_watch_saturation_only_where_a_relu_reads_the_layer(tmp_path, functional
     rec = gradviz.open_run(tmp_path / "f.gradviz")
     names = rec.layers("m")
     _, sat = rec.metric("m", "act_saturation")
-    fed = set(names) if functional else {"0"}  # "2" feeds a Linear, "3" the loss
-    for k in range(2):
+    _, mean = rec.metric("m", "act_mean")
+    for k in range(2):  # the first step too, before gradviz knew the layers' order
         assert {n for n, v in zip(names, sat[k], strict=True) if np.isfinite(v)} == fed, k
-    dead = float((outs[names[0]] <= 0).double().mean())  # the last step's output of the first layer
-    assert sat[1][0] == pytest.approx(dead, abs=1e-6)
+        assert np.isfinite(mean[k]).all()
+    if fed:
+        dead = float((outs[names[0]] <= 0).double().mean())  # the last step's output of the first layer
+        assert sat[1][0] == pytest.approx(dead, abs=1e-6)
