@@ -644,3 +644,41 @@ def test_watch_saturation_only_where_an_activation_reads_the_layer(tmp_path, kin
     if fed:
         dead = float((outs[names[0]] <= 0).double().mean())  # the last step's output of the first layer
         assert sat[1][0] == pytest.approx(dead, abs=1e-6)
+
+
+def test_a_forward_that_raises_leaves_no_function_mode_behind(tmp_path):
+    """On a histogram step a torch function mode watches the forward for activations; it leaves
+    when the forward returns. A forward that raises never returns: the next step clears it, and
+    after `close` nothing of gradviz is on the torch function mode stack."""
+
+    class Flaky(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+            self.fail = True
+
+        def forward(self, x):
+            h = F.relu(self.a(x))
+            if self.fail:
+                self.fail = False
+                raise RuntimeError("bad batch")
+            return self.b(h)
+
+    depth = torch._C._len_torch_function_stack()
+    model = Flaky()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    with gradviz.watch(model, opt, path=tmp_path / "r.gradviz", name="m", hist_every=1) as w:
+        with pytest.raises(RuntimeError, match="bad batch"):
+            model(x)
+        for _ in range(2):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+            assert torch._C._len_torch_function_stack() == depth
+    assert torch._C._len_torch_function_stack() == depth
+    names = gradviz.open_run(tmp_path / "r.gradviz").layers("m")
+    _, sat = gradviz.open_run(tmp_path / "r.gradviz").metric("m", "act_saturation")
+    assert [n for n, v in zip(names, sat[-1], strict=True) if np.isfinite(v)] == ["a"]
