@@ -24,7 +24,14 @@ from . import commands as C
 from .data import load_data
 from .models import switches as sw
 from .recording import Recording
-from .training import DTYPES, TrainingRun, record_step, resolve_device
+from .training import (
+    BATCH_OF_ONE,
+    DTYPES,
+    TrainingRun,
+    examples_per_batch,
+    record_step,
+    resolve_device,
+)
 
 log = logging.getLogger("gradviz")
 
@@ -37,15 +44,6 @@ def one_line(exc: BaseException) -> str:
 def default_threads() -> int:
     """Leave one core to the GUI (and to the OS when headless on a small machine)."""
     return max(1, (os.cpu_count() or 2) - 1)
-
-
-def _examples_per_batch(run: TrainingRun) -> int | None:
-    """How many examples each training batch holds (None when the data set does not say)."""
-    n = getattr(run.data, "n_train", None)
-    if n is None:
-        return None
-    bs = run.cfg.train.batch_size
-    return n if bs <= 0 or bs >= n else bs
 
 
 class Experiment:
@@ -158,12 +156,9 @@ class Experiment:
         elif isinstance(cmd, C.SetNorm):
             targets = self._switchable(cmd.run, "norm", "normalisation layer")
             for r in targets if cmd.on else []:
-                if r.cfg.model.norm_kind == "batch" and _examples_per_batch(r) == 1:
+                if r.cfg.model.norm_kind == "batch" and examples_per_batch(r.cfg.train.batch_size, r.data) == 1:
                     # BatchNorm raises on a batch of one at the next step, which would end the session
-                    raise ValueError(
-                        f"{r.name}: BatchNorm needs at least 2 examples per batch and this run trains on 1; "
-                        "set train.batch_size to 2 or more, or model.norm_kind to layer or group"
-                    )
+                    raise ValueError(f"{r.name}: {BATCH_OF_ONE}")
             for r in targets:
                 sw.set_norm(r.model, cmd.on)
                 self._event(r.name, "toggle", f"norm {'on' if cmd.on else 'off'}")

@@ -65,6 +65,27 @@ def check_loss(name: str, task: str, data_name: str) -> None:
         )
 
 
+def examples_per_batch(batch_size: int, data) -> int | None:
+    """How many examples each training batch holds (None when the data set does not say): the
+    loaders drop a last partial batch, so it is the batch size, or the whole split when that is
+    smaller (batch size 0 means full batch)."""
+    n = getattr(data, "n_train", None)
+    if n is None:
+        return None
+    return n if batch_size <= 0 or batch_size >= n else batch_size
+
+
+BATCH_OF_ONE = "BatchNorm needs at least 2 examples per batch and this run trains on 1; set train.batch_size to 2 or more, or model.norm_kind to layer or group"
+
+
+def uses_batch_norm(model: nn.Module) -> bool:
+    """Whether a BatchNorm layer is in the forward pass now (a switched-off norm is not)."""
+    from .models import switches as sw
+
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return has_bn and sw.state(model)["norm"]
+
+
 @dataclass
 class TrainingRun:
     cfg: RunConfig
@@ -96,6 +117,9 @@ class TrainingRun:
             sw.set_residual(model, switches["residual"])
             sw.set_norm(model, switches["norm"])
             sw.set_dropout(model, switches["dropout"])
+        if uses_batch_norm(model) and examples_per_batch(tc.batch_size, self.data) == 1:
+            # BatchNorm raises on it at the first step, which would end the session for every run
+            raise ValueError(f"{self.name}: {BATCH_OF_ONE}")
         self.model = model
         self.supports = sw_supports(model)  # which switches act on it: fixed by its architecture
         self.base_lr = tc.lr if lr is None else lr

@@ -76,6 +76,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         (("bogus",), "invalid choice"),
         (("summary", "--preset", "rgb", "--out", "x"), "unrecognized arguments: --out x"),
         (("run", "--preset", "rgb", "--set", "train.loss=cross_entropy", "--steps", "1"), "needs class labels"),
+        # BatchNorm on batches of one raised at step 0 with torch's "Expected more than 1 value per channel"
+        (("run", "--set", "train.batch_size=1", "--set", "model.norm=true", "--steps", "1"), "BatchNorm needs at least 2 examples per batch"),
     ]
     for args, words in cases:
         res = gv(*args, tmp_path=tmp_path)

@@ -214,6 +214,18 @@ def test_batchnorm_on_a_batch_of_one_is_refused_with_a_note_and_training_goes_on
     assert exp2.error is None and exp2.switches("plain")["norm"]
 
 
+def test_batchnorm_on_from_the_start_with_a_batch_of_one_is_refused_before_training():
+    """Configured (not toggled) the same way, the session used to stop at step 0 with torch's
+    "Expected more than 1 value per channel when training"."""
+    cfg = load_preset("demo").with_overrides({"model.depth": 3, "model.width": 8, "train.batch_size": 1, "model.norm": True})
+    with pytest.raises(ValueError, match=r"^plain: BatchNorm needs at least 2 examples per batch"):
+        Experiment(cfg)
+    for ok in ({"model.norm_kind": "layer"}, {"train.batch_size": 2}, {"model.norm": False}):
+        exp = Experiment(cfg.with_overrides(ok))
+        exp.step()
+        assert exp.error is None, ok
+
+
 def test_a_switch_the_model_lacks_is_refused_with_a_note():
     """LeNet's blocks change width (no skip path) and seed 000's rgb net has no normalisation: a
     toggle there would record an event that changed nothing."""
