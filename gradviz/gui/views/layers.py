@@ -17,7 +17,9 @@ from .base import View
 
 log = logging.getLogger("gradviz")
 HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs"]  # the CSV's
-SHOWN_HEADER = ["#", *HEADER[1:]]  # on screen the index column is as narrow as its numbers
+# on screen the index column is as narrow as its numbers, and "shape" leaves the column as narrow
+# as "(128)" (the tooltip and the CSV say "output shape")
+SHOWN_HEADER = ["#", "name", "type", "shape", "params", "FLOPs"]
 # Columns a narrow pane drops, first to last (names are elided before the output shape goes): at
 # 1024 x 768 in presentation fonts the table's 660 px met a 245 px pane and only the index, name and
 # type were visible. Each name's tooltip keeps the whole row.
@@ -153,7 +155,7 @@ class LayersView(View):
                 if j in (0, 4, 5):
                     item.setTextAlignment(right)
                 if j == 1:
-                    item.setToolTip(" · ".join(c for c in (f"layer {i}", *cells[1:3], cells[3], cells[4] and f"{cells[4]} params", cells[5] and f"{cells[5]} FLOPs") if c))
+                    item.setToolTip(" · ".join(c for c in (f"layer {i}", *cells[1:3], cells[3] and f"output {cells[3]}", cells[4] and f"{cells[4]} params", cells[5] and f"{cells[5]} FLOPs") if c))
                 t.setItem(i, j, item)
         t.setUpdatesEnabled(True)
         self._measure()
@@ -195,12 +197,12 @@ class LayersView(View):
             total_p = sum(r[3] for r in rows)
             total_f = sum(r[4] for r in rows)
             text = f"{len(rows)} layers, {total_p:,} parameters, {total_f:,} FLOPs per example (a multiply-add counts 2)"
-            if any(not r[2] for r in rows):
+            if any(not r[2] for r in rows) and not self.table.isColumnHidden(3):
                 text += ". " + SKIPPED_NOTE
         else:
             text = self.note or "names and types only"
         if self.hidden_columns:
-            text += f". Hidden in this narrow pane: {', '.join(self.hidden_columns)} (a name's tooltip has them)"
+            text += f". Too narrow for {', '.join(self.hidden_columns)}: see a name's tooltip"
         self.total_label.setText(text)
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
