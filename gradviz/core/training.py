@@ -159,7 +159,12 @@ class TrainingRun:
             model.train()
         probe.begin_step(step)
         opt.zero_grad(set_to_none=True)
-        out = model(x)
+        try:
+            out = model(x)
+        except BaseException:
+            # the forward never returned: the probe's function mode must not outlive it on this thread
+            probe.feeds.disarm()
+            raise
         loss, per_example = self.loss_fn(out, y)
         loss.backward()
         metrics = probe.after_backward(per_example)

@@ -95,7 +95,8 @@ def test_pause_step_resume_and_restart():
 
 
 def test_an_exception_in_the_model_stops_with_one_line():
-    exp = Experiment(small())
+    depth = torch._C._len_torch_function_stack()
+    exp = Experiment(small(**{"train.hist_every": 1}))  # every step watches its forward for activations
     exp.step()
 
     def boom(*_):
@@ -107,6 +108,8 @@ def test_an_exception_in_the_model_stops_with_one_line():
     assert "\n" not in exp.error and "residual" in exp.error and "RuntimeError" in exp.error
     assert exp.recording.last_step("plain") >= 0  # what was recorded stays
     assert ("residual", "error") in [(e[1], e[2]) for e in exp.recording.events()]
+    # the forward never returned: the probe's torch function mode left with it, not stayed on this thread
+    assert torch._C._len_torch_function_stack() == depth
 
 
 def test_bad_command_is_a_note_not_a_crash():
