@@ -353,25 +353,26 @@ def test_closing_mid_training_is_quick_and_leaves_a_complete_file(live, qtbot, k
     assert not (worker.path.parent / (worker.path.name + "-wal")).exists()  # closed, not just committed
 
 
-def test_a_training_process_that_raises_stops_with_one_line(qtbot, tmp_path, tiny):
-    """BatchNorm in training mode refuses a batch of one, so the model raises inside the training
-    process at its first step: the window shows one line naming the run and the error, keeps
-    drawing, and the run file is finished."""
+def test_a_batchnorm_the_training_cannot_run_is_refused_in_one_line(qtbot, tmp_path, tiny):
+    """BatchNorm in training mode refuses a batch of one: the model used to raise inside the
+    training process at its first step, with torch's "Expected more than 1 value per channel". The
+    session is refused before it starts: the window shows one line naming the run and the fix,
+    keeps drawing, and makes no run file."""
     worker = ProcessWorker(tiny(**{"train.batch_size": 1, "model.norm": True}), path=tmp_path / "raises.gradviz").start()
     win = MainWindow(worker.recording, session=worker)
     qtbot.addWidget(win)
     win.show()
     try:
         qtbot.waitUntil(lambda: worker.status().state == "error", timeout=60000)
-        qtbot.waitUntil(lambda: "ValueError" in win.message_label.text(), timeout=5000)
-        msg = win.message_label.text()
-        assert "plain" in msg and "step 0" in msg and "\n" not in msg
+        err = win.readout.error_label
+        qtbot.waitUntil(lambda: err.isVisible(), timeout=5000)
+        msg = err.text()
+        assert "plain: BatchNorm needs at least 2 examples per batch" in msg and "train.batch_size" in msg and "\n" not in msg
         frames = win.frame_count
         qtbot.wait(200)
         assert win.isVisible() and win.frame_count > frames
         assert worker.done.wait(10)
-        errors = [e for e in open_run(worker.path).events() if e[2] == "error"]
-        assert errors and "ValueError" in errors[0][3]
+        assert not (tmp_path / "raises.gradviz").exists()
     finally:
         win.shutdown()
 
