@@ -379,6 +379,39 @@ def test_fixed_depth_axis_grows_for_exploding_values_but_never_shrinks(qtbot):
     assert view.decades["grad_norm"] == (lo0, 6)  # no shrinking back: small values stay small
 
 
+def test_depth_profile_marks_exact_zeros_on_its_floor(qtbot):
+    """A zero gradient has no place on a log axis, yet zeros init gives its hidden layers exactly
+    that (and the demo's plain twin's first weights do not move in float32). Such layers get a
+    triangle on the chart's floor, a row per run, and the key says "exactly 0"; unused (NaN)
+    layers get nothing, and a profile without zeros has no such key entry."""
+    from gradviz.gui.views.depth import ZERO_KEY, ZERO_ROW, DepthView
+
+    rec = Recording()
+    for run in ("zeros", "normal"):
+        rec.add_run(run, [f"l{i}" for i in range(5)], ["Linear"] * 5, [])
+    rec.append("zeros", 0, {"grad_norm": np.array([0.0, 0.0, np.nan, 0.0, 0.3], np.float32)})
+    rec.append("normal", 0, {"grad_norm": np.array([0.0, 1e-3, 1e-2, 1e-1, 1.0], np.float32)})
+    view = DepthView()
+    qtbot.addWidget(view)
+    view.refresh(rec)
+    lo = view.decades["grad_norm"][0]
+    for k, (run, xs) in enumerate((("zeros", [0, 1, 3]), ("normal", [0]))):
+        x, y = view.zeros[run].getData()  # y in log10 units: the plot is in log mode
+        assert list(x) == xs, run
+        np.testing.assert_allclose(y, lo + 0.25 + ZERO_ROW * k)
+        assert view.zeros[run].opts["symbolBrush"].color().name() == view.theme.run_color(k).lower()
+    assert [label.text for _s, label in view.plot.legend.items] == ["zeros", "normal", ZERO_KEY]
+    # auto-scaled: a decade below the least positive value (1e-3 here), not the moving axis floor
+    view.set_fixed(False)
+    np.testing.assert_allclose(view.zeros["zeros"].getData()[1], -4.0)
+    # no zeros left: no triangles and no key entry
+    for run in ("zeros", "normal"):
+        rec.append(run, 1, {"grad_norm": np.full(5, 0.5, np.float32)})
+    view.refresh(rec)
+    assert all(z.getData()[0] is None or len(z.getData()[0]) == 0 for z in view.zeros.values())
+    assert [label.text for _s, label in view.plot.legend.items] == ["zeros", "normal"]
+
+
 @pytest.mark.parametrize("presentation", [False, True])
 def test_depth_legend_leaves_the_profile_visible(qtbot, presentation):
     """The demo's shapes on the default fixed axis: the legend used to sit on the residual twin's

@@ -38,6 +38,12 @@ TRAIL_STRIDE = 4  # rows between two trail profiles
 # NaN breaks between profiles, instead of one item per profile (the frame budget is ~30 ms).
 TRAIL_TIERS = ((1, 2, 3), (4, 5, 6))
 TIER_ALPHA = (110, 45)
+# An exact 0 has no place on a log axis, yet it is the lesson: zeros init gives the hidden layers no
+# gradient at all, and the demo's plain twin's first weights do not move in float32 (update_ratio 0).
+# Such layers get a down-pointing triangle on the chart's floor, and the key says what it means.
+ZERO_SYMBOL = "t"  # pyqtgraph's downward triangle
+ZERO_KEY = "exactly 0"
+ZERO_ROW = 0.33  # decades between two runs' rows of zeros
 
 
 class DepthView(View):
@@ -86,6 +92,10 @@ class DepthView(View):
 
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.trails: dict[str, list[pg.PlotDataItem]] = {}
+        self.zeros: dict[str, pg.PlotDataItem] = {}  # per run: its exact-0 layers on the floor
+        self.zero_entry: pg.PlotDataItem | None = None  # key only: what the triangles mean
+        self._zero_x: dict[str, np.ndarray] = {}  # per run: the layers drawn as exact zeros
+        self._least = np.inf  # log10 of the least positive value drawn
         self._width = 0  # layers (or blocks) on the x axis
         self._latest: dict[str, tuple[int, np.ndarray]] = {}  # run -> (step, values) drawn bold
         self._sync_spins()
@@ -128,6 +138,7 @@ class DepthView(View):
         self.decades[self.metric_name] = (lo, hi)
         self.fixed = self.fix_box.isChecked()
         self._apply_axes()
+        self._place_zeros()  # they sit on the axis's floor, which may have moved
 
     def _apply_axes(self) -> None:
         vb = self.plot.getViewBox()
@@ -155,9 +166,12 @@ class DepthView(View):
 
     # ---- drawing ----------------------------------------------------------------------
     def _on_new_recording(self, recording) -> None:
-        for items in (*self.curves.values(), *(t for ts in self.trails.values() for t in ts)):
+        for items in (*self.curves.values(), *self.zeros.values(), *(t for ts in self.trails.values() for t in ts)):
             self.plot.removeItem(items)
-        self.curves, self.trails, self._latest = {}, {}, {}
+        if self.zero_entry is not None:
+            self.plot.removeItem(self.zero_entry)
+        self.curves, self.trails, self._latest, self.zeros, self.zero_entry = {}, {}, {}, {}, None
+        self._zero_x, self._least = {}, np.inf
         self._width = 0
         self.plot.legend.clear()
         self._fit_legend()
@@ -178,14 +192,37 @@ class DepthView(View):
             symbolPen=None,
         )
         self.curves[run].setZValue(10)
+        self.zeros[run] = live_curve(self.plot, None, symbol=ZERO_SYMBOL, symbolBrush=pg.mkBrush(color), symbolPen=None)
+        self.zeros[run].setZValue(11)
+        self._size_zero_symbols()
         self._fit_legend()
 
     def _fit_legend(self, *_args) -> None:
         self.widget.fit_key()
 
+    def _floor(self, least: float) -> float:
+        """Where exact zeros are drawn (log10 units): just above the bottom of a fixed axis; on an
+        auto-scaled one a decade below the least positive value (`least`, log10), which the axis
+        then takes in (from the data, not from the axis: no creeping)."""
+        if self.fixed:
+            return self.decades[self.metric_name][0] + 0.25
+        return (math.floor(least) if np.isfinite(least) else 0.0) - 1.0
+
+    def _place_zeros(self) -> None:
+        floor = self._floor(self._least)
+        for k, (run, xs) in enumerate(self._zero_x.items()):
+            # a row per run, a third of a decade apart: two runs' zeros in one layer both show
+            self.zeros[run].setData(xs, np.full(len(xs), 10 ** (floor + ZERO_ROW * k)))
+
+    def _size_zero_symbols(self) -> None:
+        size = 6 + 3 * self.theme.bold_width
+        for item in (*self.zeros.values(), *([self.zero_entry] if self.zero_entry is not None else [])):
+            item.setSymbolSize(size)
+
     def _draw(self, recording, upto: int | None) -> None:
         self._latest = {}
-        top = -np.inf
+        top, least = -np.inf, np.inf
+        zero_x: dict[str, np.ndarray] = {}
         for run in recording.runs:
             self._ensure(recording, run)
             steps, values = recording.metric(run, self.metric_name)
@@ -193,6 +230,7 @@ class DepthView(View):
             curve, trail = self.curves[run], self.trails[run]
             if n == 0 or values.ndim != 2:
                 curve.setData([], [])
+                self.zeros[run].setData([], [])
                 for t in trail:
                     t.setData([], [])
                 continue
@@ -201,8 +239,10 @@ class DepthView(View):
             v = positive(values[n - 1])
             ok = np.isfinite(v)
             curve.setData(x_all[ok], v[ok])
+            zero_x[run] = x_all[values[n - 1] == 0]
             if ok.any():
                 top = max(top, float(np.log10(v[ok].max())))
+                least = min(least, float(np.log10(v[ok].min())))
             self._latest[run] = (int(steps[n - 1]), values[n - 1])
             for tier, t in zip(TRAIL_TIERS, trail):
                 rows = [n - 1 - k * TRAIL_STRIDE for k in tier if n - 1 - k * TRAIL_STRIDE >= 0]
@@ -220,6 +260,17 @@ class DepthView(View):
             if width > self._width:
                 self._width = width
                 self._apply_axes()
+        self._zero_x, self._least = zero_x, least
+        self._place_zeros()
+        any_zero = any(len(xs) for xs in zero_x.values())
+        if any_zero != (self.zero_entry is not None):
+            if any_zero:  # after the runs' entries: the key names the runs first
+                self.zero_entry = live_curve(self.plot, None, name=ZERO_KEY, symbol=ZERO_SYMBOL, symbolPen=None)
+                self._style_zero_entry()
+            else:
+                self.plot.removeItem(self.zero_entry)
+                self.zero_entry = None
+            self._fit_legend()
         lo, hi = self.decades[self.metric_name]
         if self.fixed and np.isfinite(top) and top > hi - 1:
             # a fixed axis may grow to show exploding values (keeping a decade above them, so the
@@ -255,14 +306,23 @@ class DepthView(View):
         self.band.setBrush(pg.mkBrush(band))
         self.band_label.setColor(theme.band)
         self.band_label.setFont(theme.font(0.9))
+        self._style_zero_entry()
+        self._size_zero_symbols()
         for run, curve in self.curves.items():
             color = self.run_color(self.recording, run) if self.recording else theme.run_color(0)
+            self.zeros[run].setSymbolBrush(pg.mkBrush(color))
             curve.setPen(theme.pen(color, theme.bold_width))
             curve.setSymbolSize(4 + 2 * theme.bold_width)
             curve.setSymbolBrush(pg.mkBrush(color))
             for a, t in zip(TIER_ALPHA, self.trails[run]):
                 t.setPen(theme.pen(color, theme.line_width, a))
         self._apply_axes()
+
+    def _style_zero_entry(self) -> None:
+        """The key's triangle in the foreground colour: it stands for every run's."""
+        if self.zero_entry is not None:
+            self.zero_entry.setSymbolBrush(pg.mkBrush(self.theme.foreground))
+            self._size_zero_symbols()
 
     def latest_values(self, run: str) -> np.ndarray | None:
         got = self._latest.get(run)
