@@ -371,6 +371,10 @@ def export_view(
     try:
         widget = view.export_widget()
         title = _title(view)
+        fit = getattr(view, "export_size", None)  # a view whose content needs more room than asked
+        if fit is not None:
+            shown = widget.isVisible() and widget.width() >= 200 and widget.height() >= 150
+            size = fit(size or (widget.size() if shown else DEFAULT_SIZE))
         with _Prepared(widget, transparent, size) as wsize:
             for fmt in painted:
                 p = folder / f"{stem}.{fmt}"

@@ -91,6 +91,15 @@ def assert_png(path: Path, width: int, height: int) -> np.ndarray:
     return arr
 
 
+def slide_size(view) -> tuple[int, int]:
+    """960 x 540, except a layer table with more rows than that holds: it grows taller."""
+    size = ex.DEFAULT_SIZE
+    if hasattr(view, "export_size"):
+        size = view.export_size(size)
+        assert size.width() == 960 and size.height() >= 540
+    return size.width(), size.height()
+
+
 def svg_texts(path: Path) -> tuple[ET.Element, list[str]]:
     root = ET.parse(path).getroot()
     texts = ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("}text") or el.tag == "text"]
@@ -249,10 +258,9 @@ def test_slide_pack_every_view_every_format(views, recording, tmp_path):
     expected = {f"{n}.{f}" for n in VIEW_NAMES for f in ex.FORMATS} | {"index.html"}
     assert {f.name for f in files} == expected
     assert {p.name for p in tmp_path.iterdir()} == expected
-    w, h = ex.DEFAULT_SIZE.width(), ex.DEFAULT_SIZE.height()
     for view in order:
         name = view.name
-        assert_png(tmp_path / f"{name}.png", w, h)
+        assert_png(tmp_path / f"{name}.png", *slide_size(view))
         # a table is drawn with lines and rectangles; every chart has paths
         shapes = ("path", "polyline", "rect") if name == "layers" else ("path",)
         assert_svg(tmp_path / f"{name}.svg", [drawn_title(view)], shapes)
@@ -345,7 +353,7 @@ def test_gui_slide_pack_includes_hidden_tabs(window, qtbot, tmp_path):
     pack = tmp_path / "pack"
     qtbot.waitUntil(lambda: (pack / "index.html").exists(), timeout=10000)
     for view in window.views:
-        assert_png(pack / f"{view.name}.png", 960, 540)  # also the views in tabs nobody looked at
+        assert_png(pack / f"{view.name}.png", *slide_size(view))  # also the views in tabs nobody looked at
     _, rows = read_csv(pack / "loss.csv")
     assert len(rows) == 151  # as shown: up to step 150
     assert "Slide pack" in window.message_label.text()
@@ -407,3 +415,29 @@ def test_right_click_offers_export(window, qtbot):
     dlg = _dialog(qtbot)
     assert view.title.split(":")[0] in dlg.windowTitle()
     dlg.reject()
+
+
+@pytest.mark.parametrize("rows", [5, 62])
+def test_an_exported_layer_table_shows_every_row(qtbot, tmp_path, rows):
+    """A 960 x 540 slide held 14 of the demo's 62 rows behind a scroll bar. The export grows taller
+    where the rows need it (a slide can be cropped, a hidden row cannot be read); a short table
+    keeps the asked size."""
+    from gradviz.core.recording import Recording
+    from gradviz.gui.views.layers import LayersView
+
+    table = [[f"blocks.{i}.linear", "Linear", [128], 16512, 32896] for i in range(rows - 1)] + [["head", "Linear", [4], 516, 1028]]
+    rec = Recording()
+    rec.add_run("plain", [r[0] for r in table], [r[1] for r in table], [])
+    rec.set_meta({"layer_table": {"plain": table}})
+    view = LayersView()
+    qtbot.addWidget(view)
+    view.refresh(rec)
+    png, svg = ex.export_view(view, tmp_path, "png,svg", scale=1.0, size=(960, 540))
+    img = QtGui.QImage(str(png))
+    row_h = view.table.verticalHeader().defaultSectionSize()
+    if rows == 5:
+        assert (img.width(), img.height()) == (960, 540)
+    else:
+        assert img.width() == 960 and img.height() >= rows * row_h, (img.height(), rows * row_h)
+    _, texts = svg_texts(svg)
+    assert "head" in texts and f"blocks.{rows - 2}.linear" in texts  # the last rows are drawn

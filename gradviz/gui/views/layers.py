@@ -217,6 +217,21 @@ class LayersView(View):
             rows.append([i, name, typ, _shape(shape) if shape is not None else "", params if params is not None else "", flops if flops is not None else ""])
         return list(HEADER), rows
 
+    def export_size(self, size: QtCore.QSize) -> QtCore.QSize:
+        """An exported table shows every row: the export grows taller where the rows need it. A
+        960 x 540 slide held 14 of the demo's 62 rows behind a scroll bar; the slide can be cropped,
+        a hidden row cannot be read."""
+        t = self.table
+        need = (
+            self.title_label.sizeHint().height()
+            + t.horizontalHeader().sizeHint().height()
+            + t.rowCount() * t.verticalHeader().defaultSectionSize()
+            + 2 * t.frameWidth()
+            + self.total_label.heightForWidth(size.width())
+            + 24  # the layout's spacing and margins
+        )
+        return QtCore.QSize(size.width(), max(size.height(), need))
+
     def plot_items(self) -> list:
         return [self._export]
 
