@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gradviz.config import load_preset  # noqa: E402
-from gradviz.core import probes  # noqa: E402
+from gradviz.core.activation_feeds import ActivationFeeds  # noqa: E402
 from gradviz.core.experiment import Experiment  # noqa: E402
 
 
@@ -36,12 +36,12 @@ def main() -> int:
     exp = Experiment(load_preset("demo").with_overrides({"train.hist_every": 1}))
     feeds = [r.probe.feeds for r in exp.runs]
     modules = [f.act_modules for f in feeds]
-    real_arm = probes.ActivationFeeds.arm
+    real_arm = ActivationFeeds.arm
     for _ in range(5):
         exp.step()
 
     def configure(name: str) -> None:
-        probes.ActivationFeeds.arm = real_arm if name != "none" else (lambda self: None)
+        ActivationFeeds.arm = real_arm if name != "none" else (lambda self: None)
         for f, mods in zip(feeds, modules, strict=True):
             f.act_modules = [] if name == "function mode" else mods
 

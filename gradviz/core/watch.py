@@ -72,11 +72,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .activation_feeds import ActivationFeeds
 from .background import Background
 from .probes import (
     HIST_SAMPLE,
     SATURATION,
-    ActivationFeeds,
     BlockGradNorms,
     Probe,
     StepMetrics,

@@ -1,0 +1,102 @@
+"""Which layers' outputs go straight into an activation: `act_saturation` is kept for those only.
+
+Found afresh on every cadence step, because a norm switch moves it between two steps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+# the calls whose input `act_saturation` is about: saturating or dying non-linearities, as
+# functions (`F.relu` in a forward) and as the modules that call them (`nn.ReLU` calls F.relu)
+ACTIVATION_FUNCTIONS = frozenset((
+    F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardtanh, F.tanh, F.sigmoid,
+    torch.relu, torch.relu_, torch.tanh, torch.tanh_, torch.sigmoid, torch.sigmoid_,
+    torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.tanh, torch.Tensor.tanh_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_,
+))  # fmt: skip
+
+
+# the same as modules: a pre-hook on each costs microseconds a step, where the function mode costs
+# every torch call of the forward (1.6 ms per cadence step of the demo's 30 blocks)
+ACTIVATION_MODULES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
+
+
+class _ActivationSpy(TorchFunctionMode):
+    """Sees every torch function call of a forward pass (on a cadence step only: a few µs each)."""
+
+    def __init__(self, feeds: ActivationFeeds) -> None:
+        super().__init__()
+        self.feeds = feeds
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in ACTIVATION_FUNCTIONS:
+            self.feeds.on_activation()
+        return func(*args, **(kwargs or {}))
+
+
+class ActivationFeeds:
+    """Which layers' outputs go straight into an activation, seen on each cadence step.
+    `act_saturation` (tanh or sigmoid near its bounds, dead ReLU) means something only for what an
+    activation receives: the demo's input layer feeds the first block's Linear and its head gives the
+    logits, and the optimizers preset showed their outputs as "dead fraction 0.5-0.7"; in a
+    Transformer only the feed-forward's first Linear meets a ReLU, not the embeddings, attention and
+    norms. A layer feeds an activation when it is the last layer to finish before an activation
+    function is called: a Linear while its norm is off, else the norm after it, so a norm flip
+    between two steps moves it. A model with activation modules (`nn.ReLU`, `nn.Tanh`, ...) is
+    watched through pre-hooks on them; one without any (`F.relu` in its forward, a Transformer's
+    feed-forward) through a torch function mode during its forward, which sees every call but costs
+    a few microseconds per op. Activations inside C++ kernels (an LSTM's gates) are not seen."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.act_modules = [m for m in model.modules() if isinstance(m, ACTIVATION_MODULES)]
+        self._act_handles: list = []
+        self.last: object | None = None
+        self.fed: set = set()
+        self._mode: _ActivationSpy | None = None
+        self._exit_hook = None
+        self._armed = False
+
+    def arm(self) -> None:
+        """Call right before the model's forward: watching ends when that forward returns."""
+        self.disarm()  # a step that never reached its collection (a forward that raised)
+        self.last, self.fed, self._armed = None, set(), True
+        if self.act_modules:
+            self._act_handles = [m.register_forward_pre_hook(self._on_module) for m in self.act_modules]
+            return
+        self._mode = _ActivationSpy(self)
+        self._mode.__enter__()
+        self._exit_hook = self.model.register_forward_hook(self._forward_done)
+
+    def layer_done(self, key) -> None:
+        self.last = key
+
+    def on_activation(self) -> None:
+        if self.last is not None:
+            self.fed.add(self.last)
+
+    def _on_module(self, _mod, _args) -> None:  # a pre-hook's return value would replace the input
+        self.on_activation()
+
+    def _forward_done(self, *_args) -> None:  # returns None: the output is left as it is
+        self._leave()
+
+    def _leave(self) -> None:
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+        if self._exit_hook is not None:
+            self._exit_hook.remove()
+            self._exit_hook = None
+        for h in self._act_handles:
+            h.remove()
+        self._act_handles = []
+
+    def disarm(self) -> set | None:
+        """The layers seen feeding an activation since `arm`; None when nothing was armed."""
+        self._leave()
+        armed, self._armed = self._armed, False
+        return self.fed if armed else None
