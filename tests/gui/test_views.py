@@ -384,7 +384,9 @@ def test_depth_profile_marks_exact_zeros_on_its_floor(qtbot):
     that (and the demo's plain twin's first weights do not move in float32). Such layers get a
     triangle on the chart's floor, a row per run, and the key says "exactly 0"; unused (NaN)
     layers get nothing, and a profile without zeros has no such key entry."""
-    from gradviz.gui.views.depth import ZERO_KEY, ZERO_ROW, DepthView
+    from PySide6 import QtCore, QtGui
+
+    from gradviz.gui.views.depth import ZERO_KEY, DepthView
 
     rec = Recording()
     for run in ("zeros", "normal"):
@@ -393,17 +395,42 @@ def test_depth_profile_marks_exact_zeros_on_its_floor(qtbot):
     rec.append("normal", 0, {"grad_norm": np.array([0.0, 1e-3, 1e-2, 1e-1, 1.0], np.float32)})
     view = DepthView()
     qtbot.addWidget(view)
+    view.apply_theme(make_theme("light", presentation=True, screen_height=720))
+    view.resize(600, 320)  # a short chart: rows a third of a decade apart used to overlap here
+    view.show()
     view.refresh(rec)
-    lo = view.decades["grad_norm"][0]
+    view.grab()
+    vb = view.plot.getViewBox()
+    bottom = vb.sceneBoundingRect().bottom()
+    size = view.zeros["zeros"].opts["symbolSize"]
+    rows = []
     for k, (run, xs) in enumerate((("zeros", [0, 1, 3]), ("normal", [0]))):
         x, y = view.zeros[run].getData()  # y in log10 units: the plot is in log mode
         assert list(x) == xs, run
-        np.testing.assert_allclose(y, lo + 0.25 + ZERO_ROW * k)
+        assert len(set(np.round(y, 9))) == 1, run  # one row per run
+        rows.append(vb.mapViewToScene(QtCore.QPointF(float(x[0]), float(y[0]))).y())
         assert view.zeros[run].opts["symbolBrush"].color().name() == view.theme.run_color(k).lower()
+    # on the floor, the first row whole inside the plot; the second a symbol above, not on top of it
+    assert bottom - size <= rows[0] <= bottom - size / 2, (rows, bottom, size)
+    assert rows[0] - rows[1] >= size, (rows, size)
     assert [label.text for _s, label in view.plot.legend.items] == ["zeros", "normal", ZERO_KEY]
+    # the key's triangle is drawn as on the chart, in the foreground colour (it stands for every
+    # run's): pyqtgraph's scatter kept its default small grey one for an item without data
+    qtbot.wait(50)  # the key's row settles at the next layout pass
+    img = view.widget.grab().toImage()
+    sample = view.widget.mapFromScene(view.plot.legend.items[-1][0].sceneBoundingRect()).boundingRect()
+    fg = QtGui.QColor(view.theme.foreground)
+    inked = sum(
+        1
+        for px in range(int(sample.left()), int(sample.right()))
+        for py in range(int(sample.top()), int(sample.bottom()))
+        if sum(abs(a - b) for a, b in zip(QtGui.QColor(img.pixel(px, py)).getRgb()[:3], fg.getRgb()[:3], strict=True)) < 60
+    )
+    assert inked >= 0.25 * size * size, (inked, size)
     # auto-scaled: a decade below the least positive value (1e-3 here), not the moving axis floor
     view.set_fixed(False)
-    np.testing.assert_allclose(view.zeros["zeros"].getData()[1], -4.0)
+    y0 = view.zeros["zeros"].getData()[1][0]
+    assert y0 == pytest.approx(-4.0), y0
     # no zeros left: no triangles and no key entry
     for run in ("zeros", "normal"):
         rec.append(run, 1, {"grad_norm": np.full(5, 0.5, np.float32)})

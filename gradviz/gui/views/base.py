@@ -324,9 +324,11 @@ class LineSample(ItemSample):
         p.drawLine(QtCore.QPointF(2, 11), QtCore.QPointF(self.width() - 2, 11))
         symbol = item.opts.get("symbol")
         if symbol is not None:  # the marker in the middle of the line, as on the curve
-            so = item.scatter.opts
+            # the item's own options: its scatter keeps the old ones while it has no data (the
+            # depth key's "exactly 0" entry drew pyqtgraph's default small grey triangle)
+            o = item.opts
             p.translate(self.width() / 2, 11)
-            drawSymbol(p, symbol, so["size"], pg.mkPen(so["pen"]), pg.mkBrush(so["brush"]))
+            drawSymbol(p, symbol, o["symbolSize"], pg.mkPen(o["symbolPen"]), pg.mkBrush(o["symbolBrush"]))
         return None
 
 

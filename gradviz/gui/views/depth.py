@@ -43,7 +43,7 @@ TIER_ALPHA = (110, 45)
 # Such layers get a down-pointing triangle on the chart's floor, and the key says what it means.
 ZERO_SYMBOL = "t"  # pyqtgraph's downward triangle
 ZERO_KEY = "exactly 0"
-ZERO_ROW = 0.33  # decades between two runs' rows of zeros
+AUTO_ZERO_STEP = 0.33  # decades between two runs' rows on an auto-scaled axis
 
 
 class DepthView(View):
@@ -100,6 +100,7 @@ class DepthView(View):
         self._latest: dict[str, tuple[int, np.ndarray]] = {}  # run -> (step, values) drawn bold
         self._sync_spins()
         self._apply_theme(self.theme)
+        self.plot.getViewBox().sigResized.connect(self._place_zeros)  # rows are a symbol apart on screen
 
     # ---- settings ---------------------------------------------------------------------
     def set_metric(self, metric: str) -> None:
@@ -138,7 +139,6 @@ class DepthView(View):
         self.decades[self.metric_name] = (lo, hi)
         self.fixed = self.fix_box.isChecked()
         self._apply_axes()
-        self._place_zeros()  # they sit on the axis's floor, which may have moved
 
     def _apply_axes(self) -> None:
         vb = self.plot.getViewBox()
@@ -163,6 +163,7 @@ class DepthView(View):
             x0, x1 = (-0.5 - 0.02 * w, w - 0.5 + 0.02 * w) if (self.fixed and w) else (-1e3, 1e3)
             self.band.setRect(x0, lo, x1 - x0, math.log10(thr) - lo)
             self.band_label.setPos(0, math.log10(thr))
+        self._place_zeros()  # they sit on the axis's floor, which may have moved
 
     # ---- drawing ----------------------------------------------------------------------
     def _on_new_recording(self, recording) -> None:
@@ -205,17 +206,29 @@ class DepthView(View):
         auto-scaled one a decade below the least positive value (`least`, log10), which the axis
         then takes in (from the data, not from the axis: no creeping)."""
         if self.fixed:
-            return self.decades[self.metric_name][0] + 0.25
+            return float(self.decades[self.metric_name][0])
         return (math.floor(least) if np.isfinite(least) else 0.0) - 1.0
 
-    def _place_zeros(self) -> None:
-        floor = self._floor(self._least)
+    def _zero_size(self) -> float:
+        return 8.0 + self.theme.bold_width
+
+    def _place_zeros(self, *_args) -> None:
+        """A row per run, a symbol's size apart on screen: two runs' zeros in one layer both show,
+        and the rows neither overlap in a short chart nor drift apart in a tall one."""
+        size = self._zero_size()
+        if self.fixed:
+            vb = self.plot.getViewBox()
+            lo, hi = self.decades[self.metric_name]
+            per_px = (hi - lo) / vb.height() if vb.height() > 0 else 0.02  # decades per pixel
+            first, step = 0.7 * size * per_px, 1.1 * size * per_px
+        else:  # the axis follows the data here, so its scale cannot place the data: fixed steps
+            first, step = 0.0, AUTO_ZERO_STEP
+        floor = self._floor(self._least) + first
         for k, (run, xs) in enumerate(self._zero_x.items()):
-            # a row per run, a third of a decade apart: two runs' zeros in one layer both show
-            self.zeros[run].setData(xs, np.full(len(xs), 10 ** (floor + ZERO_ROW * k)))
+            self.zeros[run].setData(xs, np.full(len(xs), 10 ** (floor + step * k)))
 
     def _size_zero_symbols(self) -> None:
-        size = 6 + 3 * self.theme.bold_width
+        size = self._zero_size()
         for item in (*self.zeros.values(), *([self.zero_entry] if self.zero_entry is not None else [])):
             item.setSymbolSize(size)
 
