@@ -450,10 +450,17 @@ class KeyedChart(pg.GraphicsLayoutWidget):
         self.plot.getViewBox().sigResized.connect(self.fit_key)  # the pane's width changed
 
     def fit_key(self, *_args) -> None:
+        """Columns for the pane's width; call again after the curves' pens change: a sample is
+        not told when its curve changes, and under X the key kept a stale thin line without its
+        marker for one run of three until something else repainted that spot."""
         lg = self.legend
         lg.setVisible(bool(lg.items))  # an empty key is a stray gap (a session that never started)
         if not lg.items:
             return
+        for sample, _label in lg.items:
+            if isinstance(sample, LineSample):
+                sample.fit()
+            sample.update()
         room = self.width() - 2 * LEGEND_MARGIN
         cols = len(lg.items)
         while True:

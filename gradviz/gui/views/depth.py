@@ -329,6 +329,7 @@ class DepthView(View):
             curve.setSymbolBrush(pg.mkBrush(color))
             for a, t in zip(TIER_ALPHA, self.trails[run]):
                 t.setPen(theme.pen(color, theme.line_width, a))
+        self._fit_legend()  # the key's samples follow the new pens
         self._apply_axes()
 
     def _style_zero_entry(self) -> None:

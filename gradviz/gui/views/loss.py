@@ -121,3 +121,4 @@ class LossView(View):
                 c.setPen(self._pen(self.recording, run, metric))
         if self.eval_entry is not None:
             self.eval_entry.setPen(self._eval_pen())
+        self._fit_legend()  # the key's samples follow the new pens
