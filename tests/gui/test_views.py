@@ -439,6 +439,27 @@ def test_depth_profile_marks_exact_zeros_on_its_floor(qtbot):
     assert [label.text for _s, label in view.plot.legend.items] == ["zeros", "normal"]
 
 
+def test_activations_say_so_when_no_layer_feeds_an_activation(qtbot):
+    """An LSTM's gates are inside its kernel and a linear model has none: every layer's saturation
+    is NaN, and the empty plot used to look broken. It says why; with one value it says nothing."""
+    from gradviz.gui.views.activations import NO_SATURATION, ActivationsView
+
+    rec = Recording()
+    rec.add_run("lstm", ["emb", "lstm", "fc"], ["Embedding", "LSTM", "Linear"], [])
+    stats = {"act_mean": np.array([0.1, 0.0, -0.2]), "act_std": np.ones(3), "act_saturation": np.full(3, np.nan)}
+    rec.append("lstm", 0, stats)
+    view = ActivationsView()
+    qtbot.addWidget(view)
+    view.refresh(rec)
+    note = view.no_saturation
+    assert note.isVisible() and note.toPlainText() == NO_SATURATION
+    x0, x1 = view.plots["act_saturation"].viewRange()[0]
+    assert x0 <= note.pos().x() <= x1
+    rec.append("lstm", 1, {**stats, "act_saturation": np.array([np.nan, np.nan, 0.4])})
+    view.refresh(rec)
+    assert not note.isVisible()
+
+
 @pytest.mark.parametrize("presentation", [False, True])
 def test_depth_legend_leaves_the_profile_visible(qtbot, presentation):
     """The demo's shapes on the default fixed axis: the legend used to sit on the residual twin's

@@ -21,6 +21,7 @@ from .base import (
 )
 
 STATS = ("act_mean", "act_std", "act_saturation")
+NO_SATURATION = "no layer's output\ngoes into an activation"
 
 
 def saturation_label(recording) -> str:
@@ -63,6 +64,11 @@ class ActivationsView(View):
             p.getAxis("left").enableAutoSIPrefix(False)
             self.plots[stat] = p
         self.plots["act_saturation"].setYRange(0, 1, padding=0.02)
+        # said inside the saturation plot when no layer's output goes into an activation (an LSTM's
+        # gates are inside its kernel; a linear model has none): an empty plot looked broken
+        self.no_saturation = pg.TextItem(NO_SATURATION, anchor=(0.5, 0.5))
+        self.no_saturation.setVisible(False)
+        self.plots["act_saturation"].addItem(self.no_saturation, ignoreBounds=True)
         self.stacked = False  # the plots side by side (False) or one above the other (True)
         self.widget.installEventFilter(self)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
@@ -137,6 +143,13 @@ class ActivationsView(View):
                 self.curves[key].setData(np.arange(len(v))[ok], v[ok])
                 self._drawn[key] = v
                 self._step[run] = int(steps[n - 1])
+        measured = [self._drawn[(run, "act_mean")] for run in recording.runs if (run, "act_mean") in self._drawn]
+        saturated = [self._drawn[(run, "act_saturation")] for run in recording.runs if (run, "act_saturation") in self._drawn]
+        none_fed = any(np.isfinite(v).any() for v in measured) and not any(np.isfinite(v).any() for v in saturated)
+        if none_fed:  # the middle of what the empty plot shows (its range follows no data)
+            x0, x1 = self.plots["act_saturation"].viewRange()[0]
+            self.no_saturation.setPos((x0 + x1) / 2, 0.5)
+        self.no_saturation.setVisible(none_fed)
         self._show_key(recording)
 
     def _show_key(self, recording, force: bool = False) -> None:
@@ -170,6 +183,8 @@ class ActivationsView(View):
             # statistics have any magnitude (a std of 15000 in an N(0, 1)-initialised LeNet): the
             # axis sizes itself to its tick labels, or the widest ran into the axis title
             p.getAxis("left").setWidth(None)
+        self.no_saturation.setColor(theme.foreground)
+        self.no_saturation.setFont(theme.font())
         if self.recording is not None:
             self._show_key(self.recording, force=True)
             for (run, _stat), c in self.curves.items():
