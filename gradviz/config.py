@@ -174,12 +174,15 @@ def _line_of(text: str | None, section: str | None, key: str) -> int | None:
     return None
 
 
-def _where(source: str, text: str | None, section: str | None, key: str, origin: str) -> str:
+def _where(source: str, text: str | None, section: str | None, key: str, origin: str, shown: str | None = None) -> str:
+    """Where a value came from, as the user wrote it: `file:line: section.key` or `--set ...`.
+    `shown` is the table's name when it is not `section` (a run's own `[runs.model]`)."""
+    label = shown or section
     if origin == "--set":
-        return f"--set {section}.{key}" if section else f"--set {key}"
+        return f"--set {label}.{key}" if label else f"--set {key}"
     line = _line_of(text, section, key)
     loc = f"{source}:{line}" if line else source
-    return f"{loc}: {section + '.' if section else ''}{key}"
+    return f"{loc}: {label + '.' if label else ''}{key}"
 
 
 def _coerce(value: Any, ftype: Any, section: str, key: str, where: str) -> Any:
@@ -205,12 +208,12 @@ def _coerce(value: Any, ftype: Any, section: str, key: str, where: str) -> Any:
     return value
 
 
-def _build_section(section: str, values: dict, base: Any, source: str, text: str | None, origin: str, prefix: str = "") -> Any:
+def _build_section(section: str, values: dict, base: Any, source: str, text: str | None, origin: str, shown: str | None = None) -> Any:
     cls = SECTIONS[section]
     known = {f.name: f for f in fields(cls)}
     out = {}
     for key, value in values.items():
-        where = _where(source, text, section, key, origin)
+        where = _where(source, text, section, key, origin, shown)
         if key not in known:
             raise ConfigError(f"{where}: unknown key; accepted keys are {', '.join(known)}")
         out[key] = _coerce(value, known[key].type, section, key, where)
@@ -244,7 +247,9 @@ def _from_dict(data: dict, source: str, text: str | None, origin: str = "file") 
         seen.add(name)
         parts = {}
         for section in SECTIONS:
-            parts[section] = _build_section(section, raw.get(section, {}), tables[section], source, text, origin)
+            # a run's own table is named as written: [runs.model] in a file, NAME.model in --set
+            shown = f"{name}.{section}" if origin == "--set" else f"runs.{section}"
+            parts[section] = _build_section(section, raw.get(section, {}), tables[section], source, text, origin, shown)
         for key in raw:
             if key not in ("name", *SECTIONS):
                 raise ConfigError(f"{_where(source, text, 'runs', key, origin)}: unknown key in a run; accepted keys are name, model, data, train")

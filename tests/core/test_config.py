@@ -25,6 +25,8 @@ def test_runs_override_the_shared_tables():
         ('[train]\noptimizer = "lbfgs"\n', 2, ["sgd, momentum, rmsprop, adam"]),
         ('[model]\ndropout = 0.95\n', 2, ["0.0 to 0.9"]),
         ('[data]\nn_train = "many"\n', 2, ["expected an integer"]),
+        # a run's own table is named as written (it read "model.width", the shared table's name)
+        ('[[runs]]\nname = "x"\n[runs.model]\nwidth = -4\n', 4, ["runs.model.width = -4", "1 to 4096"]),
     ],
 )
 def test_errors_name_file_line_key_and_accepted_values(tmp_path, text, line, words):
@@ -55,6 +57,8 @@ def test_set_flags():
         load_preset("demo").with_overrides(parse_set(["model.depth=0"]))
     with pytest.raises(ConfigError, match="unknown key"):
         load_preset("demo").with_overrides(parse_set(["nothing=1"]))
+    with pytest.raises(ConfigError, match=r"^--set plain\.train\.lr = -1\.0: accepted range"):
+        load_preset("demo").with_overrides(parse_set(["plain.train.lr=-1"]))
     one = load_preset("demo").with_overrides(parse_set(["plain.train.lr=0.5"]))
     assert one.run("plain").train.lr == 0.5 and one.run("residual").train.lr == 0.01
     with pytest.raises(ConfigError, match="with a run of plain, residual"):
