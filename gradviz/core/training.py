@@ -10,6 +10,7 @@ from torch import nn
 
 from ..config import RunConfig
 from .models import build_model
+from .models import switches as sw
 from .models.switches import blocks as switch_blocks
 from .models.switches import supports as sw_supports
 from .optim import ForeachOptimizer, make_optimizer
@@ -80,8 +81,6 @@ BATCH_OF_ONE = "BatchNorm needs at least 2 examples per batch and this run train
 
 def uses_batch_norm(model: nn.Module) -> bool:
     """Whether a BatchNorm layer is in the forward pass now (a switched-off norm is not)."""
-    from .models import switches as sw
-
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     return has_bn and sw.state(model)["norm"]
 
@@ -112,8 +111,6 @@ class TrainingRun:
         model = build_model(mc, self.data.input_shape, self.data.n_outputs, seed=tc.seed)
         model = model.to(device=self.device, dtype=dtype)
         if switches:
-            from .models import switches as sw
-
             sw.set_residual(model, switches["residual"])
             sw.set_norm(model, switches["norm"])
             sw.set_dropout(model, switches["dropout"])

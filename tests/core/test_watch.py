@@ -599,6 +599,22 @@ def test_watching_a_gradviz_model_uses_its_block_sinks_and_gives_them_back(tmp_p
     close(gradviz.open_run(tmp_path / "m.gradviz").metric("main", "act_grad_norm")[1], want, rtol=1e-5)
 
 
+def _watched_steps(model, opt, x, y, path, steps=2, before=None, after_step=None):
+    """`steps` cross-entropy steps under `gradviz.watch` (run "m", histograms every step); the run
+    file read back. `before(w)` runs first inside the watch; `after_step()` must be true after each."""
+    with gradviz.watch(model, opt, path=path, name="m", hist_every=1) as w:
+        if before is not None:
+            before(w)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+            assert after_step is None or after_step()
+    return gradviz.open_run(path)
+
+
 class _FunctionalNet(nn.Module):
     """Its ReLU is `F.relu` in forward: no module says so; the torch function mode sees the call."""
 
@@ -626,15 +642,7 @@ def test_watch_saturation_only_where_an_activation_reads_the_layer(tmp_path, kin
     for name, m in model.named_modules():
         if isinstance(m, nn.Linear):
             m.register_forward_hook(lambda _m, _i, o, name=name: outs.__setitem__(name, o.detach()))
-    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
-    with gradviz.watch(model, opt, path=tmp_path / "f.gradviz", name="m", hist_every=1) as w:
-        for _ in range(2):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            w.log(loss=loss)
-    rec = gradviz.open_run(tmp_path / "f.gradviz")
+    rec = _watched_steps(model, opt, torch.randn(16, 4), torch.randint(0, 2, (16,)), tmp_path / "f.gradviz")
     names = rec.layers("m")
     _, sat = rec.metric("m", "act_saturation")
     _, mean = rec.metric("m", "act_mean")
@@ -668,17 +676,13 @@ def test_a_forward_that_raises_leaves_no_function_mode_behind(tmp_path):
     model = Flaky()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
-    with gradviz.watch(model, opt, path=tmp_path / "r.gradviz", name="m", hist_every=1) as w:
+
+    def fail_first(w) -> None:
         with pytest.raises(RuntimeError, match="bad batch"):
             model(x)
-        for _ in range(2):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            w.log(loss=loss)
-            assert torch._C._len_torch_function_stack() == depth
+
+    rec = _watched_steps(model, opt, x, y, tmp_path / "r.gradviz", before=fail_first, after_step=lambda: torch._C._len_torch_function_stack() == depth)
     assert torch._C._len_torch_function_stack() == depth
-    names = gradviz.open_run(tmp_path / "r.gradviz").layers("m")
-    _, sat = gradviz.open_run(tmp_path / "r.gradviz").metric("m", "act_saturation")
+    names = rec.layers("m")
+    _, sat = rec.metric("m", "act_saturation")
     assert [n for n, v in zip(names, sat[-1], strict=True) if np.isfinite(v)] == ["a"]

@@ -319,8 +319,7 @@ class DepthView(View):
         self.band.setBrush(pg.mkBrush(band))
         self.band_label.setColor(theme.band)
         self.band_label.setFont(theme.font(0.9))
-        self._style_zero_entry()
-        self._size_zero_symbols()
+        self._style_zero_entry()  # and every triangle's size
         for run, curve in self.curves.items():
             color = self.run_color(self.recording, run) if self.recording else theme.run_color(0)
             self.zeros[run].setSymbolBrush(pg.mkBrush(color))
@@ -336,7 +335,7 @@ class DepthView(View):
         """The key's triangle in the foreground colour: it stands for every run's."""
         if self.zero_entry is not None:
             self.zero_entry.setSymbolBrush(pg.mkBrush(self.theme.foreground))
-            self._size_zero_symbols()
+        self._size_zero_symbols()
 
     def latest_values(self, run: str) -> np.ndarray | None:
         got = self._latest.get(run)
