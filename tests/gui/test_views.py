@@ -957,6 +957,61 @@ def points_under(legend, curve) -> int:
     return sum(box.contains(vb.mapViewToScene(QtCore.QPointF(float(x), float(y)))) for x, y in zip(xs, ys, strict=True))
 
 
+def test_activation_std_goes_log_when_one_run_dwarfs_the_others(qtbot):
+    """The init preset: the normal(0, 1) run's std reached 4e4 in one layer while the other runs'
+    were near 0.5, and on a linear axis they all lay flat on zero. Mean and std switch to a signed
+    log scale then (0 stays 0, signs stay apart), label decades, and export the measured values;
+    calm values bring the linear axis back."""
+    from gradviz.gui.views import symlog
+    from gradviz.gui.views.activations import ActivationsView
+
+    rec = Recording()
+    layers = [f"l{i}" for i in range(8)]
+    for run in ("normal", "xavier", "zeros"):
+        rec.add_run(run, layers, ["Linear"] * 8, [])
+    std = {"normal": np.array([3.0, 4e4, 900.0, 300.0, 80.0, 20.0, 5.0, 1.0]), "xavier": np.linspace(0.3, 0.7, 8), "zeros": np.zeros(8)}
+    mean = {"normal": np.array([1.0, -8e3, 50.0, -20.0, 3.0, -1.0, 0.2, 0.1]), "xavier": np.linspace(-0.05, 0.05, 8), "zeros": np.zeros(8)}
+    for run in rec.runs:
+        rec.append(run, 0, {"loss": 1.0, "act_mean": mean[run], "act_std": std[run], "act_saturation": np.full(8, 0.1)})
+    acts = ActivationsView()
+    qtbot.addWidget(acts)
+    acts.apply_theme(make_theme("light", True, 768))
+    acts.resize(1200, 420)
+    acts.refresh(rec)
+    acts.grab()
+    for stat, values in (("act_std", std), ("act_mean", mean)):
+        c = acts.scale[stat]
+        assert c is not None, stat
+        plot = acts.plots[stat]
+        assert plot.getAxis("left").labelText.endswith("(log)")
+        for run in rec.runs:
+            x, y = acts.curves[(run, stat)].getOriginalDataset()
+            v = values[run].astype(np.float32).astype(np.float64)  # as recorded
+            np.testing.assert_allclose(y, np.sign(v) * np.log10(1 + np.abs(v) / c), rtol=1e-9, atol=1e-12)
+        # xavier's spread is visible: a hundred times the share of the height a linear axis gave it
+        x, y = acts.curves[("xavier", stat)].getOriginalDataset()
+        lo, hi = plot.getViewBox().viewRange()[1]
+        every = np.concatenate(list(values.values()))
+        linear_share = np.ptp(values["xavier"]) / np.ptp(every)
+        assert (y.max() - y.min()) / (hi - lo) > max(100 * linear_share, 0.01), stat
+        axis = plot.getAxis("left")
+        ticks = [v for _sp, vals in axis.tickValues(lo, hi, plot.getViewBox().height()) for v in vals]
+        labels = axis.tickStrings(ticks, 1.0, 1.0)
+        assert len(labels) >= 2 and all(labels), labels
+        assert set(labels) <= {symlog.decade_label(v) for v in symlog.inverse(np.array(ticks), c)}
+    assert "0" in labels or any(t.startswith("-") for t in labels)
+    header, rows = acts.csv()
+    col = header.index("normal act_std @ step 0")
+    assert [r[col] for r in rows] == pytest.approx(list(std["normal"]))  # the export keeps measured values
+    for run in rec.runs:  # calm again: linear axes, raw values
+        rec.append(run, 1, {"loss": 1.0, "act_mean": np.linspace(-0.1, 0.1, 8), "act_std": np.linspace(0.2, 0.9, 8), "act_saturation": np.full(8, 0.1)})
+    acts.refresh(rec)
+    assert acts.scale == {"act_mean": None, "act_std": None}
+    assert acts.plots["act_std"].getAxis("left").labelText == "std"
+    x, y = acts.curves[("xavier", "act_std")].getOriginalDataset()
+    np.testing.assert_allclose(y, np.linspace(0.2, 0.9, 8))
+
+
 @pytest.mark.parametrize("size", [(380, 900), (1400, 500)])
 def test_activation_key_sits_above_the_plots(qtbot, size):
     """The runs' key is a row of its own above the three plots, each run's name in its colour: a
@@ -1059,6 +1114,29 @@ def test_vertical_count_axis_leaves_a_line_between_labels(qtbot):
         assert size * major / hi >= 1.5 * line * 0.999, (hi, size, major)
     # pyqtgraph's own spacing is what it replaces: 2 per 90 px at this font
     assert pg_major(0.0, 10.0, 90.0) * 90.0 / 10.0 < 1.5 * line
+
+
+def test_short_value_axis_around_zero_labels_both_sides(qtbot):
+    """A histogram strip of four runs is about 60 px tall: its value axis (-8..8) kept only "0",
+    which says nothing about the scale. It now labels -5 and 5 (0 keeps an unlabelled tick), a
+    line and a half apart."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.base import SpacedAxis
+
+    font = QtGui.QFont()
+    font.setPointSizeF(14)
+    line = QtGui.QFontMetricsF(font).height()
+    axis = SpacedAxis("left")
+    axis.setTickFont(font)
+    for lo, hi, size in ((-8.0, 8.0, 60.0), (-7.9, 7.9, 60.0), (-3.0, 3.0, 50.0)):
+        levels = axis.tickValues(lo, hi, size)
+        labelled = sorted(float(v) for sp, vals in levels for v, t in zip(vals, axis.tickStrings(vals, 1.0, sp), strict=True) if t)
+        assert len(labelled) >= 2 and labelled[0] < 0 < labelled[-1], (lo, hi, levels)
+        assert all(lo <= v <= hi for v in labelled)
+        gaps = np.diff(labelled) * size / (hi - lo)
+        assert gaps.min() >= 1.5 * line * 0.999, (lo, hi, labelled)
+        assert 0.0 in [float(v) for _, vals in levels for v in vals]  # 0 still has its tick
 
 
 def pg_major(lo: float, hi: float, size: float) -> float:
@@ -1399,7 +1477,7 @@ def test_activation_axis_makes_room_for_wide_tick_labels(qtbot):
 
     rec = Recording()
     rec.add_run("lenet-normal", [f"l{i}" for i in range(9)], ["Conv2d"] * 9, [])
-    rec.append("lenet-normal", 0, {"loss": 1.0, "act_mean": np.linspace(0, -30000, 9), "act_std": np.geomspace(1, 15000, 9), "act_saturation": np.full(9, 0.5)})
+    rec.append("lenet-normal", 0, {"loss": 1.0, "act_mean": np.linspace(0, -30000, 9), "act_std": np.linspace(5000, 15000, 9), "act_saturation": np.full(9, 0.5)})
     view = ActivationsView()
     qtbot.addWidget(view)
     theme = make_theme("light", True, 1080)

@@ -7,9 +7,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from . import symlog
 from .base import (
     FitLabel,
     SpacedAxis,
+    SymlogAxis,
     View,
     add_title,
     fit_plot_title,
@@ -21,6 +23,8 @@ from .base import (
 )
 
 STATS = ("act_mean", "act_std", "act_saturation")
+SCALED = ("act_mean", "act_std")  # any magnitude: a log scale when one run's values dwarf the others'
+AXIS_LABEL = {"act_mean": "mean", "act_std": "std", "act_saturation": "fraction"}
 NO_SATURATION = "no layer's output\ngoes into an activation"
 
 
@@ -53,12 +57,15 @@ class ActivationsView(View):
         self.plots: dict[str, pg.PlotItem] = {}
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}  # titles
         for i, stat in enumerate(STATS):
-            p = ci.addPlot(row=2, col=i, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
+            axes = {"bottom": SpacedAxis("bottom", integer=True)}
+            if stat in SCALED:
+                axes["left"] = SymlogAxis("left")
+            p = ci.addPlot(row=2, col=i, axisItems=axes)
             p.setMenuEnabled(False)
             p.setTitle(labels[stat])
             fit_plot_title(p)
             p.setLabel("bottom", "layer index")
-            p.setLabel("left", "fraction" if stat == "act_saturation" else labels[stat])
+            p.setLabel("left", AXIS_LABEL[stat])
             # plain units: pyqtgraph rescales any axis under 1 to milli, and a class read a mean of
             # -0.4 as "-400" on an axis labelled "mean (x0.001)"
             p.getAxis("left").enableAutoSIPrefix(False)
@@ -74,6 +81,7 @@ class ActivationsView(View):
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, str], np.ndarray] = {}
         self._step: dict[str, int] = {}
+        self.scale: dict[str, float | None] = dict.fromkeys(SCALED)  # symlog's linear range, None: linear
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
@@ -105,6 +113,8 @@ class ActivationsView(View):
             self.plots[stat].removeItem(c)
         self.curves, self._drawn, self._step = {}, {}, {}
         self._key_runs = None
+        for stat in SCALED:
+            self._set_scale(stat, None)
         self._label_saturation(recording)
 
     def _label_saturation(self, recording) -> None:
@@ -138,11 +148,15 @@ class ActivationsView(View):
                 if n == 0 or values.ndim != 2:
                     self.curves[key].setData([], [])
                     continue
-                v = np.asarray(values[n - 1], np.float64)
-                ok = np.isfinite(v)
-                self.curves[key].setData(np.arange(len(v))[ok], v[ok])
-                self._drawn[key] = v
+                self._drawn[key] = np.asarray(values[n - 1], np.float64)
                 self._step[run] = int(steps[n - 1])
+        for stat in SCALED:
+            shown = [v for (_run, s), v in self._drawn.items() if s == stat]
+            self._set_scale(stat, symlog.threshold(np.concatenate(shown), self.scale[stat]) if shown else None)
+        for key, v in self._drawn.items():
+            ok = np.isfinite(v)
+            c = self.scale.get(key[1])
+            self.curves[key].setData(np.arange(len(v))[ok], v[ok] if c is None else symlog.forward(v[ok], c))
         measured = [self._drawn[(run, "act_mean")] for run in recording.runs if (run, "act_mean") in self._drawn]
         saturated = [self._drawn[(run, "act_saturation")] for run in recording.runs if (run, "act_saturation") in self._drawn]
         none_fed = any(np.isfinite(v).any() for v in measured) and not any(np.isfinite(v).any() for v in saturated)
@@ -151,6 +165,17 @@ class ActivationsView(View):
             self.no_saturation.setPos((x0 + x1) / 2, 0.5)
         self.no_saturation.setVisible(none_fed)
         self._show_key(recording)
+
+    def _set_scale(self, stat: str, c: float | None) -> None:
+        """Linear (None) or symlog with linear range `c`; the axis title says which."""
+        if c == self.scale[stat] and self.plots[stat].getAxis("left").c == c:
+            return
+        self.scale[stat] = c
+        plot = self.plots[stat]
+        plot.getAxis("left").set_threshold(c)
+        plot.setLabel("left", AXIS_LABEL[stat] + (" (log)" if c is not None else ""))
+        style_plot(plot, self.theme, plot.titleLabel.text)
+        plot.getAxis("left").setWidth(None)
 
     def _show_key(self, recording, force: bool = False) -> None:
         """Each run's name in its colour, after a dot like its points; set only when the runs or

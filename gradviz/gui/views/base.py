@@ -18,6 +18,7 @@ from pyqtgraph.graphicsItems.ScatterPlotItem import drawSymbol
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..theme import EVENT_KINDS_MARKED, Theme, make_theme
+from . import symlog
 
 pg.setConfigOptions(antialias=False, useNumba=False)
 
@@ -284,18 +285,59 @@ class SpacedAxis(pg.AxisItem):
             if size * spacing / span >= need(spacing):
                 # one lone label says nothing about the scale: take the finer step if its labels
                 # still clear each other (a tenth of a label between them instead of half)
-                if labels(spacing) < 2 and i > 0 and size * steps[i - 1] / span >= need(steps[i - 1], gap=1.1):
-                    spacing = steps[i - 1]
-                    i -= 1
+                if labels(spacing) < 2 and i > 0:
+                    finer = steps[i - 1]
+                    if size * finer / span >= need(finer, gap=1.1):
+                        spacing = finer
+                        i -= 1
+                    elif self._odd_labels(finer, minVal, maxVal) >= 2 and size * 2 * finer / span >= need(finer):
+                        # a short strip around 0 (-8..8 in 60 px): "-5" and "5" fit where
+                        # "-5 0 5" does not; 0 keeps an unlabelled tick
+                        self._labelled = 2 * finer
+                        return [(2 * finer, finer), (finer, 0)]
                 self._labelled = spacing
                 return [(spacing, 0), (spacing / (2 if i % 3 == 1 else 5), 0)]  # a 2-step halves
         return levels
+
+    @staticmethod
+    def _odd_labels(step: float, lo: float, hi: float) -> int:
+        """How many odd multiples of `step` lie in [lo, hi]."""
+        first = math.ceil((lo - step) / (2 * step) - 1e-9)
+        last = math.floor((hi - step) / (2 * step) + 1e-9)
+        return max(0, last - first + 1)
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         strings = super().tickStrings(values, scale, spacing)
         if self._labelled is not None and spacing < self._labelled:
             return [""] * len(strings)
         return strings
+
+
+class SymlogAxis(SpacedAxis):
+    """A SpacedAxis that, while `c` is set, labels data drawn through `symlog.forward(v, c)` with
+    the values they stand for: 0 and signed powers of ten, a line and a half apart."""
+
+    c: float | None = None
+
+    def set_threshold(self, c: float | None) -> None:
+        if c != self.c:
+            self.c = c
+            self.picture = None
+            self.update()
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 - pyqtgraph API
+        if self.c is None:
+            return super().tickValues(minVal, maxVal, size)
+        if self._digit_px is None:
+            self.setTickFont(self.style.get("tickFont"))
+        lo, hi = min(minVal, maxVal), max(minVal, maxVal)
+        gap = 1.5 * self._line_px if self.orientation in ("left", "right") else 5 * self._digit_px
+        return [(1.0, symlog.ticks(self.c, lo, hi, size, gap))]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        if self.c is None:
+            return super().tickStrings(values, scale, spacing)
+        return [symlog.decade_label(float(v)) for v in symlog.inverse(np.asarray(values, np.float64), self.c)]
 
 
 class LineSample(ItemSample):
