@@ -1118,8 +1118,8 @@ def test_vertical_count_axis_leaves_a_line_between_labels(qtbot):
 
 def test_short_value_axis_around_zero_labels_both_sides(qtbot):
     """A histogram strip of four runs is about 60 px tall: its value axis (-8..8) kept only "0",
-    which says nothing about the scale. It now labels -5 and 5 (0 keeps an unlabelled tick), a
-    line and a half apart."""
+    which says nothing about the scale. It now labels -5 and 5 (0 keeps an unlabelled tick), clear
+    of each other."""
     from PySide6 import QtGui
 
     from gradviz.gui.views.base import SpacedAxis
@@ -1129,13 +1129,13 @@ def test_short_value_axis_around_zero_labels_both_sides(qtbot):
     line = QtGui.QFontMetricsF(font).height()
     axis = SpacedAxis("left")
     axis.setTickFont(font)
-    for lo, hi, size in ((-8.0, 8.0, 60.0), (-7.9, 7.9, 60.0), (-3.0, 3.0, 50.0)):
+    for lo, hi, size in ((-8.0, 8.0, 60.0), (-7.9, 7.9, 60.0), (-3.0, 3.0, 50.0), (-8.0, 8.0, 40.0), (-0.45, 0.45, 55.0)):
         levels = axis.tickValues(lo, hi, size)
         labelled = sorted(float(v) for sp, vals in levels for v, t in zip(vals, axis.tickStrings(vals, 1.0, sp), strict=True) if t)
         assert len(labelled) >= 2 and labelled[0] < 0 < labelled[-1], (lo, hi, levels)
         assert all(lo <= v <= hi for v in labelled)
         gaps = np.diff(labelled) * size / (hi - lo)
-        assert gaps.min() >= 1.5 * line * 0.999, (lo, hi, labelled)
+        assert gaps.min() >= 1.1 * line * 0.999, (lo, hi, labelled)
         assert 0.0 in [float(v) for _, vals in levels for v in vals]  # 0 still has its tick
 
 

@@ -287,24 +287,27 @@ class SpacedAxis(pg.AxisItem):
                 # still clear each other (a tenth of a label between them instead of half)
                 if labels(spacing) < 2 and i > 0:
                     finer = steps[i - 1]
-                    if size * finer / span >= need(finer, gap=1.1):
+                    if labels(finer) >= 2 and size * finer / span >= need(finer, gap=1.1):
                         spacing = finer
                         i -= 1
-                    elif self._odd_labels(finer, minVal, maxVal) >= 2 and size * 2 * finer / span >= need(finer):
-                        # a short strip around 0 (-8..8 in 60 px): "-5" and "5" fit where
-                        # "-5 0 5" does not; 0 keeps an unlabelled tick
-                        self._labelled = 2 * finer
-                        return [(2 * finer, finer), (finer, 0)]
+                    elif minVal < 0 < maxVal:
+                        # a short strip around 0 (-8..8 in 40 px): "-8" and "8" fit where "-5 0 5"
+                        # does not; 0 keeps an unlabelled tick
+                        v = self._one_digit_floor(min(-minVal, maxVal))
+                        if v > 0 and size * 2 * v / span >= need(2 * v, gap=1.1):
+                            self._labelled = 2 * v
+                            return [(2 * v, v), (v, 0)]
                 self._labelled = spacing
                 return [(spacing, 0), (spacing / (2 if i % 3 == 1 else 5), 0)]  # a 2-step halves
         return levels
 
     @staticmethod
-    def _odd_labels(step: float, lo: float, hi: float) -> int:
-        """How many odd multiples of `step` lie in [lo, hi]."""
-        first = math.ceil((lo - step) / (2 * step) - 1e-9)
-        last = math.floor((hi - step) / (2 * step) + 1e-9)
-        return max(0, last - first + 1)
+    def _one_digit_floor(x: float) -> float:
+        """x rounded down to one significant digit (0.47 -> 0.4, 8.3 -> 8)."""
+        if not x > 0 or not math.isfinite(x):
+            return 0.0
+        unit = 10.0 ** math.floor(math.log10(x))
+        return math.floor(x / unit + 1e-9) * unit
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         strings = super().tickStrings(values, scale, spacing)
