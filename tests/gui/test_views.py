@@ -536,9 +536,14 @@ def test_step_axis_spaces_its_labels_for_the_font(qtbot):
         major = levels[0][0]
         spacing[name] = major
         label_px = QtGui.QFontMetricsF(font).horizontalAdvance("800")
-        assert 300.0 * major / 800.0 >= label_px * 1.5  # room for a label between two ticks
+        # room for half a label between two labels, or a tenth where that is what gives two
+        # labels that pyqtgraph draws (it hides a label sticking out past either end: "0", "800")
+        assert 300.0 * major / 800.0 >= label_px * 1.1
         assert round(major / 10 ** math.floor(math.log10(major)), 6) in (1, 2, 5)  # a 1-2-5 step
-        assert major <= 800.0  # at least two labels (0 and one more) on the axis
+        inside = [v for v in np.arange(0.0, 800.0 + 1, major) if 300.0 * v / 800.0 >= label_px / 2 and 300.0 * (800.0 - v) / 800.0 >= label_px / 2]
+        assert len(inside) >= 2  # two labels drawn
+        if name == "small":
+            assert 300.0 * major / 800.0 >= label_px * 1.5
         if len(levels) > 1:  # minor ticks between, unlabelled
             assert set(axis.tickStrings([levels[1][0]], 1.0, levels[1][0])) <= {""} or name == "small"
     assert spacing["big"] > spacing["small"]
@@ -1137,6 +1142,40 @@ def test_short_value_axis_around_zero_labels_both_sides(qtbot):
         gaps = np.diff(labelled) * size / (hi - lo)
         assert gaps.min() >= 1.1 * line * 0.999, (lo, hi, labelled)
         assert 0.0 in [float(v) for _, vals in levels for v in vals]  # 0 still has its tick
+
+
+@pytest.mark.parametrize("hi", [2092.0, 1500.0, 3000.0, 780.0])
+def test_narrow_step_axis_draws_two_labels(qtbot, hi):
+    """The loss plot beside the depth profile at 1024x768 (195 px wide) ticked 0, 1000 and 2000, but
+    pyqtgraph hides a horizontal label that sticks out past either end, so only "1000" (or "0")
+    showed. Labels are counted as drawn; halfway values (500, 1500) stand in when the round ones
+    sit at the ends. Checked on the texts pyqtgraph actually draws."""
+    import pyqtgraph as pg
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.base import SpacedAxis
+
+    theme = make_theme("light", True, 768)
+    w = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(w)
+    w.resize(250, 300)
+    plot = w.addPlot(axisItems={"bottom": SpacedAxis("bottom", integer=True)})
+    axis = plot.getAxis("bottom")
+    axis.setTickFont(theme.font())
+    plot.setXRange(0.0, hi, padding=0)
+    w.show()
+    w.grab()
+    assert 150 < axis.width() < 230
+    img = QtGui.QImage(10, 10, QtGui.QImage.Format.Format_ARGB32)
+    painter = QtGui.QPainter(img)
+    drawn = [text for _rect, _flags, text in axis.generateDrawSpecs(painter)[2]]
+    painter.end()
+    assert len(drawn) >= 2, (hi, drawn)
+    values = sorted(float(t) for t in drawn)
+    assert all(abs(v - round(v)) < 1e-9 for v in values)
+    gaps = np.diff(values) * axis.width() / hi
+    widest = QtGui.QFontMetricsF(theme.font()).horizontalAdvance(max(drawn, key=len))
+    assert gaps.min() >= 1.1 * widest * 0.999, (drawn, gaps)
 
 
 def pg_major(lo: float, hi: float, size: float) -> float:

@@ -275,8 +275,22 @@ class SpacedAxis(pg.AxisItem):
             chars = whole + sign + (decimals + 1 if decimals else 0)
             return max(self._digit_px * chars * gap, size / 8)
 
-        def labels(spacing: float) -> int:
-            return math.floor(maxVal / spacing + 1e-9) - math.ceil(minVal / spacing - 1e-9) + 1
+        def labels(spacing: float, offset: float = 0.0) -> int:
+            """How many labels at `offset + k * spacing` pyqtgraph will draw: on a horizontal axis
+            it hides any whose text would stick out past either end (a 195 px step axis over
+            0..2092 ticked 0, 1000 and 2000 but showed only "1000")."""
+            first = math.ceil((minVal - offset) / spacing - 1e-9)
+            last = math.floor((maxVal - offset) / spacing + 1e-9)
+            if vertical:
+                return max(0, last - first + 1)
+            decimals = max(0, -math.floor(math.log10(spacing) + 1e-9))
+            shown = 0
+            for k in range(first, last + 1):
+                v = offset + k * spacing
+                half = self._digit_px * len(f"{v:.{decimals}f}") / 2
+                at = (v - minVal) / span * size
+                shown += at - half >= 0 and at + half <= size
+            return shown
 
         shortest = self._line_px if vertical else self._digit_px * whole
         base = 10 ** math.floor(math.log10(span * max(shortest * 1.5, size / 8) / size))
@@ -287,12 +301,18 @@ class SpacedAxis(pg.AxisItem):
                 # still clear each other (a tenth of a label between them instead of half)
                 if labels(spacing) < 2 and i > 0:
                     finer = steps[i - 1]
+                    if labels(spacing, spacing / 2) >= 2 and i % 3 != 2:
+                        # halfway labels (500 and 1500 on a short 0..2092 step axis, -5 and 5 on a
+                        # short -8..8 strip) where the round ones sit at the ends or alone; the
+                        # round values keep unlabelled ticks. Not for a 5-step: 2.5 is not round
+                        self._labelled = spacing
+                        return [(spacing, spacing / 2), (spacing / 2, 0)]
                     if labels(finer) >= 2 and size * finer / span >= need(finer, gap=1.1):
                         spacing = finer
                         i -= 1
-                    elif minVal < 0 < maxVal:
-                        # a short strip around 0 (-8..8 in 40 px): "-8" and "8" fit where "-5 0 5"
-                        # does not; 0 keeps an unlabelled tick
+                    elif vertical and minVal < 0 < maxVal:
+                        # a short strip around 0 (-0.45..0.45 in 50 px): "-0.4" and "0.4" fit
+                        # where "-0.5 0 0.5" do not; 0 keeps an unlabelled tick
                         v = self._one_digit_floor(min(-minVal, maxVal))
                         if v > 0 and size * 2 * v / span >= need(2 * v, gap=1.1):
                             self._labelled = 2 * v
