@@ -154,17 +154,23 @@ RANGES = {
 }
 
 
-def _line_of(text: str | None, section: str | None, key: str) -> int | None:
-    """Best-effort line number of `key` (inside `[section]` when given) in TOML source text."""
+def _line_of(text: str | None, section: str | None, key: str, run: int | None = None) -> int | None:
+    """Best-effort line number of `key` (inside `[section]` when given) in TOML source text;
+    `run`: only inside the run-th `[[runs]]` table and its sub-tables (with several runs, the
+    first `[runs.model]` that had the key was named for any run's error)."""
     if not text:
         return None
     current = None
+    runs_seen = 0
     pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
     inline = re.compile(rf"\b{re.escape(section or '')}\s*=\s*\{{.*\b{re.escape(key)}\s*=")
     for no, line in enumerate(text.splitlines(), 1):
         header = re.match(r"^\s*\[\[?\s*([\w.-]+)\s*\]\]?", line)
         if header:
             current = header.group(1)
+            runs_seen += bool(re.match(r"^\s*\[\[\s*runs\s*\]\]", line))
+            continue
+        if run is not None and not (runs_seen - 1 == run and (current or "").split(".")[0] == "runs"):
             continue
         if section is None or current == section or (current or "").endswith("." + section):
             if pattern.match(line):
@@ -174,13 +180,14 @@ def _line_of(text: str | None, section: str | None, key: str) -> int | None:
     return None
 
 
-def _where(source: str, text: str | None, section: str | None, key: str, origin: str, shown: str | None = None) -> str:
+def _where(source: str, text: str | None, section: str | None, key: str, origin: str, shown: str | None = None, run: int | None = None) -> str:
     """Where a value came from, as the user wrote it: `file:line: section.key` or `--set ...`.
-    `shown` is the table's name when it is not `section` (a run's own `[runs.model]`)."""
+    `shown` is the table's name when it is not `section` (a run's own `[runs.model]`); `run`: the
+    index of the `[[runs]]` table it is in."""
     label = shown or section
     if origin == "--set":
         return f"--set {label}.{key}" if label else f"--set {key}"
-    line = _line_of(text, section, key)
+    line = _line_of(text, section, key, run)
     loc = f"{source}:{line}" if line else source
     return f"{loc}: {label + '.' if label else ''}{key}"
 
@@ -208,12 +215,14 @@ def _coerce(value: Any, ftype: Any, section: str, key: str, where: str) -> Any:
     return value
 
 
-def _build_section(section: str, values: dict, base: Any, source: str, text: str | None, origin: str, shown: str | None = None) -> Any:
+def _build_section(
+    section: str, values: dict, base: Any, source: str, text: str | None, origin: str, shown: str | None = None, run: int | None = None
+) -> Any:
     cls = SECTIONS[section]
     known = {f.name: f for f in fields(cls)}
     out = {}
     for key, value in values.items():
-        where = _where(source, text, section, key, origin, shown)
+        where = _where(source, text, section, key, origin, shown, run)
         if key not in known:
             raise ConfigError(f"{where}: unknown key; accepted keys are {', '.join(known)}")
         out[key] = _coerce(value, known[key].type, section, key, where)
@@ -238,21 +247,21 @@ def _from_dict(data: dict, source: str, text: str | None, origin: str = "file") 
         raise ConfigError(f"{_where(source, text, None, 'runs', origin)}: an experiment has 1 to 6 runs, got {len(runs_raw)}")
     runs = []
     seen = set()
-    for raw in runs_raw:
+    for index, raw in enumerate(runs_raw):
         name = raw.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", name or ""):
-            raise ConfigError(f"{_where(source, text, 'runs', 'name', origin)} = {name!r}: each run needs a name of letters, digits, '-', '_' or '.'")
+            raise ConfigError(f"{_where(source, text, 'runs', 'name', origin, run=index)} = {name!r}: each run needs a name of letters, digits, '-', '_' or '.'")
         if name in seen:
-            raise ConfigError(f"{_where(source, text, 'runs', 'name', origin)} = {name!r}: run names must be unique")
+            raise ConfigError(f"{_where(source, text, 'runs', 'name', origin, run=index)} = {name!r}: run names must be unique")
         seen.add(name)
         parts = {}
         for section in SECTIONS:
             # a run's own table is named as written: [runs.model] in a file, NAME.model in --set
             shown = f"{name}.{section}" if origin == "--set" else f"runs.{section}"
-            parts[section] = _build_section(section, raw.get(section, {}), tables[section], source, text, origin, shown)
+            parts[section] = _build_section(section, raw.get(section, {}), tables[section], source, text, origin, shown, index)
         for key in raw:
             if key not in ("name", *SECTIONS):
-                raise ConfigError(f"{_where(source, text, 'runs', key, origin)}: unknown key in a run; accepted keys are name, model, data, train")
+                raise ConfigError(f"{_where(source, text, 'runs', key, origin, run=index)}: unknown key in a run; accepted keys are name, model, data, train")
         runs.append(RunConfig(name=name, **parts))
     return ExperimentConfig(
         name=str(data.get("name", Path(source).stem if source else "experiment")),

@@ -27,6 +27,11 @@ def test_runs_override_the_shared_tables():
         ('[data]\nn_train = "many"\n', 2, ["expected an integer"]),
         # a run's own table is named as written (it read "model.width", the shared table's name)
         ('[[runs]]\nname = "x"\n[runs.model]\nwidth = -4\n', 4, ["runs.model.width = -4", "1 to 4096"]),
+        # with several runs, the line is the offending run's (it was the first run's with the key)
+        ('[[runs]]\nname = "a"\n[runs.model]\nwidth = 8\n[[runs]]\nname = "b"\n[runs.model]\nwidth = -4\n', 8, ["runs.model.width = -4"]),
+        ('[[runs]]\nname = "a"\nmodel = { width = 8 }\n[[runs]]\nname = "b"\nmodel = { width = 0 }\n', 6, ["runs.model.width = 0"]),
+        ('[[runs]]\nname = "a"\n[[runs]]\nname = "a"\n', 4, ["runs.name = 'a'", "unique"]),
+        ('[[runs]]\nname = "a"\n[runs.train]\nlr = 1\n[[runs]]\nname = "b"\n[runs.train]\nlr = 0.1\nbogus = 2\n', 9, ["runs.train.bogus", "unknown key"]),
     ],
 )
 def test_errors_name_file_line_key_and_accepted_values(tmp_path, text, line, words):
