@@ -33,7 +33,7 @@ class _ActivationSpy(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in ACTIVATION_FUNCTIONS:
-            self.feeds.on_activation()
+            self.feeds.on_activation(functional=True)
         return func(*args, **(kwargs or {}))
 
 
@@ -48,7 +48,10 @@ class ActivationFeeds:
     between two steps moves it. A model with activation modules (`nn.ReLU`, `nn.Tanh`, ...) is
     watched through pre-hooks on them; one without any (`F.relu` in its forward, a Transformer's
     feed-forward) through a torch function mode during its forward, which sees every call but costs
-    a few microseconds per op. Activations inside C++ kernels (an LSTM's gates) are not seen."""
+    a few microseconds per op. A model with modules is watched both ways on its first cadence step:
+    if it also calls activations outside them (`nn.ReLU` in one block, `F.relu` in another), the
+    mode stays, else the modules alone do. Activations inside C++ kernels (an LSTM's gates) are not
+    seen."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -59,12 +62,22 @@ class ActivationFeeds:
         self._mode: _ActivationSpy | None = None
         self._exit_hook = None
         self._armed = False
+        # None: not yet known (modules and the mode both watch the next forward); True: the model
+        # also calls activations outside its activation modules, so the mode watches it
+        self.mixed: bool | None = None if self.act_modules else True
+        self._inside = 0  # how deep the forward is in activation modules (during the discovery)
+        self._outside_seen = False
 
     def arm(self) -> None:
         """Call right before the model's forward: watching ends when that forward returns."""
         self.disarm()  # a step that never reached its collection (a forward that raised)
         self.last, self.fed, self._armed = None, set(), True
-        if self.act_modules:
+        if self.mixed is None:  # the discovery: which calls happen outside the modules
+            self._inside, self._outside_seen = 0, False
+            for m in self.act_modules:
+                self._act_handles.append(m.register_forward_pre_hook(self._enter_module))
+                self._act_handles.append(m.register_forward_hook(self._leave_module))
+        elif not self.mixed:
             self._act_handles = [m.register_forward_pre_hook(self._on_module) for m in self.act_modules]
             return
         self._mode = _ActivationSpy(self)
@@ -74,14 +87,25 @@ class ActivationFeeds:
     def layer_done(self, key) -> None:
         self.last = key
 
-    def on_activation(self) -> None:
+    def on_activation(self, functional: bool = False) -> None:
+        if functional and self._inside == 0:
+            self._outside_seen = True
         if self.last is not None:
             self.fed.add(self.last)
 
     def _on_module(self, _mod, _args) -> None:  # a pre-hook's return value would replace the input
         self.on_activation()
 
+    def _enter_module(self, _mod, _args) -> None:
+        self.on_activation()
+        self._inside += 1
+
+    def _leave_module(self, *_args) -> None:  # returns None: the output is left as it is
+        self._inside = max(0, self._inside - 1)
+
     def _forward_done(self, *_args) -> None:  # returns None: the output is left as it is
+        if self.mixed is None:
+            self.mixed = self._outside_seen
         self._leave()
 
     def _leave(self) -> None:

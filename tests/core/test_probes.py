@@ -458,3 +458,37 @@ def test_saturation_is_kept_only_for_layers_that_feed_an_activation():
             assert np.isfinite(sat[k][j]) == fed, (int(steps[k]), n, sat[k][j])
             if n in ("input", "head"):
                 assert np.isfinite(mean[k][j])
+
+
+def test_activation_feeds_keep_the_function_mode_only_for_models_that_need_it():
+    """A model with activation modules is watched both ways on its first cadence step; the torch
+    function mode (a few µs per op) stays only if activations are also called outside the modules."""
+    import torch.nn.functional as F
+
+    from gradviz.core.activation_feeds import ActivationFeeds
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.act, self.b = nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3)
+
+        def forward(self, x):
+            return F.relu(self.b(self.act(self.a(x))))
+
+    x = torch.randn(2, 3)
+    for model, mixed, fed in ((nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3)), False, {"0"}), (Mixed(), True, {"a", "b"})):
+        feeds = ActivationFeeds(model)
+        names = {id(m): n for n, m in model.named_modules()}
+        hooks = [m.register_forward_hook(lambda m, _i, _o, f=feeds, n=names: f.layer_done(n[id(m)])) for m in model.modules() if isinstance(m, nn.Linear)]
+        assert feeds.mixed is None
+        for step in range(3):
+            depth = torch._C._len_torch_function_stack()
+            feeds.arm()
+            assert (torch._C._len_torch_function_stack() > depth) is (step == 0 or mixed)  # the mode, when on
+            model(x)
+            assert torch._C._len_torch_function_stack() == depth
+            assert feeds.disarm() == fed, (model, step)
+            assert feeds.mixed is mixed
+        for h in hooks:
+            h.remove()
+        assert not model._forward_hooks and all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules() if m is not model)

@@ -626,7 +626,18 @@ class _FunctionalNet(nn.Module):
         return self.b(F.relu(self.a(x)))
 
 
-@pytest.mark.parametrize("kind", ["modules", "functional", "none"])
+class _MixedNet(nn.Module):
+    """An `nn.ReLU` after one layer and `F.relu` after another: the modules alone miss "b"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.act, self.b, self.c = nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.c(F.relu(self.b(self.act(self.a(x)))))
+
+
+@pytest.mark.parametrize("kind", ["modules", "functional", "mixed", "none"])
 def test_watch_saturation_only_where_an_activation_reads_the_layer(tmp_path, kind):
     """A dead fraction of the logits says nothing: only the layers whose output a ReLU reads keep
     `act_saturation` (checked against the output's own fraction <= 0), whether the ReLU is a module
@@ -635,6 +646,7 @@ def test_watch_saturation_only_where_an_activation_reads_the_layer(tmp_path, kin
     model, fed = {
         "modules": (nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2)), {"0"}),  # "2" feeds a Linear, "3" the loss
         "functional": (_FunctionalNet(), {"a"}),
+        "mixed": (_MixedNet(), {"a", "b"}),
         "none": (nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)), set()),
     }[kind]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
