@@ -1134,9 +1134,12 @@ def test_short_value_axis_around_zero_labels_both_sides(qtbot):
     line = QtGui.QFontMetricsF(font).height()
     axis = SpacedAxis("left")
     axis.setTickFont(font)
-    for lo, hi, size in ((-8.0, 8.0, 60.0), (-7.9, 7.9, 60.0), (-3.0, 3.0, 50.0), (-8.0, 8.0, 40.0), (-0.45, 0.45, 55.0)):
+    for lo, hi, size in ((-8.0, 8.0, 60.0), (-7.9, 7.9, 60.0), (-3.0, 3.0, 50.0), (-8.0, 8.0, 40.0), (-0.45, 0.45, 55.0), (-0.6, 0.6, 60.0), (-0.55, 0.55, 50.0)):
         levels = axis.tickValues(lo, hi, size)
-        labelled = sorted(float(v) for sp, vals in levels for v, t in zip(vals, axis.tickStrings(vals, 1.0, sp), strict=True) if t)
+        pairs = [(float(v), t) for sp, vals in levels for v, t in zip(vals, axis.tickStrings(vals, 1.0, sp), strict=True) if t]
+        for v, t in pairs:  # each label says its value ("-0" for -0.5 at spacing 1 did not)
+            assert float(t) == pytest.approx(v, abs=1e-9), (lo, hi, pairs)
+        labelled = sorted(v for v, _t in pairs)
         assert len(labelled) >= 2 and labelled[0] < 0 < labelled[-1], (lo, hi, levels)
         assert all(lo <= v <= hi for v in labelled)
         gaps = np.diff(labelled) * size / (hi - lo)

@@ -229,6 +229,7 @@ class SpacedAxis(pg.AxisItem):
     profile had ticks at 0.5 and 1.5)."""
 
     _labelled: float | None = None  # the labelled spacing, else None (pyqtgraph's own levels)
+    _label_step: float | None = None  # what the labels' decimals follow, when not the spacing (0.5 at spacing 1)
     _digit_px: float | None = None  # width of a digit in the tick font, measured when it is set
     _line_px: float = 0.0  # height of a line of it
 
@@ -255,7 +256,7 @@ class SpacedAxis(pg.AxisItem):
 
     def _spacing(self, minVal, maxVal, size):  # noqa: N803 - pyqtgraph's names
         levels = super().tickSpacing(minVal, maxVal, size)
-        self._labelled = None
+        self._labelled = self._label_step = None
         span = maxVal - minVal
         if not levels or span <= 0 or size <= 0 or self.logMode or self._tickSpacing is not None:
             return levels
@@ -283,7 +284,7 @@ class SpacedAxis(pg.AxisItem):
             last = math.floor((maxVal - offset) / spacing + 1e-9)
             if vertical:
                 return max(0, last - first + 1)
-            decimals = max(0, -math.floor(math.log10(spacing) + 1e-9))
+            decimals = max(0, -math.floor(math.log10(offset or spacing) + 1e-9))
             shown = 0
             for k in range(first, last + 1):
                 v = offset + k * spacing
@@ -305,7 +306,7 @@ class SpacedAxis(pg.AxisItem):
                         # halfway labels (500 and 1500 on a short 0..2092 step axis, -5 and 5 on a
                         # short -8..8 strip) where the round ones sit at the ends or alone; the
                         # round values keep unlabelled ticks. Not for a 5-step: 2.5 is not round
-                        self._labelled = spacing
+                        self._labelled, self._label_step = spacing, spacing / 2
                         return [(spacing, spacing / 2), (spacing / 2, 0)]
                     if labels(finer) >= 2 and size * finer / span >= need(finer, gap=1.1):
                         spacing = finer
@@ -315,7 +316,7 @@ class SpacedAxis(pg.AxisItem):
                         # where "-0.5 0 0.5" do not; 0 keeps an unlabelled tick
                         v = self._one_digit_floor(min(-minVal, maxVal))
                         if v > 0 and size * 2 * v / span >= need(2 * v, gap=1.1):
-                            self._labelled = 2 * v
+                            self._labelled, self._label_step = 2 * v, v
                             return [(2 * v, v), (v, 0)]
                 self._labelled = spacing
                 return [(spacing, 0), (spacing / (2 if i % 3 == 1 else 5), 0)]  # a 2-step halves
@@ -331,6 +332,8 @@ class SpacedAxis(pg.AxisItem):
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         strings = super().tickStrings(values, scale, spacing)
+        if self._label_step is not None and spacing == self._labelled:  # "-0.5", not "-0", at spacing 1
+            return super().tickStrings(values, scale, self._label_step)
         if self._labelled is not None and spacing < self._labelled:
             return [""] * len(strings)
         return strings
