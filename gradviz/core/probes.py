@@ -185,6 +185,13 @@ class NormPlan:
         return values
 
 
+def _sparse_norm(grad: torch.Tensor) -> torch.Tensor:
+    """A sparse gradient's L2 norm as a one-element dense tensor (the same shape every step, so the
+    norm plans keep it): its values after summing duplicate indices, which an embedding's gradient
+    has for every repeated token."""
+    return _vector_norm(grad.coalesce().values()).reshape(1)
+
+
 def to_host(parts: list[torch.Tensor]) -> np.ndarray:
     """1-D tensors (one device) -> one float64 array, in one concatenation and one host copy."""
     if not parts:
@@ -575,21 +582,29 @@ class Probe:
         self.sample = sample
         self.params: list[nn.Parameter] = []
         owner: list[int] = []
-        seen: set[int] = set()
+        index: dict[int, int] = {}
+        pairs: list[tuple[int, int]] = []  # (parameter, layer): a tied weight belongs to both its layers
         for i, (_, m) in enumerate(layers):
             for p in m.parameters(recurse=False):
-                if id(p) in seen:  # a parameter shared by two layers counts for the first
-                    continue
-                seen.add(id(p))
-                self.params.append(p)
-                owner.append(i)
+                k = index.get(id(p))
+                if k is None:  # measured once, at its first layer
+                    k = index[id(p)] = len(self.params)
+                    self.params.append(p)
+                    owner.append(i)
+                if (k, i) not in pairs:
+                    pairs.append((k, i))
         self.n_layers = len(layers)
         self._owner = owner
-        self._owner_arr = np.asarray(owner, np.int64)  # parameter -> layer index, for the per-step sums
+        self._owner_arr = np.asarray(owner, np.int64)  # parameter -> its first layer (the NaN guard's)
+        # every (parameter, layer) pair, for the per-layer sums: a language model's output layer
+        # whose weight is the embedding's read NaN ("not used") when only the first layer counted
+        self._pair_param = np.asarray([k for k, _ in pairs], np.int64)
+        self._pair_layer = np.asarray([i for _, i in pairs], np.int64)
         # for the parameters that had a gradient at the last step: (their indices, how to take their
-        # norms, their layers, layers with none of them); rebuilt when that set changes
-        self._grad_plan: tuple[list[int], NormPlan, np.ndarray, np.ndarray] | None = None
+        # norms, and `_owners`' three arrays); rebuilt when that set changes
+        self._grad_plan: tuple[list[int], NormPlan, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._update_plan: _UpdatePlan | None = None
+        self._sparse: bool | None = None  # whether any of those gradients is sparse (an embedding's)
         self.block_grads = BlockGradNorms(self.blocks) if self.blocks else None
         self._act_hooks: list = []
         self._acts: dict[int, tuple] = {}  # layer -> activation_summary, on cadence steps (watch)
@@ -645,29 +660,34 @@ class Probe:
         return on_forward
 
     # ---- after backward -----------------------------------------------------------------
-    def _per_layer(self, norms: np.ndarray, owners: np.ndarray) -> np.ndarray:
-        """Combine per-tensor norms into per-layer norms (sqrt of summed squares); NaN where a
-        layer had no tensor. Done on the host: the norms are already there, and it saves a
-        handful of tiny device ops per step."""
-        sq = np.bincount(owners, weights=norms.astype(np.float64) ** 2, minlength=self.n_layers)
-        have = np.bincount(owners, minlength=self.n_layers) > 0
+    def _per_layer(self, norms: np.ndarray) -> np.ndarray:
+        """Combine per-parameter norms (all parameters, in `params` order) into per-layer norms
+        (sqrt of summed squares); NaN where a layer has no parameter. Done on the host: the norms
+        are already there, and it saves a handful of tiny device ops per step."""
+        sq = np.bincount(self._pair_layer, weights=norms.astype(np.float64)[self._pair_param] ** 2, minlength=self.n_layers)
+        have = np.bincount(self._pair_layer, minlength=self.n_layers) > 0
         out = np.sqrt(sq)
         out[~have] = np.nan
         return out
 
-    def _owners(self, present: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        owners = self._owner_arr[present]
-        return owners, np.bincount(owners, minlength=self.n_layers) == 0
+    def _owners(self, present: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the parameters in `present`: (the layer of each (parameter, layer) pair, the
+        parameter's position in `present`, the layers none of them belongs to)."""
+        where = np.full(len(self.params), -1, np.int64)
+        where[present] = np.arange(len(present))
+        keep = where[self._pair_param] >= 0
+        layers = self._pair_layer[keep]
+        return layers, where[self._pair_param[keep]], np.bincount(layers, minlength=self.n_layers) == 0
 
     def layer_grad_norms(self, present: list[int], norms: np.ndarray) -> np.ndarray:
         """`grad_norm` per layer from the norms of the parameters in `present`; the grouping is
         kept from the last step (the same parameters get gradients step after step)."""
         plan = self._grad_plan
         if plan is not None and plan[0] == present:
-            owners, missing = plan[2], plan[3]
+            layers, pick, missing = plan[2], plan[3], plan[4]
         else:
-            owners, missing = self._owners(present)
-        out = np.sqrt(np.bincount(owners, weights=np.square(norms), minlength=self.n_layers))
+            layers, pick, missing = self._owners(present)
+        out = np.sqrt(np.bincount(layers, weights=np.square(norms)[pick], minlength=self.n_layers))
         out[missing] = np.nan
         return out
 
@@ -685,6 +705,10 @@ class Probe:
         present = [j for j, g in enumerate(grads) if g is not None]
         if len(present) != len(grads):
             grads = [grads[j] for j in present]
+        if self._sparse is None or self._grad_plan is None or self._grad_plan[0] != present:
+            self._sparse = any(g.is_sparse for g in grads)  # checked when the set changes, not every step
+        if self._sparse:
+            grads = [_sparse_norm(g) if g.is_sparse else g for g in grads]
         if self._grad_plan is None or self._grad_plan[0] != present:
             self._grad_plan = (present, NormPlan(grads, GRAD_STACK_MAX), *self._owners(present))
         plan = self._grad_plan[1]
@@ -767,10 +791,9 @@ class Probe:
     def layer_updates(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(`weight_norm`, `update_ratio`) per layer from `update_norms`' values on the host."""
         before, after, moved = self._update_plan.unpack(flat)
-        owners = self._owner_arr
-        weight = self._per_layer(after, owners)
+        weight = self._per_layer(after)
         with np.errstate(all="ignore"):
-            ratio = self._per_layer(moved, owners) / self._per_layer(before, owners)
+            ratio = self._per_layer(moved) / self._per_layer(before)
         return weight, ratio
 
     def release(self) -> None:
@@ -808,7 +831,10 @@ class Probe:
                 w = next(m.parameters(recurse=False))
             samples["weight"][i] = self._sample(w.detach())
             if w.grad is not None:
-                samples["grad"][i] = self._sample(w.grad.detach())
+                g = w.grad.detach()
+                # a sparse gradient (`nn.Embedding(sparse=True)`): the rows it touched; the others are
+                # implicit zeros, left out as they are by the optimiser
+                samples["grad"][i] = self._sample(g.coalesce().values() if g.is_sparse else g)
         for i in sorted(act_samples):
             samples["activation"][i] = act_samples[i]
         hists = {kind: self._batched_histogram(kind, per) for kind, per in samples.items() if per}
@@ -878,6 +904,8 @@ class Probe:
         return torch.bincount(idx, minlength=len(layers) * self.bins).reshape(len(layers), self.bins)
 
     def _sample(self, t: torch.Tensor) -> torch.Tensor:
+        if t.is_complex():  # a complex layer's histogram is of magnitudes (a cast kept the real part, with a warning)
+            t = t.abs()
         return strided_sample(t, self.sample)
 
     def _fix_edges(self, x: torch.Tensor) -> torch.Tensor:

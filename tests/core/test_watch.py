@@ -5,6 +5,7 @@ import copy
 import math
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -77,14 +78,10 @@ def batches(n, seed=0, batch=16):
 
 
 def owned_params(model, layer_names):
-    """Each layer's own parameters; a parameter shared by two layers counts for the first."""
+    """Each layer's own parameters; a parameter shared by two layers belongs to both (a language
+    model's output layer tied to its embedding is not "unused")."""
     named = dict(model.named_modules())
-    seen, out = set(), []
-    for n in layer_names:
-        ps = [p for p in named[n].parameters(recurse=False) if id(p) not in seen]
-        seen.update(id(p) for p in ps)
-        out.append(ps)
-    return out
+    return [list(named[n].parameters(recurse=False)) for n in layer_names]
 
 
 def norm_of(tensors):
@@ -698,3 +695,113 @@ def test_a_forward_that_raises_leaves_no_function_mode_behind(tmp_path):
     names = rec.layers("m")
     _, sat = rec.metric("m", "act_saturation")
     assert [n for n, v in zip(names, sat[-1], strict=True) if np.isfinite(v)] == ["a"]
+
+
+def test_a_weight_tied_output_layer_reads_its_shared_gradient(tmp_path):
+    """GPT-style weight tying: the output layer's only parameter is the embedding's. Counted for the
+    first layer alone, the output layer read NaN ("not used") in every view; it now reads the shared
+    parameter's gradient norm, as does the embedding, and its update ratio."""
+
+    class TiedLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.mid = nn.Linear(8, 8)
+            self.out = nn.Linear(8, 20, bias=False)
+            self.out.weight = self.emb.weight
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.mid(self.emb(x).mean(1))))
+
+    torch.manual_seed(0)
+    model = TiedLM()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = torch.randint(0, 20, (8, 5)), torch.randint(0, 20, (8,))
+    want_gn, want_ur = [], []
+
+    with gradviz.watch(model, opt, path=tmp_path / "lm.gradviz", name="m", update_every=1) as w:
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            shared = model.emb.weight.grad.double().norm().item()
+            before = model.emb.weight.detach().clone()
+            opt.step()
+            want_gn.append(shared)
+            want_ur.append((model.emb.weight.detach() - before).double().norm().item() / before.double().norm().item())
+            w.log(loss=torch.tensor(1.0))
+    rec = gradviz.open_run(tmp_path / "lm.gradviz")
+    names = rec.layers("m")
+    assert names == ["emb", "mid", "out"]
+    _, gn = rec.metric("m", "grad_norm")
+    _, ur = rec.metric("m", "update_ratio")
+    close(gn[:, names.index("out")], want_gn)
+    close(gn[:, names.index("emb")], want_gn)
+    close(ur[:, names.index("out")], want_ur)
+
+
+def test_sparse_embedding_gradients_are_measured(tmp_path):
+    """`nn.Embedding(sparse=True)` gives sparse gradients with a duplicate index per repeated token:
+    the watch stopped at step 1 ("reshape is not implemented for sparse tensors"). Its norm is the
+    dense gradient's (duplicates summed) and its grad histogram holds the touched rows' values."""
+
+    class Bag(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(50, 4, sparse=True)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.emb(x).sum(1))
+
+    torch.manual_seed(0)
+    model = Bag()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.tensor([[1, 1, 2], [3, 1, 4], [5, 9, 2], [6, 5, 3]])  # repeated tokens
+    y = torch.tensor([0, 1, 0, 1])
+    want, rows = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the watch must not stop with a warning
+        with gradviz.watch(model, opt, path=tmp_path / "s.gradviz", name="m", hist_every=1) as w:
+            for _ in range(3):
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                assert model.emb.weight.grad.is_sparse
+                want.append(model.emb.weight.grad.to_dense().double().norm().item())
+                rows.append(int((model.emb.weight.grad.to_dense().abs().sum(1) > 0).sum()))
+                opt.step()
+                w.log(loss=torch.tensor(1.0))
+    rec = gradviz.open_run(tmp_path / "s.gradviz")
+    assert rec.layers("m") == ["emb", "head"]
+    steps, gn = rec.metric("m", "grad_norm")
+    assert steps.tolist() == [0, 1, 2]
+    close(gn[:, 0], want)
+    hs, _edges, counts = rec.histograms("m", "grad", "emb")
+    assert hs.tolist() == [0, 1, 2]
+    assert counts.sum(axis=1).tolist() == [r * 4 for r in rows]  # each touched row's 4 values, once
+    assert not rec.events()
+
+
+def test_complex_layers_get_magnitude_histograms_without_warnings(tmp_path):
+    """A complex-valued layer's histograms were its values cast to real, with torch's "discards the
+    imaginary part" warning on every cadence step; they are of magnitudes now."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that complex modules are experimental
+        model = nn.Linear(4, 2).to(torch.complex64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with gradviz.watch(model, opt, path=tmp_path / "c.gradviz", name="c", hist_every=1) as w:
+            for _ in range(2):
+                opt.zero_grad()
+                loss = model(torch.randn(8, 4, dtype=torch.complex64)).abs().pow(2).mean()
+                loss.backward()
+                opt.step()
+                w.log(loss=loss)
+    assert not [m for m in seen if "imaginary" in str(m.message) or "gradviz" in str(m.message)]
+    rec = gradviz.open_run(tmp_path / "c.gradviz")
+    _, edges, counts = rec.histograms("c", "weight", 0)
+    assert counts.sum(axis=1).tolist() == [8, 8]  # every weight, once
+    centres = (edges[:-1] + edges[1:]) / 2
+    assert (centres[counts[-1] > 0] > 0).all()  # magnitudes: the positive bins only (real parts fell on both sides)
+    close(rec.metric("c", "grad_norm")[1][-1], [float(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).abs().pow(2).sum().sqrt())])
