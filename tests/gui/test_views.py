@@ -160,6 +160,8 @@ def test_heatmap_draws_a_vanished_gradient_darkest_and_leaves_out_unused_layers(
 
 
 def test_loss_curves_and_event_markers(views, recorded):
+    import pyqtgraph as pg
+
     rec, _ = recorded
     loss = views["loss"]
     for run in rec.runs:
@@ -178,6 +180,14 @@ def test_loss_curves_and_event_markers(views, recorded):
     assert sorted(line.value() for line in loss.markers.lines) == sorted(e.step for e in events)
     labels = [line.label.toPlainText() for line in loss.markers.lines]
     assert "plain: residual on" in labels and "restart" in labels
+    # each label reads whole inside the plot, beside its line: it ran up past the top ("plai")
+    loss.grab()
+    box = loss.plot.getViewBox().sceneBoundingRect()
+    for line in loss.markers.lines:
+        text = line.label.sceneBoundingRect()
+        x = loss.plot.getViewBox().mapViewToScene(pg.Point(line.value(), 0)).x()
+        assert box.top() - 1 <= text.top() and text.bottom() <= box.bottom() + 1, (line.label.toPlainText(), text, box)
+        assert text.height() > text.width() and abs(text.left() - x) < 3  # vertical, just right of the line
     # a step limit hides later markers
     loss.refresh(rec, upto_step=25)
     assert loss.markers.count() == len(marked(rec, upto=25)) < len(events)

@@ -788,7 +788,9 @@ class Markers:
                 movable=False,
                 pen=t.pen(color, t.marker_width, alpha=200, dash=e.kind == "pause"),
                 label=label,
-                labelOpts={"position": 0.92, "color": color, "rotateAxis": (1, 0), "anchors": [(0, 0), (0, 0)]},
+                # the text's far end at the top, so it reads downward inside the plot: anchored by
+                # its start there, it ran up past the top and showed "plai" of "plain: residual on"
+                labelOpts={"position": 0.98, "color": color, "rotateAxis": (1, 0), "anchors": [(1, 0), (1, 0)]},
             )
             line.label.setFont(t.font(0.85))
             line.setZValue(50)
