@@ -836,6 +836,45 @@ def test_saturation_plot_names_what_was_counted(qtbot, meta, label):
     assert plot.titleLabel.text == label and plot.getAxis("left").labelText == "fraction"
 
 
+def test_close_event_markers_do_not_write_over_each_other(qtbot):
+    """B then D a second apart in a 100 px histogram strip: "plain: norm on" was drawn over
+    "plain: dropout p=0.5", and both ran off the bottom. A label shows only where it reads whole
+    and clear of the next one (the later event keeps its label); the line's tooltip has the text."""
+    import pyqtgraph as pg
+
+    from gradviz.core.recording import Event
+    from gradviz.gui.views.base import Markers
+
+    w = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(w)
+    plot = w.addPlot()
+    plot.setXRange(0, 700, padding=0)
+    plot.setYRange(0, 1, padding=0)
+    markers = Markers(plot)
+    markers.theme = make_theme("light", True, 768)
+    events = [Event(505, "plain", "toggle", "norm on"), Event(520, "plain", "toggle", "dropout p=0.5"), Event(100, "plain", "toggle", "residual on")]
+
+    def shown() -> dict[str, bool]:
+        return {ln.label.toPlainText(): ln.label.isVisible() for ln in markers.lines}
+
+    for size, want in (((300, 160), {"plain: norm on": False, "plain: dropout p=0.5": False, "plain: residual on": False}),
+                       ((300, 420), {"plain: norm on": False, "plain: dropout p=0.5": True, "plain: residual on": True}),
+                       ((1800, 420), {"plain: norm on": True, "plain: dropout p=0.5": True, "plain: residual on": True})):
+        w.resize(*size)
+        w.show()
+        markers.update(events, force=True)
+        w.grab()
+        assert shown() == want, (size, shown())
+        vb = plot.getViewBox().sceneBoundingRect()
+        for ln in markers.lines:
+            assert ln.toolTip() == f"step {ln.value():.0f}: {ln.label.toPlainText()}"
+            if ln.label.isVisible():
+                box = ln.label.sceneBoundingRect()
+                assert vb.top() - 1 <= box.top() and box.bottom() <= vb.bottom() + 1
+        visible = sorted((ln.label.sceneBoundingRect() for ln in markers.lines if ln.label.isVisible()), key=lambda r: r.left())
+        assert all(not a.intersects(b) for a, b in zip(visible, visible[1:]))
+
+
 def test_loss_legend_keeps_the_eval_entry_last_as_runs_arrive(qtbot):
     from gradviz.gui.views.loss import LossView
 

@@ -759,6 +759,9 @@ class Markers:
         self.lines: list[pg.InfiniteLine] = []
         self._sig: tuple | None = None
         self.theme = make_theme()
+        vb = plot.getViewBox()
+        vb.sigResized.connect(self.fit_labels)  # bound methods: Qt drops them with the view
+        vb.sigXRangeChanged.connect(self.fit_labels)
 
     def count(self) -> int:
         return len(self.lines)
@@ -795,8 +798,29 @@ class Markers:
             line.label.setFont(t.font(0.85))
             line.setZValue(50)
             line.gradviz_event = e
+            line.setToolTip(f"step {e.step}: {label}")
             self.plot.addItem(line, ignoreBounds=True)
             self.lines.append(line)
+        self.fit_labels()
+
+    def fit_labels(self, *_args) -> None:
+        """Show a label only where it reads whole: no longer than the plot is high, and clear of
+        the next marker's label (toggling B then D a second apart wrote "plain: norm on" over
+        "plain: dropout p=0.5" in a 100 px histogram strip). The latest events keep theirs; a
+        hidden label's text is the line's tooltip."""
+        if not self.lines:
+            return
+        vb = self.plot.getViewBox()
+        height = vb.height()
+        metrics = QtGui.QFontMetricsF(self.lines[0].label.textItem.font())
+        thick = metrics.height()
+        next_x = math.inf
+        for line in sorted(self.lines, key=lambda ln: ln.value(), reverse=True):
+            x = vb.mapViewToScene(QtCore.QPointF(float(line.value()), 0.0)).x()
+            fits = metrics.horizontalAdvance(line.label.toPlainText()) <= 0.98 * height - 4 and next_x - x >= thick + 2
+            line.label.setVisible(fits)
+            if fits:
+                next_x = x
 
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
