@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,30 +43,39 @@ def _setup_logging() -> None:
     root.propagate = False
 
 
+def machine_overrides(args) -> dict:
+    """The flags about this machine rather than the experiment (where the data is, whether to
+    download it, which device): the GUI keeps them when the lecturer picks another preset."""
+    out: dict = {}
+    if getattr(args, "device", None):
+        out["train.device"] = args.device
+    if getattr(args, "data_root", None):
+        out["data.root"] = args.data_root
+    if getattr(args, "download", False):
+        out["data.download"] = True
+    return out
+
+
 def build_config(args) -> ExperimentConfig:
     """Preset (or --config file) plus flags, validated; raises ConfigError with one line."""
     cfg = load(args.config) if getattr(args, "config", None) else load_preset(args.preset or "demo")
     overrides = parse_set(getattr(args, "set", None) or [])
     if getattr(args, "seed", None) is not None:
         overrides["train.seed"] = args.seed
-    if getattr(args, "device", None):
-        overrides["train.device"] = args.device
     if getattr(args, "steps", None) is not None:
         if args.steps < 0:  # named as typed: the config check would say "--set train.steps"
             raise ConfigError(f"--steps {args.steps}: accepted values are 0 or more")
         overrides["train.steps"] = args.steps
-    if getattr(args, "data_root", None):
-        overrides["data.root"] = args.data_root
-    if getattr(args, "download", False):
-        overrides["data.download"] = True
+    overrides.update(machine_overrides(args))
     if getattr(args, "model", None):
         overrides["model.kind"] = args.model
     return cfg.with_overrides(overrides) if overrides else cfg
 
 
-def _add_config_flags(p: argparse.ArgumentParser, steps: bool = True) -> None:
-    p.add_argument("--preset", help=f"one of: {', '.join(preset_names())} (default demo)")
-    p.add_argument("--config", help="a TOML experiment file (instead of a preset)")
+def _add_config_flags(p: argparse.ArgumentParser, steps: bool = True, gui: bool = False) -> None:
+    starts = "the GUI starts with " if gui else ""
+    p.add_argument("--preset", help=f"preset {starts}(one of: {', '.join(preset_names())}; default demo)")
+    p.add_argument("--config", help=f"a TOML experiment file {starts}(instead of a preset)")
     if steps:
         p.add_argument("--steps", type=int, help="how many steps to train")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train")
@@ -79,9 +89,7 @@ def _add_config_flags(p: argparse.ArgumentParser, steps: bool = True) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gradviz", description="Watch gradients flow through deep networks.")
     parser.add_argument("--version", action="version", version=f"gradviz {__version__}")
-    parser.add_argument("--preset", help="preset the GUI starts with (default demo)")
-    parser.add_argument("--config", help="a TOML experiment file the GUI starts with")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. model.depth=50")
+    _add_config_flags(parser, steps=False, gui=True)  # the GUI takes the same flags as `run`
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     run = sub.add_parser("run", help="train a preset headless and record it")
@@ -207,11 +215,28 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """argparse, with one fix: an option the window does not take (`gradviz --steps 300`) made
+    argparse read its value as a command ("invalid choice: '300'"); name the option instead."""
+    try:
+        return make_parser().parse_args(argv)
+    except UsageError as exc:
+        bad = re.match(r"argument command: invalid choice: '(.*?)'", str(exc))
+        if bad and bad.group(1) in argv:
+            at = argv.index(bad.group(1))
+            if at > 0 and argv[at - 1].startswith("--"):
+                raise UsageError(
+                    f"the window does not take {argv[at - 1]}; 'gradviz run {argv[at - 1]} ...' trains headless "
+                    "('gradviz --help' lists the window's options)"
+                ) from None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _setup_logging()
     try:
-        args = make_parser().parse_args(argv)
+        args = _parse(argv)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "presets":
@@ -226,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command is None:
             args.config_obj = build_config(args)  # config errors: one line, before any window
+            args.carried = machine_overrides(args)
         return launch(args)
     except (UsageError, ConfigError) as exc:
         print(f"gradviz: {exc}", file=sys.stderr)

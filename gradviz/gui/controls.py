@@ -129,6 +129,7 @@ class ControlPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.theme: Theme = make_theme()
         self.cfg: ExperimentConfig | None = None
+        self.carried: dict = {}  # overrides every preset picked here gets (the launch's machine flags)
         self.runs: dict[str, RunControls] = {}
         self.selected: str | None = None
         self.paused = False
@@ -267,6 +268,8 @@ class ControlPanel(QtWidgets.QWidget):
         name = self.preset.currentText()
         try:
             cfg = load_preset(name)
+            if self.carried:  # the launch's --data-root, --download, --device hold for every preset
+                cfg = cfg.with_overrides(self.carried)
         except ConfigError as exc:
             self.message.emit(str(exc))
             return

@@ -85,10 +85,12 @@ def launch(args) -> int:
         from ..config import load_preset
 
         cfg = load_preset(getattr(args, "preset", None) or "demo")  # a ConfigError is one line from the CLI
-    return _demo(cfg)
+    return _demo(cfg, getattr(args, "carried", None) or {})
 
 
-def _demo(cfg) -> int:
+def _demo(cfg, carried: dict | None = None) -> int:
+    """`carried`: overrides about this machine (data folder, download, device) that every preset
+    picked later in the window keeps."""
     # Start training first: importing torch and building the models overlaps with building the window.
     from ..paths import new_run_path
     from .sessions import make_worker
@@ -100,6 +102,7 @@ def _demo(cfg) -> int:
     app = ensure_app(sys.argv[:1])
     _handle_signals(app)
     window = MainWindow(worker.recording, session=worker)
+    window.controls.carried = dict(carried or {})
     _install_extras(window)
     app.aboutToQuit.connect(window.shutdown)
     window.show()

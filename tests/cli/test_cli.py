@@ -74,6 +74,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         (("run", "--steps", "-3"), "--steps -3: accepted values are 0 or more"),
         (("run", "--preset", "demo", "--set", "data.name=mnist", "--steps", "1"), "--data-root"),
         (("bogus",), "invalid choice"),
+        # an option only `run` takes: argparse read "3" as a command ("invalid choice: '3'")
+        (("--preset", "demo", "--steps", "3"), "the window does not take --steps"),
         (("summary", "--preset", "rgb", "--out", "x"), "unrecognized arguments: --out x"),
         (("run", "--preset", "rgb", "--set", "train.loss=cross_entropy", "--steps", "1"), "needs class labels"),
         # BatchNorm on batches of one raised at step 0 with torch's "Expected more than 1 value per channel"

@@ -507,3 +507,28 @@ def test_switches_the_model_lacks_are_greyed_out_and_r_says_so(live, qtbot, kind
     qtbot.wait(300)
     toggles = [e.detail for e in worker.recording.event_objects() if e.kind == "toggle"]
     assert toggles == ["norm on"]
+
+
+def test_the_launch_machine_flags_hold_for_every_preset_picked_in_the_window(qtbot, tmp_path):
+    """`gradviz --data-root DIR --device cpu`: the window was told to "pass --data-root DIR" for
+    MNIST, but the launcher did not take that flag, and a preset picked from the list lost it. The
+    launcher takes the `run` flags, and the machine's (data folder, download, device) carry over."""
+    from gradviz.cli import _parse, build_config, machine_overrides
+    from gradviz.gui.controls import ControlPanel
+
+    args = _parse(["--preset", "demo", "--data-root", str(tmp_path), "--device", "cpu", "--seed", "7"])
+    assert args.command is None
+    cfg = build_config(args)
+    assert cfg.data.root == str(tmp_path) and cfg.train.seed == 7 and all(r.train.device == "cpu" for r in cfg.runs)
+    carried = machine_overrides(args)
+    assert carried == {"data.root": str(tmp_path), "train.device": "cpu"}  # not the seed: that is the experiment's
+
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    panel.carried = carried
+    with qtbot.waitSignal(panel.new_session, timeout=2000) as got:
+        panel.preset.setCurrentText("resnet18-mnist")
+        panel.preset.activated.emit(panel.preset.currentIndex())
+    picked = got.args[0]
+    assert picked.name == "resnet18-mnist" and picked.data.name == "mnist"
+    assert picked.data.root == str(tmp_path) and all(r.data.root == str(tmp_path) and r.train.device == "cpu" for r in picked.runs)
