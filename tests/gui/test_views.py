@@ -683,6 +683,10 @@ def test_loss_key_sits_above_the_curves_and_fits_the_pane(views, recorded, width
             assert r.left() >= -1 and r.right() <= view.widget.width() + 1, (width, label.text, r)
     if width >= 1200:
         assert legend.columnCount == len(names)  # one row where it fits
+    # every sample sits next to its name, however wide the dashed "eval" sample makes the column
+    for sample, label in legend.items:
+        gap = label.sceneBoundingRect().left() - sample.sceneBoundingRect().right()
+        assert -1 <= gap <= 12, (width, label.text, gap)
 
 
 def test_pool_rows_keeps_each_pixel_row_the_largest_of_its_bins():

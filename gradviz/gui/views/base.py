@@ -531,10 +531,16 @@ class KeyedChart(pg.GraphicsLayoutWidget):
             sample.update()
         room = self.width() - 2 * LEGEND_MARGIN
         cols = len(lg.items)
+        right = QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
         while True:
             lg.setColumnCount(cols)
+            for sample, _label in lg.items:
+                # next to its name: a column as wide as the dashed "eval" sample left the solid
+                # ones 40 px from their names in a one-column key
+                lg.layout.setAlignment(sample, right)
             lg.layout.invalidate()
             if cols == 1 or lg.layout.preferredWidth() <= room:
+                lg.layout.activate()  # place the samples now, not at the next layout request
                 return
             cols -= 1
 
