@@ -879,6 +879,33 @@ def test_close_event_markers_do_not_write_over_each_other(qtbot):
         assert all(not a.intersects(b) for a, b in zip(visible, visible[1:]))
 
 
+@pytest.mark.parametrize("height", [560, 640, 720, 1200])
+def test_latest_histogram_axis_title_fits_its_plot(views, recorded, height, qtbot):
+    """A 1920x1080 export of four runs left the latest histogram 70 px high, and its rotated
+    "count (latest)" ran past it into the tick labels; a short plot says "count"."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.histograms import LATEST_LABEL
+
+    view = views["histograms"]
+    theme = make_theme("light", presentation=True, screen_height=1080)
+    view.apply_theme(theme)
+    view.resize(900, height)
+    view.refresh(recorded[0])
+    for _ in range(3):  # the rows settle their heights over a layout or two
+        view.grab()
+        qtbot.wait(20)
+    axis, vb = view.latest.getAxis("left"), view.latest.getViewBox()
+    text = axis.labelText
+    metrics = QtGui.QFontMetricsF(theme.font())
+    want = next((t for t in (LATEST_LABEL, "count") if metrics.horizontalAdvance(t) + 10 <= vb.height()), "")
+    assert text == want, (height, vb.height(), text)
+    if text:
+        assert axis.label.sceneBoundingRect().height() <= vb.sceneBoundingRect().height() + 2
+    if height >= 1200:
+        assert text == LATEST_LABEL
+
+
 def test_loss_legend_keeps_the_eval_entry_last_as_runs_arrive(qtbot):
     from gradviz.gui.views.loss import LossView
 

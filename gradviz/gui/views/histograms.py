@@ -27,6 +27,7 @@ from .base import (
 
 KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activations"))
 MAX_COLUMNS = 600
+LATEST_LABEL = "count (latest)"
 
 
 class HistogramsView(View):
@@ -55,7 +56,7 @@ class HistogramsView(View):
         self.latest.setMenuEnabled(False)
         self.latest.setLabel("bottom", "value")
         self.latest.getAxis("bottom").enableAutoSIPrefix(False)  # the same units as the runs' value axes
-        self.latest.setLabel("left", "count (latest)")
+        self.latest.setLabel("left", LATEST_LABEL)
         add_legend(self.latest)
         self.cmap = pg.colormap.get("viridis")
         self.plots: dict[str, pg.PlotItem] = {}
@@ -188,6 +189,13 @@ class HistogramsView(View):
         the histogram's peak it hid the bins a lecturer points at."""
         tops = [float(np.nanmax(c[-1])) for _s, _e, c in self._drawn.values() if c.size]
         legend, vb = self.latest.legend, self.latest.getViewBox()
+        # the rotated axis title no longer than the plot is high (the text item adds a margin of
+        # 4 px at each end): "count (latest)" ran past a 70 px plot into the tick labels and the
+        # step axis above; a plot too short for "count" has its tick values alone
+        metrics = QtGui.QFontMetricsF(self.theme.font())
+        left = next((t for t in (LATEST_LABEL, "count") if metrics.horizontalAdvance(t) + 10 <= vb.height()), "")
+        if self.latest.getAxis("left").labelText != left:
+            set_axis_label(self.latest.getAxis("left"), left, self.theme)
         legend.setColumnCount(max(1, len(self.latest_curves)))
         if not tops or not np.isfinite(max(tops)) or max(tops) <= 0:
             self.latest.enableAutoRange(y=True)
