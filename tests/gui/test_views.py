@@ -935,6 +935,23 @@ def overflow(view) -> list[float]:
 
 
 @pytest.mark.parametrize("name", ["depth", "heatmap", "loss", "histograms", "activations"])
+def test_charts_follow_a_pane_that_narrows(views, recorded, name, qtbot):
+    """H hides the controls (the charts take the room), H again brings them back: the loss chart,
+    its key one row wide at 1400 px, stayed 490 px wide in a 300 px pane and ran past its edge
+    (its plot never shrank, so it never refit its key). Every chart follows the pane down."""
+    view = views[name]
+    view.apply_theme(make_theme("light", presentation=True, screen_height=768))
+    view.show()
+    for width in (1400, 300, 1400, 300):
+        view.resize(width, 700)
+        view.refresh(recorded[0])
+        for _ in range(2):
+            view.grab()
+            qtbot.wait(10)
+        assert max(overflow(view)) <= 1, (name, width, overflow(view))
+
+
+@pytest.mark.parametrize("name", ["depth", "heatmap", "loss", "histograms", "activations"])
 def test_charts_fit_a_narrow_pane_in_presentation_mode(views, recorded, name):
     """The tab pane beside the depth profile on a 1920 x 1080 projector is about 560 px wide in
     presentation mode. pyqtgraph made each title's text width a minimum, so the heatmap's layout

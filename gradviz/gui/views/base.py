@@ -517,6 +517,15 @@ class KeyedChart(pg.GraphicsLayoutWidget):
         self.plot.legend = self.legend  # curves added with a name join it (PlotItem.addItem)
         self.plot.getViewBox().sigResized.connect(self.fit_key)  # the pane's width changed
 
+    def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt API
+        # the key for the pane's new width first, then the chart laid out in it: narrowed from
+        # one key row at 1400 px to 300 px (H to hide the controls, H again), the key's row kept
+        # the chart 490 px wide, its plot never resized to refit the key, and the chart ran 190 px
+        # past the pane's edge
+        if hasattr(self, "legend"):  # pyqtgraph resizes while it builds the widget
+            self.fit_key()
+        super().resizeEvent(ev)
+
     def fit_key(self, *_args) -> None:
         """Columns for the pane's width; call again after the curves' pens change: a sample is
         not told when its curve changes, and under X the key kept a stale thin line without its
