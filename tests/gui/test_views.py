@@ -816,6 +816,16 @@ def test_activation_axis_titles_fit_their_plots_on_a_projector(qtbot):
     for stat, plot in view.plots.items():
         axis = plot.getAxis("left")
         assert axis.label.sceneBoundingRect().height() <= axis.sceneBoundingRect().height() + 1, stat
+    # a narrow pane shows a shorter wording whole, not "dead fraction (ReLU…"
+    drawn = sat.titleLabel.item.toPlainText()
+    assert drawn in ("dead fraction (ReLU = 0)", "dead fraction", "dead"), drawn
+    view.resize(250, 640)
+    view.grab()
+    assert sat.titleLabel.item.toPlainText() in ("dead fraction", "dead"), sat.titleLabel.item.toPlainText()
+    assert sat.titleLabel.item.document().idealWidth() <= sat.titleLabel.rect().width() + 1
+    view.resize(1400, 640)  # room again: the whole title
+    view.grab()
+    assert sat.titleLabel.item.toPlainText() == "dead fraction (ReLU = 0)"
 
 
 @pytest.mark.parametrize(("meta", "label"), [

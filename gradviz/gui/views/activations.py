@@ -40,6 +40,10 @@ def saturation_label(recording) -> str:
     return "saturated fraction"
 
 
+# the plot titles' shorter wordings for a narrow pane (the tab beside the depth profile)
+SHORT_TITLES = {"dead fraction (ReLU = 0)": ("dead fraction", "dead"), "saturated fraction": ("saturated",)}
+
+
 class ActivationsView(View):
     name = "activations"
     title = "Activation statistics per layer"
@@ -58,12 +62,13 @@ class ActivationsView(View):
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}  # titles
         for i, stat in enumerate(STATS):
             axes = {"bottom": SpacedAxis("bottom", integer=True)}
-            if stat in SCALED:
-                axes["left"] = SymlogAxis("left")
+            # spaced for the font: the fraction axis stacked "1.0 0.8 ... 0" into one column
+            axes["left"] = SymlogAxis("left") if stat in SCALED else SpacedAxis("left")
             p = ci.addPlot(row=2, col=i, axisItems=axes)
             p.setMenuEnabled(False)
             p.setTitle(labels[stat])
             fit_plot_title(p)
+            p.titleLabel.shorter = SHORT_TITLES
             p.setLabel("bottom", "layer index")
             p.setLabel("left", AXIS_LABEL[stat])
             # plain units: pyqtgraph rescales any axis under 1 to milli, and a class read a mean of

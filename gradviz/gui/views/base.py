@@ -424,6 +424,10 @@ class FitLabel(pg.LabelItem):
     (in pyqtgraph's fixed-height title row) is shortened with an ellipsis. `text` stays the full
     title; `item.toPlainText()` is what is drawn."""
 
+    # shorter wordings of a title, tried in order before an ellipsis: "dead fraction (ReLU…" in a
+    # narrow pane said less than "dead fraction"
+    shorter: dict[str, tuple[str, ...]] = {}
+
     def __init__(self, text: str = " ", wrap: bool = True, **args) -> None:
         self.wrap = wrap
         self._showing = False  # True while the label sets an elided text of its own
@@ -468,6 +472,10 @@ class FitLabel(pg.LabelItem):
         self._show(self.full_text)
         if room <= 0 or self._natural_width() <= room:
             return
+        for short in self.shorter.get(self.full_text, ()):  # a shorter wording before an ellipsis
+            self._show(short)
+            if self._natural_width() <= room:
+                return
         lo, hi = 0, len(self.full_text)  # the longest prefix that fits with its ellipsis
         while lo < hi:
             mid = (lo + hi + 1) // 2
