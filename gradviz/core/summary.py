@@ -39,23 +39,23 @@ class LayerRow:
     flops: int  # per example, see the module docstring
 
 
-def _first_tensor(out: object) -> torch.Tensor | None:
+def first_tensor(out: object) -> torch.Tensor | None:
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)):
         for item in out:
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     if isinstance(out, dict):
         for item in out.values():
-            t = _first_tensor(item)
+            t = first_tensor(item)
             if t is not None:
                 return t
     return None
 
 
-def _flops(m: nn.Module, out: torch.Tensor) -> int:
+def layer_flops(m: nn.Module, out: torch.Tensor) -> int:
     """FLOPs per example for one call of `m` whose batched output is `out`."""
     per_example = out[0]
     if isinstance(m, nn.Linear):
@@ -93,9 +93,9 @@ def summarize(
         def hook(m: nn.Module, _inputs: object, out: object) -> None:
             if name in seen:
                 return
-            t = _first_tensor(out)
+            t = first_tensor(out)
             shape = tuple(t.shape[1:]) if t is not None and t.dim() > 0 else ()
-            flops = _flops(m, t) if t is not None and t.dim() > 0 else 0
+            flops = layer_flops(m, t) if t is not None and t.dim() > 0 else 0
             seen[name] = (shape, flops)
             order.append(name)
 

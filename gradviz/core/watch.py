@@ -86,6 +86,7 @@ from .probes import (
 )
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
 from .runfile import RunFileWriter
+from .summary import first_tensor, layer_flops
 from .training import record_step
 
 _NAN = float("nan")
@@ -332,6 +333,7 @@ class Watch:
         self._acts: dict[int, tuple] = {}  # id(layer) -> `activation_summary` of its output, histogram steps
         self._feeds = ActivationFeeds(self.module)  # keyed by id(layer): the layers are learnt in the first step
         self._order: dict[int, int] = {}  # id(layer) -> rank of first execution
+        self._shapes: dict[int, tuple[list, int]] = {}  # id(layer) -> (output shape, FLOPs) in that pass
         self._order_handles: list = []
         self._index: dict[int, int] = {}
         self._bgn: BlockGradNorms | None = None
@@ -380,6 +382,8 @@ class Watch:
         self._all_layers = param_layers(self.module)
         self._layer_ids = {id(m) for _, m in self._all_layers}
         self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in self._all_layers]
+        # the layer table's output shapes and FLOPs, from the same first forward pass
+        self._order_handles += [m.register_forward_hook(self._guard(self._shaped)) for _, m in self._all_layers]
         self._handles.append(self.module.register_forward_pre_hook(self._guard(self._on_forward)))
         self._learn_handle = self.module.register_forward_hook(self._guard(self._after_forward))
         if self._blocks:
@@ -508,6 +512,12 @@ class Watch:
         if torch.is_grad_enabled() and id(mod) in self._layer_ids:
             self._order.setdefault(id(mod), len(self._order))
 
+    def _shaped(self, mod, _args, out) -> None:
+        if torch.is_grad_enabled() and id(mod) in self._layer_ids and id(mod) not in self._shapes:
+            t = first_tensor(out)
+            batched = t is not None and t.dim() > 0
+            self._shapes[id(mod)] = (list(t.shape[1:]) if batched else [], layer_flops(mod, t) if batched else 0)
+
     def _learn_layers(self) -> None:
         """Fix the layer list, once: `param_layers` sorted by first execution in the first forward
         pass that recorded gradients (the rule of `forward_order`: `by_first_run` places the layers
@@ -524,6 +534,16 @@ class Watch:
         self._index = {id(m): i for i, (_, m) in enumerate(layers)}
         mt = self._metrics
         self.recording.add_run(self.name, mt.layer_names, mt.layer_types, mt.block_names)
+        # the layer table as the engine's runs have it (a layer that did not run: "-", 0 FLOPs), so
+        # the GUI's table tab shows shapes, parameters and FLOPs instead of empty columns
+        rows = []
+        for name, m in layers:
+            shape, flops = self._shapes.get(id(m), ([], 0))
+            rows.append([name, type(m).__name__, shape, sum(p.numel() for p in m.parameters(recurse=False)), int(flops)])
+        self._shapes = {}
+        meta = dict(self.recording.meta)
+        meta["layer_table"] = {self.name: rows}
+        self.recording.set_meta(meta)
 
     def _arm_activations(self) -> None:
         self._hist_armed = True

@@ -805,3 +805,37 @@ def test_complex_layers_get_magnitude_histograms_without_warnings(tmp_path):
     centres = (edges[:-1] + edges[1:]) / 2
     assert (centres[counts[-1] > 0] > 0).all()  # magnitudes: the positive bins only (real parts fell on both sides)
     close(rec.metric("c", "grad_norm")[1][-1], [float(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).abs().pow(2).sum().sqrt())])
+
+
+def test_a_watched_run_carries_its_layer_table(tmp_path):
+    """The GUI's layer table showed a watched run's names with empty shape, params and FLOPs columns:
+    the watch now takes them from the first forward pass it watches (as `gradviz summary` defines
+    them), and a layer that did not run reads "-" with 0 FLOPs."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 8 * 8, 10)
+            self.spare = nn.Linear(10, 10)  # never called
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(5, 3, 8, 8), torch.randint(0, 10, (5,))
+    with gradviz.watch(model, opt, path=tmp_path / "t.gradviz", name="m") as w:
+        for _ in range(2):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            w.log(loss=torch.tensor(1.0))
+    rec = gradviz.open_run(tmp_path / "t.gradviz")
+    table = rec.meta["layer_table"]["m"]
+    assert [r[0] for r in table] == rec.layers("m") == ["conv", "fc", "spare"]
+    conv, fc, spare = table
+    assert conv == ["conv", "Conv2d", [4, 8, 8], 3 * 4 * 9 + 4, 2 * 3 * 9 * 4 * 64 + 4 * 64]
+    assert fc == ["fc", "Linear", [10], 256 * 10 + 10, 2 * 256 * 10 + 10]
+    assert spare == ["spare", "Linear", [], 110, 0]
