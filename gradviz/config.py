@@ -141,6 +141,9 @@ CHOICES = {
     ("train", "device"): ("auto", "cpu", "cuda"),
 }
 
+# the data sets read from a folder on disk (`data.root`): the window offers a folder field for them
+FOLDER_DATASETS = ("mnist", "fashion-mnist", "cifar10", "imagefolder")
+
 RANGES = {
     ("model", "depth"): (1, 200),
     ("model", "width"): (1, 4096),

@@ -8,16 +8,50 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ..config import ConfigError, ExperimentConfig, kind_fields, load_preset, preset_names
+from ..config import (
+    FOLDER_DATASETS,
+    ConfigError,
+    ExperimentConfig,
+    kind_fields,
+    load_preset,
+    preset_names,
+)
 from ..core import commands as C
 from ..devices import cuda_available
 from .theme import Theme, make_theme, size_check_boxes
 
 HOLD_S = 0.6  # after a click, trust the widget over the worker's snapshot for this long
 DROPOUT_ON = 0.5  # what D switches dropout to when it is off
+
+
+class WheelGuard(QtCore.QObject):
+    """Lets the mouse wheel scroll the panel past a combo or spin box it is not editing. By Qt's
+    default the wheel changed whatever box was under the cursor: scrolling down the panel switched
+    the preset and started a new session (the demo became weight-decay), or changed a depth or a
+    dropout. A box takes the wheel once it has focus (a click or Tab)."""
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
+        if ev.type() == QtCore.QEvent.Type.Wheel and isinstance(obj, QtWidgets.QWidget) and not obj.hasFocus():
+            area = obj.parent()
+            while area is not None and not isinstance(area, QtWidgets.QAbstractScrollArea):
+                area = area.parent()
+            if area is not None:
+                QtCore.QCoreApplication.sendEvent(area.verticalScrollBar(), ev)
+            return True
+        return False
+
+
+def guard_wheel(root: QtWidgets.QWidget, guard: WheelGuard) -> None:
+    """Put `guard` on every combo and spin box under `root` (once each)."""
+    for box in (*root.findChildren(QtWidgets.QComboBox), *root.findChildren(QtWidgets.QAbstractSpinBox)):
+        if not box.property("gradviz_wheel_guard"):
+            box.setProperty("gradviz_wheel_guard", True)
+            box.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)  # the wheel alone does not focus it
+            box.installEventFilter(guard)
 
 
 class RunControls(QtWidgets.QGroupBox):
@@ -190,6 +224,18 @@ class ControlPanel(QtWidgets.QWidget):
             self.device.addItem("cuda")
         for w in (self.depth, self.width_, self.batch):
             w.setKeyboardTracking(False)
+        # where an image data set lives (MNIST, CIFAR-10, an image folder): without it the window
+        # could only say "pass --data-root DIR", a flag of a command line already gone
+        self.data_root = QtWidgets.QLineEdit()
+        self.data_root.setPlaceholderText("folder holding the data set")
+        self.data_browse = QtWidgets.QToolButton()
+        self.data_browse.setText("…")
+        self.data_browse.setToolTip("choose the data folder")
+        self.data_row = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(self.data_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.data_root, 1)
+        row.addWidget(self.data_browse)
         sl.addRow("preset", self.preset)
         sl.addRow("depth (blocks)", self.depth)
         sl.addRow("width", self.width_)
@@ -198,6 +244,9 @@ class ControlPanel(QtWidgets.QWidget):
         sl.addRow("learning rate", self.lr)
         sl.addRow("batch size", self.batch)
         sl.addRow("device", self.device)
+        sl.addRow("data folder", self.data_row)
+        self.data_root.editingFinished.connect(self._on_data_root)
+        self.data_browse.clicked.connect(self._browse_data_root)
         self.preset.activated.connect(self._on_preset)
         for w in (self.depth, self.width_, self.batch):
             w.editingFinished.connect(self._on_session_field)
@@ -223,6 +272,8 @@ class ControlPanel(QtWidgets.QWidget):
         self.full_btn.clicked.connect(self.fullscreen_requested.emit)
         outer.addWidget(disp)
         outer.addStretch(1)
+        self.wheel_guard = WheelGuard(self)
+        guard_wheel(self, self.wheel_guard)
 
     # ---- session ----------------------------------------------------------------------
     def set_config(self, cfg: ExperimentConfig, run_colors: dict[str, str]) -> None:
@@ -242,6 +293,8 @@ class ControlPanel(QtWidgets.QWidget):
         for field, w in (("depth", self.depth), ("width", self.width_), ("activation", self.activation)):
             self.session_form.setRowVisible(w, field in used)
         self.lr.setText(f"{t.lr:g}")
+        self.session_form.setRowVisible(self.data_row, cfg.data.name in FOLDER_DATASETS)
+        self.data_root.setText(cfg.data.root or "")
         dev = "cuda" if t.device == "cuda" or (t.device == "auto" and cuda_available()) else "cpu"
         self.device.setCurrentText(dev)
         for rc in self.runs.values():
@@ -253,6 +306,7 @@ class ControlPanel(QtWidgets.QWidget):
             rc.sync({"residual": r.model.residual, "norm": r.model.norm, "dropout": r.model.dropout}, r.train.lr)
             self.runs_layout.addWidget(rc)
             self.runs[r.name] = rc
+            guard_wheel(rc, self.wheel_guard)
         self.select_run(next(iter(self.runs), None))
         self.paused = False
         self.pause_btn.setText("Pause  (Space)")
@@ -305,6 +359,31 @@ class ControlPanel(QtWidgets.QWidget):
             if current[k] != v:
                 out[k] = v
         return out
+
+    def _on_data_root(self) -> None:
+        """A new data folder: the session starts again with it, and presets picked later keep it."""
+        if self.cfg is None:
+            return
+        root = self.data_root.text().strip()
+        if root == (self.cfg.data.root or ""):
+            return
+        if root:
+            self.carried["data.root"] = root
+        else:
+            self.carried.pop("data.root", None)
+        try:
+            cfg = self.cfg.with_overrides({"data.root": root})
+        except ConfigError as exc:
+            self.message.emit(str(exc))
+            return
+        self.new_session.emit(cfg)
+
+    def _browse_data_root(self) -> None:
+        start = self.data_root.text().strip() or str(Path.home())
+        chosen = QtWidgets.QFileDialog.getExistingDirectory(self, "Data folder", start)
+        if chosen:
+            self.data_root.setText(chosen)
+            self._on_data_root()
 
     def _on_session_field(self) -> None:
         overrides = self.session_overrides()

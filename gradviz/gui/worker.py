@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import ExperimentConfig
+from ..config import FOLDER_DATASETS, ExperimentConfig
 from ..core.recording import Recording
 
 log = logging.getLogger("gradviz")
@@ -155,6 +155,8 @@ class Worker:
             exp = Experiment(self.cfg, self.recording)
         except Exception as exc:  # noqa: BLE001 - a bad config, model or data set: one line
             msg = f"cannot start {self.cfg.name}: {_one_line(exc)}"
+            if type(exc).__name__ == "DataError" and self.cfg.data.name in FOLDER_DATASETS:
+                msg += "; or choose it under Session: data folder"  # the window's own way
             log.exception(msg)
             with self._lock:
                 self._status.error = msg

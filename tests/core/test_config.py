@@ -70,3 +70,11 @@ def test_set_flags():
         load_preset("demo").with_overrides(parse_set(["nobody.train.lr=0.5"]))
     with pytest.raises(ConfigError, match="unknown preset 'nope'; accepted values are"):
         load_preset("nope")
+
+
+def test_the_folder_data_sets_are_the_loaders_ones():
+    """The window asks for a data folder for these (the config module names them without torch)."""
+    from gradviz.config import FOLDER_DATASETS
+    from gradviz.core.data import DATASETS, SYNTHETIC
+
+    assert set(FOLDER_DATASETS) == set(DATASETS) - set(SYNTHETIC)

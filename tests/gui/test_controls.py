@@ -532,3 +532,79 @@ def test_the_launch_machine_flags_hold_for_every_preset_picked_in_the_window(qtb
     picked = got.args[0]
     assert picked.name == "resnet18-mnist" and picked.data.name == "mnist"
     assert picked.data.root == str(tmp_path) and all(r.data.root == str(tmp_path) and r.train.device == "cpu" for r in picked.runs)
+
+
+def test_the_data_folder_is_chosen_in_the_window(qtbot, tmp_path, tiny):
+    """A preset on MNIST without a folder stopped with "pass --data-root DIR", a flag of a command
+    line already gone. The session panel has a data folder field for the data sets that need one:
+    the error says so, and typing the folder starts the session on it (presets picked later keep it)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+    from test_vision_presets import write_mnist
+
+    cfg = tiny(**{"data.name": "mnist", "model.depth": 2})
+    worker = Worker(cfg, path=tmp_path / "none.gradviz", max_rate=200.0).start()
+    assert worker.done.wait(60)
+    assert "needs a folder" in worker.status().error and "Session: data folder" in worker.status().error
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    panel = win.controls
+    assert panel.session_form.isRowVisible(panel.data_row) and panel.data_root.text() == ""
+    root = write_mnist(tmp_path / "data", n_train=64, n_test=16)
+    panel.data_root.setText(str(root))
+    panel.data_root.editingFinished.emit()
+    new = win.session
+    assert new is not worker and new.cfg.data.root == str(root)
+    assert all(r.data.root == str(root) for r in new.cfg.runs)
+    qtbot.waitUntil(lambda: new.recording.last_step() >= 2, timeout=30000)
+    assert panel.carried.get("data.root") == str(root)
+    # a synthetic preset has no folder to ask for
+    panel.preset.setCurrentText("demo")
+    panel.preset.activated.emit(panel.preset.currentIndex())
+    qtbot.waitUntil(lambda: win.session.cfg.name == "demo", timeout=5000)
+    assert not panel.session_form.isRowVisible(panel.data_row)
+    win.shutdown()
+
+
+def test_the_wheel_scrolls_the_panel_past_its_boxes(qtbot):
+    """Scrolling down the control panel with the wheel switched the preset under the cursor (the
+    demo became weight-decay, a new session) or changed depth and dropout. A box it is not editing
+    passes the wheel to the panel's scroll bar; a box with focus still takes it."""
+    from PySide6 import QtGui
+
+    from gradviz.config import load_preset
+    from gradviz.gui.controls import ControlPanel
+
+    panel = ControlPanel()
+    area = QtWidgets.QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    qtbot.addWidget(area)
+    area.resize(320, 300)
+    panel.set_config(load_preset("demo"), {"plain": "#d55e00", "residual": "#0072b2"})
+    area.show()
+    qtbot.waitExposed(area)
+    started = []
+    panel.new_session.connect(started.append)
+
+    def wheel(widget, notches: int = -3) -> None:
+        centre = QtCore.QPointF(widget.width() / 2, widget.height() / 2)
+        ev = QtGui.QWheelEvent(centre, widget.mapToGlobal(centre), QtCore.QPoint(0, 0), QtCore.QPoint(0, 120 * notches),
+                               Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        QtWidgets.QApplication.sendEvent(widget, ev)
+
+    bar = area.verticalScrollBar()
+    assert bar.maximum() > 0
+    before = (panel.preset.currentText(), panel.depth.value(), panel.runs["plain"].dropout.value(), bar.value())
+    for box in (panel.preset, panel.depth, panel.runs["plain"].dropout, panel.optimizer):
+        wheel(box)
+    assert (panel.preset.currentText(), panel.depth.value(), panel.runs["plain"].dropout.value()) == before[:3]
+    assert not started and bar.value() > before[3]  # the panel scrolled instead
+    panel.depth.setFocus()
+    qtbot.waitUntil(panel.depth.hasFocus, timeout=2000)
+    wheel(panel.depth, notches=1)
+    assert panel.depth.value() != before[1]  # a box being edited takes the wheel
