@@ -22,6 +22,8 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtSvg import QSvgGenerator
 
+from .svg_flatten import flatten_svg
+
 log = logging.getLogger("gradviz.export")
 
 FORMATS = ("png", "svg", "pdf", "csv")
@@ -270,6 +272,7 @@ def _write_svg(widget, path: Path, size: QtCore.QSize, title: str, transparent: 
         _paint(widget, painter, size, transparent)
     finally:
         painter.end()
+    flatten_svg(path)  # hairlines drawn thin by renderers without `non-scaling-stroke` too
 
 
 def _write_pdf(widget, path: Path, size: QtCore.QSize, title: str, transparent: bool) -> None:

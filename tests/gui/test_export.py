@@ -441,3 +441,62 @@ def test_an_exported_layer_table_shows_every_row(qtbot, tmp_path, rows):
         assert img.width() == 960 and img.height() >= rows * row_h, (img.height(), rows * row_h)
     _, texts = svg_texts(svg)
     assert "head" in texts and f"blocks.{rows - 2}.linear" in texts  # the last rows are drawn
+
+
+def _render_svg(path: Path) -> np.ndarray:
+    from PySide6 import QtSvg
+
+    r = QtSvg.QSvgRenderer(str(path))
+    img = QtGui.QImage(r.defaultSize(), QtGui.QImage.Format.Format_ARGB32)
+    img.fill(QtCore.Qt.GlobalColor.white)
+    p = QtGui.QPainter(img)
+    r.render(p)
+    p.end()
+    ptr = img.constBits()
+    return np.frombuffer(ptr, np.uint8, img.sizeInBytes()).reshape(img.height(), img.bytesPerLine())[:, : img.width() * 4].copy()
+
+
+@pytest.mark.parametrize("name", ["depth", "activations", "loss"])
+def test_svg_curves_are_in_pixels_so_any_renderer_draws_them_thin(views, tmp_path, monkeypatch, name):
+    """Qt writes each curve in data coordinates under a data-to-pixel transform (a y scale of -375)
+    and keeps it a hairline with `vector-effect="non-scaling-stroke"`; renderers without that
+    attribute (ImageMagick, some slide programs) painted 375 px bands over the chart. The export
+    maps those points to pixels: no hairline keeps a stretching transform, every point is its
+    original under the old transform, and Qt's own renderer draws the file as before."""
+    import re
+
+    from gradviz.gui import svg_flatten
+
+    raw_dir, flat_dir = tmp_path / "raw", tmp_path / "flat"
+    monkeypatch.setattr(ex, "flatten_svg", lambda path: 0)
+    (raw,) = ex.export_view(views[name], raw_dir, "svg")
+    monkeypatch.undo()
+    (flat,) = ex.export_view(views[name], flat_dir, "svg")
+    ns = "{http://www.w3.org/2000/svg}"
+
+    def hairline_groups(path):
+        out = []
+        for g in ET.parse(path).getroot().iter(f"{ns}g"):
+            kids = [ch for ch in g if ch.get("vector-effect") == "non-scaling-stroke" and ch.tag in (f"{ns}path", f"{ns}polyline")]
+            if kids:
+                out.append((svg_flatten._matrix(g.get("transform")), kids))
+        return out
+
+    before, after = hairline_groups(raw), hairline_groups(flat)
+    assert len(before) == len(after) and any(svg_flatten._scales(m) for m, _ in before)
+    assert not any(svg_flatten._scales(m) for m, _ in after)
+    number = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+    for (m, kids0), (_m, kids1) in zip(before, after, strict=True):
+        if not svg_flatten._scales(m):  # a translation: left as it is
+            continue
+        a, b, c, d, e, f = m
+        for k0, k1 in zip(kids0, kids1, strict=True):
+            attr = "d" if k0.tag.endswith("path") else "points"
+            p0 = np.array([float(v) for v in number.findall(k0.get(attr))]).reshape(-1, 2)
+            p1 = np.array([float(v) for v in number.findall(k1.get(attr))]).reshape(-1, 2)
+            want = np.stack([a * p0[:, 0] + c * p0[:, 1] + e, b * p0[:, 0] + d * p0[:, 1] + f], axis=1)
+            np.testing.assert_allclose(p1, want, atol=2e-3)
+    img0, img1 = _render_svg(raw), _render_svg(flat)
+    assert img0.shape == img1.shape
+    differs = np.abs(img0.astype(int) - img1.astype(int)).max(axis=-1 if img0.ndim == 3 else 1) > 40
+    assert differs.mean() < 0.002, differs.mean()  # the same picture, to antialiasing
