@@ -272,7 +272,28 @@ def _write_svg(widget, path: Path, size: QtCore.QSize, title: str, transparent: 
         _paint(widget, painter, size, transparent)
     finally:
         painter.end()
-    flatten_svg(path)  # hairlines drawn thin by renderers without `non-scaling-stroke` too
+    # hairlines drawn thin by renderers without `non-scaling-stroke` too, and cut to their plots
+    flatten_svg(path, _plot_rects(widget))
+
+
+def _plot_rects(widget: QtWidgets.QWidget) -> list[tuple[float, float, float, float]]:
+    """Every plot's data area (its ViewBox) in the export's pixels: `widget` is painted at (0, 0)."""
+    import pyqtgraph as pg
+
+    views = [widget] if isinstance(widget, pg.GraphicsView) else []
+    views += widget.findChildren(pg.GraphicsView)
+    out = []
+    for gv in views:
+        scene = gv.scene()
+        if scene is None:
+            continue
+        for item in scene.items():
+            if isinstance(item, pg.ViewBox) and item.isVisible():
+                poly = gv.mapFromScene(item.sceneBoundingRect())
+                r = poly.boundingRect()
+                tl = gv.viewport().mapTo(widget, r.topLeft()) if gv is not widget else r.topLeft()
+                out.append((float(tl.x()), float(tl.y()), float(tl.x() + r.width()), float(tl.y() + r.height())))
+    return out
 
 
 def _write_pdf(widget, path: Path, size: QtCore.QSize, title: str, transparent: bool) -> None:

@@ -49,3 +49,19 @@ def test_a_file_with_nothing_to_map_is_not_rewritten(tmp_path):
     before = path.read_bytes()
     assert flatten_svg(path) == 0
     assert path.read_bytes() == before
+
+
+def test_hairlines_are_cut_to_their_plot(tmp_path):
+    """SVG Tiny has no clip paths: a curve below a fixed axis ran out of the plot. A mapped hairline
+    is cut where it leaves the plot holding most of its points, and starts again where it comes back."""
+    path = write(tmp_path, (
+        '<g fill="none" stroke="#000" transform="matrix(10,0,0,10,0,0)">'
+        '<path vector-effect="non-scaling-stroke" d="M1,1 L3,1 L3,5 L5,1 M6,1 L8,1"/></g>'
+        '<g fill="none" stroke="#000" transform="matrix(10,0,0,10,0,0)">'
+        '<polyline vector-effect="non-scaling-stroke" points="1,1 2,2"/></g>'
+    ))
+    assert flatten_svg(path, clips=[(0.0, 0.0, 100.0, 30.0), (0.0, 200.0, 100.0, 300.0)]) == 2
+    cut, whole = groups(path)
+    # down from (30,10) to (30,50) leaves at y = 30, back in on the way to (50,10) at x = 40
+    assert list(cut)[0].get("d") == "M10,10 L30,10 L30,30 M40,30 L50,10 M60,10 L80,10"
+    assert list(whole)[0].get("points") == "10,10 20,20"  # inside: left a polyline
