@@ -1254,6 +1254,32 @@ def test_short_value_axis_around_zero_labels_both_sides(qtbot):
         assert 0.0 in [float(v) for _, vals in levels for v in vals]  # 0 still has its tick
 
 
+@pytest.mark.parametrize("width", [105, 125])
+def test_a_very_narrow_step_axis_still_draws_a_label(qtbot, width):
+    """Six runs' heatmap at 1024x768 left each strip about 90 px wide: "0" and "1000" both stuck
+    out past the ends and pyqtgraph drew no step label at all. A finer step with one that fits
+    ("500") stands in."""
+    import pyqtgraph as pg
+
+    from gradviz.gui.views.base import SpacedAxis
+
+    theme = make_theme("light", True, 768)
+    w = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(w)
+    w.resize(width, 200)
+    plot = w.addPlot(axisItems={"bottom": SpacedAxis("bottom", integer=True)})
+    plot.hideAxis("left")
+    axis = plot.getAxis("bottom")
+    axis.setTickFont(theme.font())
+    plot.setXRange(0.0, 1271.0, padding=0)
+    w.show()
+    w.grab()
+    assert 70 < axis.width() < 110, axis.width()
+    drawn = drawn_labels(axis)
+    assert drawn, (width, axis.width())
+    assert all(float(t) == int(float(t)) for t in drawn)
+
+
 @pytest.mark.parametrize("hi", [2092.0, 1500.0, 3000.0, 780.0])
 def test_narrow_step_axis_draws_two_labels(qtbot, hi):
     """The loss plot beside the depth profile at 1024x768 (195 px wide) ticked 0, 1000 and 2000, but
@@ -1276,10 +1302,7 @@ def test_narrow_step_axis_draws_two_labels(qtbot, hi):
     w.show()
     w.grab()
     assert 150 < axis.width() < 230
-    img = QtGui.QImage(10, 10, QtGui.QImage.Format.Format_ARGB32)
-    painter = QtGui.QPainter(img)
-    drawn = [text for _rect, _flags, text in axis.generateDrawSpecs(painter)[2]]
-    painter.end()
+    drawn = drawn_labels(axis)
     assert len(drawn) >= 2, (hi, drawn)
     values = sorted(float(t) for t in drawn)
     assert all(abs(v - round(v)) < 1e-9 for v in values)
@@ -1617,6 +1640,58 @@ def test_stacked_run_plots_share_one_step_axis_and_readable_labels(qtbot, name):
             assert ticks and all(g >= 1.5 * line * 0.999 for g in gaps), (run, gaps, line)
 
 
+def settled(qtbot, view, rec, size, theme, rounds: int = 3):
+    """`view` in `theme`, resized, fed `rec` and painted a few times: an axis learns its labels'
+    width at a paint, and a layout follows at the next one."""
+    qtbot.addWidget(view)
+    view.apply_theme(theme)
+    view.resize(*size)
+    view.refresh(rec)
+    for _ in range(rounds):
+        view.grab()
+        qtbot.wait(20)
+    return view
+
+
+def drawn_labels(axis) -> list[str]:
+    """The tick texts pyqtgraph actually draws on `axis` (it hides those that stick out)."""
+    from PySide6 import QtGui
+
+    img = QtGui.QImage(10, 10, QtGui.QImage.Format.Format_ARGB32)
+    painter = QtGui.QPainter(img)
+    try:
+        return [text for _rect, _flags, text in axis.generateDrawSpecs(painter)[2]]
+    finally:
+        painter.end()
+
+
+def test_short_heatmap_strips_label_their_first_and_last_layer(qtbot):
+    """Six runs at 1024x768 leave each heatmap strip about a line and a half high: it kept only "0",
+    so nothing said how many layers it held. Its first and last layers are labelled, clear of each
+    other; and the shared step axis under the last strip still has a number."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.heatmap import HeatmapView
+
+    rec = Recording()
+    names = [f"l{i}" for i in range(18)]
+    for run in ("a", "b", "c", "d", "e", "f"):
+        rec.add_run(run, names, ["Linear"] * 18, [])
+        for step in range(0, 1280, 20):
+            rec.append(run, step, {"loss": 1.0, "grad_norm": np.geomspace(1e-3, 1.0, 18).astype(np.float32)})
+    theme = make_theme("light", True, 768)
+    view = settled(qtbot, HeatmapView(), rec, (270, 650), theme)
+    line = QtGui.QFontMetricsF(theme.font()).height()
+    for run, plot in view.plots.items():
+        height = plot.getViewBox().height()
+        assert height < 3 * line, (run, height)  # the strips are short, as on the projector
+        ticks = plot.getAxis("left")._tickLevels[0]
+        assert [t[1] for t in ticks] == ["0", "17"], (run, ticks)
+        assert (ticks[1][0] - ticks[0][0]) * height / 18 >= 1.1 * line * 0.999
+    bottom = list(view.plots.values())[-1].getAxis("bottom")
+    assert drawn_labels(bottom), bottom.width()
+
+
 def test_activation_axis_makes_room_for_wide_tick_labels(qtbot):
     """An N(0, 1)-initialised LeNet's activation std reaches 15000: at presentation size the fixed
     axis width put "15000" under the axis title. The axis now sizes itself to its labels."""
@@ -1627,15 +1702,8 @@ def test_activation_axis_makes_room_for_wide_tick_labels(qtbot):
     rec = Recording()
     rec.add_run("lenet-normal", [f"l{i}" for i in range(9)], ["Conv2d"] * 9, [])
     rec.append("lenet-normal", 0, {"loss": 1.0, "act_mean": np.linspace(0, -30000, 9), "act_std": np.linspace(5000, 15000, 9), "act_saturation": np.full(9, 0.5)})
-    view = ActivationsView()
-    qtbot.addWidget(view)
     theme = make_theme("light", True, 1080)
-    view.apply_theme(theme)
-    view.resize(1400, 600)
-    view.refresh(rec)
-    for _ in range(3):  # the axis learns its labels' width at a paint, and widens at the next layout
-        view.grab()
-        qtbot.wait(20)
+    view = settled(qtbot, ActivationsView(), rec, (1400, 600), theme)
     font = QtGui.QFontMetricsF(theme.font())
     for stat, widest in (("act_std", "15000"), ("act_mean", "-30000")):
         axis = view.plots[stat].getAxis("left")

@@ -318,8 +318,14 @@ class SpacedAxis(pg.AxisItem):
                         if v > 0 and size * 2 * v / span >= need(2 * v, gap=1.1):
                             self._labelled, self._label_step = 2 * v, v
                             return [(2 * v, v), (v, 0)]
+                if not labels(spacing):
+                    # none drawn at all (an 85 px step axis of six runs' heatmap: "0" and "1000"
+                    # both stuck out past its ends): the coarsest finer step with one that fits
+                    finer_steps = [steps[j] for j in range(i - 1, -1, -1)] + [steps[0] / d for d in (2, 5, 10)]
+                    spacing = next((sp for sp in finer_steps if labels(sp) == 1 or (labels(sp) > 1 and size * sp / span >= need(sp, gap=1.1))), spacing)
                 self._labelled = spacing
-                return [(spacing, 0), (spacing / (2 if i % 3 == 1 else 5), 0)]  # a 2-step halves
+                two = round(spacing / 10 ** math.floor(math.log10(spacing) + 1e-9)) == 2
+                return [(spacing, 0), (spacing / (2 if two else 5), 0)]  # a 2-step halves
         return levels
 
     @staticmethod

@@ -136,6 +136,10 @@ class HeatmapView(View):
             height = plot.getViewBox().height()
             fit = int(height / (1.5 * self._line_px)) if height > 0 else 8
             every = max(1, int(np.ceil(len(rows) / max(1, min(8, fit)))))
+            if fit < 2 and len(rows) > 1 and height * (len(rows) - 1) / len(rows) >= 1.1 * self._line_px:
+                # a strip one and a half lines high (six runs at 1024x768) kept only "0": its first
+                # and last layers, a tenth of a line apart, say which layers it spans
+                every = len(rows) - 1
             shown_rows = self._rows.get(run)
             if shown_rows is None or shown_rows[1] != every or not np.array_equal(shown_rows[0], rows):
                 self._rows[run] = (rows, every)
