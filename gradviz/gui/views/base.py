@@ -518,6 +518,10 @@ class KeyedChart(pg.GraphicsLayoutWidget):
 
     def __init__(self, title: str, axis_items: dict) -> None:
         super().__init__()
+        # the whole chart each frame: with Qt's minimal updates a tick label or key sample drawn
+        # outside its item's bounds stayed on an X screen after it moved (a stray "1" beside
+        # "step", a key line without its marker) while `grab()` showed the chart right
+        self.setViewportUpdateMode(QtWidgets.QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
         ci = self.ci
         self.title_label = add_title(ci, title, row=0, col=0)
         self.legend = pg.LegendItem(sampleType=LineSample)
