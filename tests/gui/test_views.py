@@ -1630,8 +1630,14 @@ def test_stacked_run_plots_share_one_step_axis_and_readable_labels(qtbot, name):
         if not last:
             assert bottom.height() <= 6
         left = plot.getAxis("left")
-        assert view.run_color(rec, run).lower() in left.labelStyle.get("color", "").lower(), (run, left.labelStyle)
-        assert left.labelText == run  # "deep-residual: layer" was taller than its plot
+        color = view.run_color(rec, run).lower()
+        if left.labelText.strip():  # "deep-residual: layer" was taller than its plot
+            assert color in left.labelStyle.get("color", "").lower(), (run, left.labelStyle)
+            assert left.labelText == run
+        else:  # too long for its strip: a tag above it, in the run's colour
+            tag = plot.gradviz_run_tag
+            assert tag.isVisible() and tag.textItem.toPlainText() == run
+            assert tag.color.name().lower() == color, (run, tag.color.name())
         if name == "heatmap":
             ticks = left._tickLevels[0]
             line = QtGui.QFontMetricsF(theme.font()).height()
@@ -1663,6 +1669,51 @@ def drawn_labels(axis) -> list[str]:
         return [text for _rect, _flags, text in axis.generateDrawSpecs(painter)[2]]
     finally:
         painter.end()
+
+
+@pytest.mark.parametrize("name", ["heatmap", "histograms"])
+def test_every_stacked_run_plot_names_its_run_readably(qtbot, name):
+    """Six runs at 1024x768: the rotated run names were longer than their 25 px strips and ran into
+    each other ("d8-bnd16-res"). When a name does not fit its strip, every run's name becomes a tag
+    just above its strip, in the gap between strips (mixed, two of four looked unnamed); tall strips
+    keep their rotated titles."""
+    from gradviz.gui.views.heatmap import HeatmapView
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    names = [f"l{i}" for i in range(18)]
+    runs = ("d2", "d4", "d8", "d16", "d16-res", "d8-bn")
+    for run in runs:
+        rec.add_run(run, names, ["Linear"] * 18, [])
+        rec.set_edges(run, "weight", 1, np.linspace(-2, 2, 65))
+        for step in range(0, 400, 20):
+            rec.append(run, step, {"loss": 1.0, "grad_norm": np.geomspace(1e-3, 1.0, 18).astype(np.float32)})
+            rec.append_histograms(run, step, "weight", {1: 40.0 - np.abs(np.linspace(-30.0, 30.0, 64))})
+    theme = make_theme("light", True, 768)
+    view = settled(qtbot, HeatmapView() if name == "heatmap" else HistogramsView(), rec, (270, 680), theme, rounds=4)
+    boxes, tags = [], []
+    for run, plot in view.plots.items():
+        axis, vb = plot.getAxis("left"), plot.getViewBox()
+        tag = getattr(plot, "gradviz_run_tag", None)
+        if axis.labelText.strip():
+            assert axis.labelText == run and (tag is None or not tag.isVisible())
+            assert axis.label.sceneBoundingRect().height() <= vb.sceneBoundingRect().height() + 2, run
+        else:
+            assert tag is not None and tag.isVisible() and tag.textItem.toPlainText() == run, run
+            box = tag.sceneBoundingRect()
+            assert box.bottom() <= vb.sceneBoundingRect().top() + 3, run  # above its strip
+            tags.append(box)
+        boxes.append(vb.sceneBoundingRect())
+    assert len(tags) == len(runs), "six runs in 680 px: all named alike, by tags"
+    for box in tags:
+        assert not any(box.intersects(b.adjusted(0, 2, 0, -2)) for b in boxes), box  # over no strip
+    assert all(not a.intersects(b) for i, a in enumerate(tags) for b in tags[i + 1 :])
+    view.resize(270, 2400)  # tall strips: every name rotated again
+    for _ in range(4):
+        view.grab()
+        qtbot.wait(20)
+    assert all(p.getAxis("left").labelText == run for run, p in view.plots.items())
+    assert not any(getattr(p, "gradviz_run_tag", None) is not None and p.gradviz_run_tag.isVisible() for p in view.plots.values())
 
 
 def test_short_heatmap_strips_label_their_first_and_last_layer(qtbot):

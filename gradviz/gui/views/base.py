@@ -661,6 +661,44 @@ def set_axis_label(ax: pg.AxisItem, text: str, theme: Theme, color: str | None =
     ax.resizeEvent()
 
 
+def run_title_fits(plot: pg.PlotItem, run: str, theme: Theme) -> bool:
+    """Whether `run` fits as a rotated axis title beside `plot` (the text item adds 4 px at each end)."""
+    height = plot.getViewBox().height()
+    return height <= 0 or QtGui.QFontMetricsF(theme.font()).horizontalAdvance(run) + 8 <= height
+
+
+def fit_run_titles(plots: dict[str, pg.PlotItem], theme: Theme, colors: dict[str, str]) -> None:
+    """Stacked run plots' names: rotated axis titles where every one fits its plot, else tags
+    above the plots' top-left corners, all of them alike (six runs left 25 px strips, and "d16-res"
+    ran into the "d8-bn" below it; mixed, two of four looked unnamed)."""
+    rotated = all(run_title_fits(p, run, theme) for run, p in plots.items())
+    for run, plot in plots.items():
+        _show_run_title(plot, run, theme, colors[run], rotated)
+
+
+def _show_run_title(plot: pg.PlotItem, run: str, theme: Theme, color: str, rotated: bool) -> None:
+    axis, vb = plot.getAxis("left"), plot.getViewBox()
+    text = run if rotated else " "
+    if axis.labelText != text:
+        set_axis_label(axis, text, theme, color)
+    tag = getattr(plot, "gradviz_run_tag", None)
+    if tag is None:
+        tag = pg.TextItem(anchor=(0, 1))  # just above the strip, in the gap between two strips
+        # on the plot, not in its view: in the plot's pixels whatever the data range, and not cut
+        # off by the view where a strip is lower than a line
+        tag.setParentItem(plot)
+        tag.setZValue(60)
+        plot.gradviz_run_tag = tag
+    if not rotated:
+        back = QtGui.QColor(theme.background)
+        back.setAlpha(200)
+        tag.fill = pg.mkBrush(back)
+        tag.setFont(theme.font(0.85))
+        tag.setText(run, color=color)
+        tag.setPos(vb.pos() + QtCore.QPointF(0, 2))
+    tag.setVisible(not rotated)
+
+
 def share_step_axis(plots: list[pg.PlotItem], theme: Theme) -> None:
     """Plots stacked one per run over the same steps: only the last one keeps its step labels and
     axis title. Four runs in a projector pane repeated "2000 4000 / step" under each and left their

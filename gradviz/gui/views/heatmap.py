@@ -18,6 +18,7 @@ from .base import (
     SpacedAxis,
     View,
     add_title,
+    fit_run_titles,
     pool_rows,
     set_axis_label,
     share_step_axis,
@@ -97,6 +98,7 @@ class HeatmapView(View):
         self._build(recording)
         events = recording.event_objects()
         self._drawn = {}
+        fit_run_titles(self.plots, self.theme, {run: self.run_color(recording, run) for run in self.plots})
         for run in recording.runs:
             steps, values = recording.metric(run, self.metric_name)
             n = upto_count(steps, upto)

@@ -16,6 +16,7 @@ from .base import (
     WrapBar,
     add_legend,
     add_title,
+    fit_run_titles,
     pool_rows,
     run_key,
     set_axis_label,
@@ -149,6 +150,7 @@ class HistogramsView(View):
         self._drawn = {}
         title = self._title()
         self.title_label.setText(title, size=f"{int(self.theme.font_pt * 1.3)}pt", color=self.theme.foreground)
+        fit_run_titles(self.plots, self.theme, {run: self.run_color(recording, run) for run in self.plots})
         for run in recording.runs:
             img, curve = self.images[run], self.latest_curves[run]
             try:
