@@ -177,8 +177,12 @@ def _clip_group(g: ET.Element, clips: list[Rect]) -> None:
             ch.set("visibility", "hidden")
 
 
+def _numbers(text: str) -> list[float]:
+    return [float(t) for t in _TOKEN.findall(text)]
+
+
 def _pairs(text: str) -> list[tuple[float, float]] | None:
-    nums = [float(t) for t in _TOKEN.findall(text)]
+    nums = _numbers(text)
     return list(zip(nums[::2], nums[1::2])) if len(nums) % 2 == 0 else None
 
 
@@ -196,8 +200,7 @@ def _flatten_group(g: ET.Element, mt: tuple[float, ...]) -> bool:
         if ch.tag.endswith("path"):
             mapped = _map_path(ch.get("d", ""), mt)
         else:
-            pts = [float(t) for t in _TOKEN.findall(ch.get("points", ""))]
-            pairs = _map_pairs(pts, mt)
+            pairs = _map_pairs(_numbers(ch.get("points", "")), mt)
             mapped = " ".join(pairs) if pairs is not None else None
         if mapped is None:
             return False

@@ -690,11 +690,14 @@ def _show_run_title(plot: pg.PlotItem, run: str, theme: Theme, color: str, rotat
         tag.setZValue(60)
         plot.gradviz_run_tag = tag
     if not rotated:
-        back = QtGui.QColor(theme.background)
-        back.setAlpha(200)
-        tag.fill = pg.mkBrush(back)
-        tag.setFont(theme.font(0.85))
-        tag.setText(run, color=color)
+        look = (run, color, theme)  # restyled only when these change, not at every refresh
+        if getattr(tag, "gradviz_look", None) != look:
+            back = QtGui.QColor(theme.background)
+            back.setAlpha(200)
+            tag.fill = pg.mkBrush(back)
+            tag.setFont(theme.font(0.85))
+            tag.setText(run, color=color)
+            tag.gradviz_look = look
         tag.setPos(vb.pos() + QtCore.QPointF(0, 2))
     tag.setVisible(not rotated)
 
