@@ -75,9 +75,11 @@ def main() -> int:
         t3 = pc()
         metrics = probe.after_backward(per_example)
         t4 = pc()
-        probe.before_step()
-        run.optimizer.step()
-        probe.after_step(metrics)
+        if probe.is_update_step():  # as `TrainingRun.train_step` does it
+            probe.weights_before()
+            probe.after_update(metrics, run.optimizer.step(report=True), run.optimizer.params)
+        else:
+            run.optimizer.step()
         t5 = pc()
         record_step(rec, run.name, probe, step, metrics, {"lr": run.base_lr})
         t6 = pc()

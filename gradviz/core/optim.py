@@ -11,10 +11,24 @@ whatever optimiser the user brings.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 NAMES = ("sgd", "momentum", "rmsprop", "adam")
+
+
+@dataclass
+class UpdateReport:
+    """The step the optimiser just took, for `update_ratio`: parameter `idx[k]` (an index into
+    `ForeachOptimizer.params`) moved by `scales[k] * directions[k]`. The directions are tensors the
+    update rule computes anyway (the gradients themselves for plain SGD), so measuring the update
+    costs one norm per tensor instead of a copy of every weight and a difference."""
+
+    idx: list[int]
+    directions: list[torch.Tensor]
+    scales: list[float]
+    of_grads: bool = False  # the directions are the parameters' own `.grad`, whose norms are known
 
 
 class ForeachOptimizer:
@@ -59,12 +73,16 @@ class ForeachOptimizer:
         return out
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, report: bool = False) -> UpdateReport | None:
+        """One update; with `report`, also what it was (`UpdateReport`), else None."""
         idx, params, grads = self._with_grads()
-        if params:
-            self._update(idx, params, grads)
+        if not params:
+            return UpdateReport([], [], []) if report else None
+        moved = self._update(idx, params, grads, report)
+        return UpdateReport(idx, *moved) if report else None
 
-    def _update(self, idx, params, grads) -> None:  # pragma: no cover - abstract
+    def _update(self, idx, params, grads, report: bool):  # pragma: no cover - abstract
+        """Apply the step; with `report`, return (directions, scales, of_grads) as `UpdateReport` holds them."""
         raise NotImplementedError
 
 
@@ -73,7 +91,7 @@ class SGD(ForeachOptimizer):
         super().__init__(params, lr, weight_decay)
         self.momentum = float(momentum)
 
-    def _update(self, idx, params, grads) -> None:
+    def _update(self, idx, params, grads, report: bool):
         lr = self.param_groups[0]["lr"]
         if self.momentum:
             store = self.state.setdefault("momentum_buffer", [None] * len(self.params))
@@ -90,27 +108,34 @@ class SGD(ForeachOptimizer):
                 torch._foreach_add_(old, old_g)
             grads = bufs
         torch._foreach_add_(params, grads, alpha=-lr)
+        # without momentum or weight decay the direction is the gradient itself
+        return (grads, [lr] * len(grads), not self.momentum and not self.param_groups[0]["weight_decay"]) if report else None
 
 
 class RMSprop(ForeachOptimizer):
     alpha = 0.99
     eps = 1e-8
 
-    def _update(self, idx, params, grads) -> None:
+    def _update(self, idx, params, grads, report: bool):
         lr = self.param_groups[0]["lr"]
         square_avg = self._buffers("square_avg", idx, params)
         torch._foreach_mul_(square_avg, self.alpha)
         torch._foreach_addcmul_(square_avg, grads, grads, value=1 - self.alpha)
         avg = torch._foreach_sqrt(square_avg)
         torch._foreach_add_(avg, self.eps)
-        torch._foreach_addcdiv_(params, grads, avg, value=-lr)
+        if not report:
+            torch._foreach_addcdiv_(params, grads, avg, value=-lr)
+            return None
+        direction = torch._foreach_div(grads, avg)  # what addcdiv would scale and add, kept
+        torch._foreach_add_(params, direction, alpha=-lr)
+        return direction, [lr] * len(direction), False
 
 
 class Adam(ForeachOptimizer):
     betas = (0.9, 0.999)
     eps = 1e-8
 
-    def _update(self, idx, params, grads) -> None:
+    def _update(self, idx, params, grads, report: bool):
         lr = self.param_groups[0]["lr"]
         b1, b2 = self.betas
         exp_avg = self._buffers("exp_avg", idx, params)
@@ -125,13 +150,22 @@ class Adam(ForeachOptimizer):
         by_step: dict[int, list[int]] = {}
         for k, i in enumerate(idx):
             by_step.setdefault(steps[i], []).append(k)
+        directions: list = [None] * len(idx)
+        scales = [0.0] * len(idx)
         for n, ks in by_step.items():
             bc1 = 1 - b1**n
             bc2_sqrt = math.sqrt(1 - b2**n)
             denom = torch._foreach_sqrt([exp_avg_sq[k] for k in ks])
             torch._foreach_div_(denom, bc2_sqrt)
             torch._foreach_add_(denom, self.eps)
-            torch._foreach_addcdiv_([params[k] for k in ks], [exp_avg[k] for k in ks], denom, value=-lr / bc1)
+            if not report:
+                torch._foreach_addcdiv_([params[k] for k in ks], [exp_avg[k] for k in ks], denom, value=-lr / bc1)
+                continue
+            direction = torch._foreach_div([exp_avg[k] for k in ks], denom)
+            torch._foreach_add_([params[k] for k in ks], direction, alpha=-lr / bc1)
+            for k, d in zip(ks, direction, strict=True):
+                directions[k], scales[k] = d, lr / bc1
+        return (directions, scales, False) if report else None
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float) -> ForeachOptimizer:

@@ -179,6 +179,19 @@ class NormPlan:
             out = [t.to(self.device) for t in out]
         return out
 
+    def fits(self, tensors: list[torch.Tensor]) -> bool:
+        """Whether `parts` can take these tensors (the same count, and each stacked group still
+        of one shape, dtype and device); False once a model was cast or moved."""
+        if len(tensors) != self.n:
+            return False
+        for ks in self.groups:
+            a = tensors[ks[0]]
+            for k in ks[1:]:
+                b = tensors[k]
+                if b.shape != a.shape or b.dtype != a.dtype or b.device != a.device:
+                    return False
+        return not self.one_device or all(tensors[k].device == self.device for k in self.rest)
+
     def unpack(self, flat: np.ndarray) -> np.ndarray:
         values = np.empty(self.n)
         values[self.order] = flat[: self.n]
@@ -604,6 +617,13 @@ class Probe:
         # norms, and `_owners`' three arrays); rebuilt when that set changes
         self._grad_plan: tuple[list[int], NormPlan, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._update_plan: _UpdatePlan | None = None
+        # the engine's reporting optimiser: norm plans for the weights and the update directions,
+        # the weights' norms before the step, and optimiser index -> position in `params`
+        self._weight_plan: NormPlan | None = None
+        self._dir_plan: NormPlan | None = None
+        self._before: list[torch.Tensor] | None = None
+        self._opt_where: tuple | None = None
+        self._host_grads: tuple[list[int], np.ndarray] = ([], np.zeros(0))  # (present, their grad norms)
         self._sparse: bool | None = None  # whether any of those gradients is sparse (an embedding's)
         self.block_grads = BlockGradNorms(self.blocks) if self.blocks else None
         self._act_hooks: list = []
@@ -741,6 +761,7 @@ class Probe:
         flat = to_host(g["parts"] + [loss.detach().reshape(1)])  # the loss rides along in the same copy
         loss_v = float(flat[-1])
         param_norms, block_norms = self.decode_grads(g, flat)
+        self._host_grads = (present, param_norms)
         grad_norm = self.layer_grad_norms(present, param_norms)
         act_grad = np.full(len(self.blocks), np.nan)
         act_grad[bidx] = block_norms
@@ -796,9 +817,71 @@ class Probe:
             ratio = self._per_layer(moved) / self._per_layer(before)
         return weight, ratio
 
+    # ---- the engine's optimiser, which reports its own step (update cadence) -----------------
+    def weights_before(self) -> None:
+        """Before an update step of an optimiser that reports its step (`ForeachOptimizer`): the
+        weights' norms, left on the device for `after_update`. Nothing is copied."""
+        ps = [p.detach() for p in self.params]
+        plan = self._weight_plan
+        if plan is None or not plan.fits(ps):
+            # only small weights are stacked: a norm needs no copy, and stacking big ones would be one
+            plan = self._weight_plan = NormPlan(ps, GRAD_STACK_MAX)
+        self._before = plan.parts(ps)
+
+    def after_update(self, metrics: StepMetrics, report, opt_params: list[torch.Tensor]) -> StepMetrics:
+        """`weight_norm` and `update_ratio` from the optimiser's `UpdateReport` (parameter
+        `opt_params[idx[k]]` moved by `scales[k] * directions[k]`): the norms of the weights before
+        (`weights_before`) and after, and of the directions, in one host copy. This is the update
+        the optimiser computed; where a step is far below a weight's float resolution (the first
+        layers of a deep plain stack) the stored weight may not change at all, and the ratio still
+        shows how small the step was."""
+        before, self._before = self._before, None
+        if before is None or self._weight_plan is None:
+            return metrics
+        ps = [p.detach() for p in self.params]
+        wplan = self._weight_plan
+        parts = before + wplan.parts(ps)
+        where = self._opt_positions(report.idx, opt_params)
+        dplan = None
+        if report.directions and not report.of_grads:
+            dirs = [d.detach() for d in report.directions]
+            dplan = self._dir_plan
+            if dplan is None or not dplan.fits(dirs):
+                dplan = self._dir_plan = NormPlan(dirs, GRAD_STACK_MAX)
+            parts += dplan.parts(dirs)
+        flat = to_host(parts)
+        n = wplan.n
+        w_before, w_after = wplan.unpack(flat[:n]), wplan.unpack(flat[n : 2 * n])
+        moved = np.zeros(len(self.params))
+        if report.directions:
+            if dplan is not None:
+                dir_norms = dplan.unpack(flat[2 * n :])
+            else:  # plain SGD: the directions are the gradients, measured after backward
+                grad_norms = np.zeros(len(self.params))
+                present, norms = self._host_grads
+                grad_norms[present] = norms
+                dir_norms = grad_norms[where]
+            keep = where >= 0  # a parameter the probe does not measure (none of its layers) is left out
+            moved[where[keep]] = np.abs(np.asarray(report.scales, np.float64)[keep]) * dir_norms[keep]
+        metrics.weight_norm = self._per_layer(w_after)
+        with np.errstate(all="ignore"):
+            metrics.update_ratio = self._per_layer(moved) / self._per_layer(w_before)
+        return metrics
+
+    def _opt_positions(self, idx: list[int], opt_params: list[torch.Tensor]) -> np.ndarray:
+        """For each optimiser index in `idx`: the position of that parameter in `params`, or -1."""
+        cached = self._opt_where
+        if cached is not None and cached[0] == idx and cached[1] is opt_params:
+            return cached[2]
+        index = {id(p): k for k, p in enumerate(self.params)}
+        where = np.asarray([index.get(id(opt_params[i]), -1) for i in idx], np.int64)
+        self._opt_where = (list(idx), opt_params, where)
+        return where
+
     def release(self) -> None:
         """Drop the kept weights and any captured activations."""
         self._update_plan = None
+        self._before = None
         self._acts = {}
         self.capture = ActivationCapture(self.capture.threshold, self.capture.sample)
 

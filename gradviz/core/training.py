@@ -166,9 +166,12 @@ class TrainingRun:
         loss.backward()
         metrics = probe.after_backward(per_example)
         if metrics.first_nonfinite is None:
-            probe.before_step()
-            opt.step()
-            probe.after_step(metrics)
+            if probe.is_update_step() and probe.params:
+                # the optimiser reports its step: no copy of the weights is needed for update_ratio
+                probe.weights_before()
+                probe.after_update(metrics, opt.step(report=True), opt.params)
+            else:
+                opt.step()
         self.local_step += 1
         return metrics, lr
 

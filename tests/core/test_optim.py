@@ -39,13 +39,28 @@ def test_matches_torch_optim(name, wd):
             g["lr"] = lr
         # every third step the last layer is left out, so its state must wait (as torch.optim's does)
         skip_last = step % 3 == 2
+        report = None
         for m, o in ((ours, opt), (ref, ref_opt)):
             o.zero_grad(set_to_none=True)
             out = m[2](m[1](m[0](x))) if skip_last else m(x)
             out.pow(2).mean().backward()
-            o.step()
+            if o is opt and step % 2:  # every other step reports what it did (the update cadence's form)
+                before = [p.detach().double().clone() for p in ours.parameters()]
+                report = o.step(report=True)
+            else:
+                o.step()
         for p, q in zip(ours.parameters(), ref.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        if report is not None:
+            params = list(ours.parameters())
+            assert report.idx == [i for i, p in enumerate(params) if p.grad is not None]
+            assert report.of_grads == (name == "sgd" and wd == 0.0)
+            for i, d, s in zip(report.idx, report.directions, report.scales, strict=True):
+                moved = params[i].detach().double() - before[i]
+                torch.testing.assert_close(-s * d.double(), moved, rtol=1e-4, atol=1e-7)
+            untouched = set(range(len(params))) - set(report.idx)
+            for i in untouched:  # the layer left out this step did not move
+                assert torch.equal(params[i].detach().double(), before[i])
 
 
 def test_zero_grad_and_unknown_name():

@@ -80,6 +80,39 @@ def test_step_metrics_match_independent_autograd(residual):
     np.testing.assert_allclose(ru[0][used], ur[used], rtol=1e-3)
 
 
+@pytest.mark.parametrize(("optimizer", "wd"), [("sgd", 0.0), ("sgd", 1e-3), ("momentum", 0.0), ("rmsprop", 0.0), ("adam", 1e-3)])
+def test_engine_update_ratio_is_the_weights_actual_change(optimizer, wd):
+    """The engine takes update_ratio from what its optimiser reports (no copy of the weights): it
+    must equal ||w_after - w_before|| / ||w_before|| per layer, measured here on copies of the
+    weights around each step, for every update rule, over steps where momentum and moments build up."""
+    cfg = small_demo(**{"train.optimizer": optimizer, "train.lr": 1e-3 if optimizer in ("rmsprop", "adam") else 0.05,
+                        "train.weight_decay": wd, "train.update_every": 2, "model.residual": True})
+    exp = Experiment(cfg)
+    run = exp.runs[0]
+    named = dict(run.model.named_modules())
+    layers = [list(named[n].parameters(recurse=False)) for n in run.probe.layer_names]
+    expect_w, expect_u = {}, {}
+    for step in range(7):
+        before = [[p.detach().double().clone() for p in ps] for ps in layers]
+        exp.step()
+        if step % 2:
+            continue
+        after = [[p.detach().double() for p in ps] for ps in layers]
+        expect_w[step] = [float(torch.cat([p.flatten() for p in ps]).norm()) for ps in after]
+        expect_u[step] = [
+            float(torch.cat([(p - q).flatten() for p, q in zip(ps, qs, strict=True)]).norm()) / float(torch.cat([q.flatten() for q in qs]).norm())
+            for ps, qs in zip(after, before, strict=True)
+        ]
+    ws, w = exp.recording.metric(run.name, "weight_norm")
+    us, u = exp.recording.metric(run.name, "update_ratio")
+    assert ws.tolist() == us.tolist() == sorted(expect_u)
+    used = np.isfinite(exp.recording.metric(run.name, "grad_norm")[1][-1])
+    for row, step in enumerate(us.tolist()):
+        np.testing.assert_allclose(w[row], expect_w[step], rtol=1e-5)
+        np.testing.assert_allclose(u[row][used], np.asarray(expect_u[step])[used], rtol=2e-3)
+        assert (u[row][~used] == 0).all()  # switched-off norms: no gradient, no step
+
+
 def test_layers_are_in_forward_order_with_module_names():
     exp = Experiment(small_demo())
     names = exp.recording.layers("plain")
