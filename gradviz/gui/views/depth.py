@@ -29,7 +29,9 @@ METRICS = {
     # name: (label, y axis label, fixed decades, vanishing threshold or None)
     "grad_norm": ("gradient norm per layer", "‖∂L/∂W‖", (-10, 2), 1e-5),
     "act_grad_norm": ("gradient reaching each block", "‖∂L/∂h‖", (-10, 1), 1e-5),
-    "update_ratio": ("update / weight per layer", "‖ΔW‖ / ‖W‖", (-10, 1), 1e-6),
+    # the engine's update is the step its optimiser computed: in the demo's plain twin about 1e-11
+    # of the first layers' weights (below float32's resolution, so those weights barely move)
+    "update_ratio": ("update / weight per layer", "‖ΔW‖ / ‖W‖", (-12, 1), 1e-6),
     "weight_norm": ("weight norm per layer", "‖W‖", (-1, 2), None),
 }
 TRAIL = 6  # faded profiles behind the latest one
@@ -39,7 +41,7 @@ TRAIL_STRIDE = 4  # rows between two trail profiles
 TRAIL_TIERS = ((1, 2, 3), (4, 5, 6))
 TIER_ALPHA = (110, 45)
 # An exact 0 has no place on a log axis, yet it is the lesson: zeros init gives the hidden layers no
-# gradient at all, and the demo's plain twin's first weights do not move in float32 (update_ratio 0).
+# gradient at all, and a layer the forward skips (a norm switched off) gets no update (update_ratio 0).
 # Such layers get a down-pointing triangle on the chart's floor, and the key says what it means.
 ZERO_SYMBOL = "t"  # pyqtgraph's downward triangle
 ZERO_KEY = "exactly 0"
