@@ -11,7 +11,16 @@ FLOPs are per example, counting a multiply-add as 2 (so they are twice the "MACs
 - Conv: 2·(Cin/groups)·prod(kernel)·Cout·prod(output spatial), plus Cout·prod(output spatial) for the
   bias.
 - BatchNorm / LayerNorm / GroupNorm / InstanceNorm: 2·numel(output) (a scale and a shift per value).
+- MultiheadAttention: its input projections, 2·L·E·(E + kdim + vdim) plus 3·L·E for the biases, and
+  the scores and their weighted sum, 4·L²·E, for L positions (key length taken as L: self-attention).
+  Its `out_proj` is never called as a module (the attention's functional form uses its weight), so
+  it is reported with the attention's output shape and a Linear's FLOPs on it.
+- RNN / LSTM / GRU: per position, 2 FLOPs per weight plus one per bias, over every layer and direction.
 - Any other layer type: 0 (not modelled).
+
+Shapes are per example: dim 0 is the batch, except for sequence modules that take (L, N, ...) by
+default (`batch_first=False` attention and recurrent layers), whose batch is dim 1, and their
+unbatched 2-D calls, which are one example.
 For ResNet-18 on 3x224x224 this gives about 3.6 GFLOPs (1.8 G multiply-adds).
 """
 
@@ -55,13 +64,67 @@ def first_tensor(out: object) -> torch.Tensor | None:
     return None
 
 
+_SEQUENCE = (nn.MultiheadAttention, nn.RNNBase)
+
+
+def one_example(m: nn.Module, out: torch.Tensor) -> torch.Tensor | None:
+    """The part of `m`'s output that belongs to one example (see the module docstring); None for a
+    0-d output."""
+    if out.dim() == 0:
+        return None
+    if isinstance(m, _SEQUENCE):
+        if out.dim() == 2:  # an unbatched sequence: (L, E)
+            return out
+        if out.dim() == 3 and not getattr(m, "batch_first", False):
+            return out[:, 0]
+    return out[0]
+
+
+def example_shape(m: nn.Module, out: torch.Tensor) -> tuple[int, ...]:
+    ex = one_example(m, out)
+    return () if ex is None else tuple(ex.shape)
+
+
+def _linear_flops(m: nn.Linear, per_example: torch.Tensor) -> int:
+    rows = per_example.numel() // m.out_features
+    bias = m.out_features if m.bias is not None else 0
+    return rows * (2 * m.in_features * m.out_features + bias)
+
+
+def _attention_flops(m: nn.MultiheadAttention, per_example: torch.Tensor) -> int:
+    length = per_example.shape[0] if per_example.dim() == 2 else 1
+    e = m.embed_dim
+    bias = 3 * e if m.in_proj_bias is not None else 0
+    return length * (2 * e * (e + m.kdim + m.vdim) + bias) + 4 * length * length * e
+
+
+def _recurrent_flops(m: nn.RNNBase, per_example: torch.Tensor) -> int:
+    length = per_example.shape[0] if per_example.dim() == 2 else 1
+    per_step = sum(2 * p.numel() if name.startswith("weight") else p.numel() for name, p in m.named_parameters(recurse=False))
+    return length * per_step
+
+
+def borrowed_rows(m: nn.Module, out: torch.Tensor) -> list[tuple[nn.Module, tuple[int, ...], int]]:
+    """Layers that a layer's forward uses without calling them, with the (shape, FLOPs) they get
+    from that call: a MultiheadAttention's `out_proj`."""
+    if isinstance(m, nn.MultiheadAttention) and isinstance(m.out_proj, nn.Linear):
+        ex = one_example(m, out)
+        if ex is not None:
+            return [(m.out_proj, tuple(ex.shape), _linear_flops(m.out_proj, ex))]
+    return []
+
+
 def layer_flops(m: nn.Module, out: torch.Tensor) -> int:
     """FLOPs per example for one call of `m` whose batched output is `out`."""
-    per_example = out[0]
+    per_example = one_example(m, out)
+    if per_example is None:
+        return 0
+    if isinstance(m, nn.MultiheadAttention):
+        return _attention_flops(m, per_example)
+    if isinstance(m, nn.RNNBase):
+        return _recurrent_flops(m, per_example)
     if isinstance(m, nn.Linear):
-        rows = per_example.numel() // m.out_features
-        bias = m.out_features if m.bias is not None else 0
-        return rows * (2 * m.in_features * m.out_features + bias)
+        return _linear_flops(m, per_example)
     if isinstance(m, _CONVS):
         spatial = math.prod(per_example.shape[1:])
         kernel = math.prod(m.kernel_size)
@@ -88,16 +151,21 @@ def summarize(
     ]
     seen: dict[str, tuple[tuple[int, ...], int]] = {}
     order: list[str] = []
+    names = {id(m): name for name, m in layers}
 
     def hook_for(name: str):
         def hook(m: nn.Module, _inputs: object, out: object) -> None:
             if name in seen:
                 return
             t = first_tensor(out)
-            shape = tuple(t.shape[1:]) if t is not None and t.dim() > 0 else ()
-            flops = layer_flops(m, t) if t is not None and t.dim() > 0 else 0
-            seen[name] = (shape, flops)
+            batched = t is not None and t.dim() > 0
+            seen[name] = (example_shape(m, t), layer_flops(m, t)) if batched else ((), 0)
             order.append(name)
+            for used, shape, flops in borrowed_rows(m, t) if batched else []:
+                other = names.get(id(used))
+                if other is not None and other not in seen:
+                    seen[other] = (shape, flops)
+                    order.append(other)
 
         return hook
 

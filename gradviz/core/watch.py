@@ -86,7 +86,7 @@ from .probes import (
 )
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
 from .runfile import RunFileWriter
-from .summary import first_tensor, layer_flops
+from .summary import borrowed_rows, example_shape, first_tensor, layer_flops
 from .training import record_step
 
 _NAN = float("nan")
@@ -516,7 +516,9 @@ class Watch:
         if torch.is_grad_enabled() and id(mod) in self._layer_ids and id(mod) not in self._shapes:
             t = first_tensor(out)
             batched = t is not None and t.dim() > 0
-            self._shapes[id(mod)] = (list(t.shape[1:]) if batched else [], layer_flops(mod, t) if batched else 0)
+            self._shapes[id(mod)] = (list(example_shape(mod, t)) if batched else [], layer_flops(mod, t) if batched else 0)
+            for used, shape, flops in borrowed_rows(mod, t) if batched else []:  # an attention's out_proj
+                self._shapes.setdefault(id(used), (list(shape), flops))
 
     def _learn_layers(self) -> None:
         """Fix the layer list, once: `param_layers` sorted by first execution in the first forward

@@ -127,3 +127,60 @@ def test_format_table():
         for line, c in zip(lines[2:5], ("42", "14", "1,234,567"), strict=True)
     }
     assert len(ends) == 1
+
+
+class _SequenceNet(nn.Module):
+    """Attention and recurrent layers in their default (L, N, E) layout and batch-first."""
+
+    def __init__(self, e: int = 8) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(e, 2)  # batch_first=False: (L, N, E)
+        self.lstm = nn.LSTM(e, 5, num_layers=2, bidirectional=True)
+        self.gru = nn.GRU(10, 3, batch_first=True)
+
+    def forward(self, x):  # x: (N, L, E)
+        s = x.transpose(0, 1)
+        a, _ = self.attn(s, s, s)
+        h, _ = self.lstm(a)  # (L, N, 10)
+        g, _ = self.gru(h.transpose(0, 1))  # (N, L, 3)
+        return g
+
+
+def test_attention_and_recurrent_layers_by_hand():
+    """A Transformer's attention read 0 FLOPs and its out_proj '-' (never called as a module), and a
+    (L, N, E) layer's shape was (N, E): per example they are (L, E), with FLOPs counted by hand."""
+    torch.manual_seed(0)
+    length, e = 6, 8
+    rows = {r.name: r for r in summarize(_SequenceNet(e), (length, e))}
+    assert list(rows) == ["attn", "attn.out_proj", "lstm", "gru"]
+    assert rows["attn"].output_shape == rows["attn.out_proj"].output_shape == (length, e)
+    assert rows["attn"].flops == length * (2 * e * 3 * e + 3 * e) + 4 * length * length * e
+    assert rows["attn.out_proj"].flops == length * (2 * e * e + e)
+    assert rows["lstm"].output_shape == (length, 10)
+    # 2 layers x 2 directions, 4 gates of 5: W_ih (20 x 8, then 20 x 10), W_hh (20 x 5), two biases of 20
+    lstm_per_step = 2 * (2 * (20 * 8 + 20 * 5) + 2 * 20) + 2 * (2 * (20 * 10 + 20 * 5) + 2 * 20)
+    assert rows["lstm"].flops == length * lstm_per_step
+    assert rows["gru"].output_shape == (length, 3)
+    assert rows["gru"].flops == length * (2 * (9 * 10 + 9 * 3) + 2 * 9)
+    assert "-" not in format_table(list(rows.values())).split("total")[0].split()
+
+
+def test_a_batch_first_attention_and_an_unbatched_call():
+    e = 4
+
+    class SelfAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(e, 1, batch_first=True)
+
+        def forward(self, x):
+            return self.attn(x, x, x)[0]
+
+    net = SelfAttention()
+    attn = net.attn
+    [row, out_row] = summarize(net, (5, e))
+    assert row.output_shape == out_row.output_shape == (5, e)
+    from gradviz.core.summary import example_shape
+
+    assert example_shape(attn, torch.zeros(5, e)) == (5, e)  # unbatched: the whole call is one example
+    assert example_shape(nn.Linear(2, 3), torch.zeros(7, 3)) == (3,)

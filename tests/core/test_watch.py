@@ -839,3 +839,28 @@ def test_a_watched_run_carries_its_layer_table(tmp_path):
     assert conv == ["conv", "Conv2d", [4, 8, 8], 3 * 4 * 9 + 4, 2 * 3 * 9 * 4 * 64 + 4 * 64]
     assert fc == ["fc", "Linear", [10], 256 * 10 + 10, 2 * 256 * 10 + 10]
     assert spare == ["spare", "Linear", [], 110, 0]
+
+
+def test_a_watched_transformer_layer_table_has_attention_shapes_and_flops(tmp_path):
+    """In a watched Transformer the attention read 0 FLOPs and its out_proj '-' (the attention uses
+    that Linear's weight without calling it): both now carry the attention's per-example output
+    shape (L, E) and FLOPs by hand, as `gradviz summary` counts them."""
+    torch.manual_seed(0)
+    length, e, ff = 7, 16, 32
+    model = nn.TransformerEncoderLayer(e, 4, dim_feedforward=ff, dropout=0.0, batch_first=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(3, length, e)
+    with gradviz.watch(model, opt, path=tmp_path / "tr.gradviz", name="tr") as w:
+        for _ in range(2):
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+    rec = gradviz.open_run(tmp_path / "tr.gradviz")
+    table = {r[0]: r for r in rec.meta["layer_table"]["tr"]}
+    assert rec.layers("tr")[:2] == ["self_attn", "self_attn.out_proj"]
+    assert table["self_attn"][2:] == [[length, e], 3 * e * e + 3 * e, length * (2 * e * 3 * e + 3 * e) + 4 * length * length * e]
+    assert table["self_attn.out_proj"][2:] == [[length, e], e * e + e, length * (2 * e * e + e)]
+    assert table["linear1"][2:] == [[length, ff], e * ff + ff, length * (2 * e * ff + ff)]
+    assert all(r[2] for r in table.values())  # every layer ran or was used: none reads "-"
