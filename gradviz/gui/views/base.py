@@ -698,7 +698,8 @@ def _show_run_title(plot: pg.PlotItem, run: str, theme: Theme, color: str, rotat
             tag.setFont(theme.font(0.85))
             tag.setText(run, color=color)
             tag.gradviz_look = look
-        tag.setPos(vb.pos() + QtCore.QPointF(0, 2))
+        # its box ends a pixel above the strip: lower, its fill washed a pale bar over the image's top
+        tag.setPos(vb.pos() + QtCore.QPointF(0, -1))
     tag.setVisible(not rotated)
 
 
