@@ -111,6 +111,12 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def runs_compiled(model: nn.Module) -> bool:
+    """Whether `model` or any module in it runs through `torch.compile` (a wrapper, or
+    `Module.compile()` in place); found without importing torch._dynamo."""
+    return any(hasattr(m, "_orig_mod") or getattr(m, "_compiled_call_impl", None) is not None for m in (model, *model.modules()))
+
+
 def dist_rank() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside an initialised process group."""
     try:
@@ -332,6 +338,14 @@ class Watch:
         self._next_hist = 0
         self._acts: dict[int, tuple] = {}  # id(layer) -> `activation_summary` of its output, histogram steps
         self._feeds = ActivationFeeds(self.module)  # keyed by id(layer): the layers are learnt in the first step
+        self._compiled = runs_compiled(model)
+        if self._compiled:
+            # A compiled forward keeps the hooks it was traced with: torch.compile does not guard on
+            # module hooks, so the activation hooks armed on later histogram steps were never called
+            # (statistics at step 0 only). It does guard on the torch function mode, which the feeds
+            # then hold on every histogram step: those forwards get a graph of their own, traced with
+            # the hooks, and the other steps one without.
+            self._feeds.mixed = True
         self._order: dict[int, int] = {}  # id(layer) -> rank of first execution
         self._shapes: dict[int, tuple[list, int]] = {}  # id(layer) -> (output shape, FLOPs) in that pass
         self._order_handles: list = []
@@ -385,7 +399,10 @@ class Watch:
         # the layer table's output shapes and FLOPs, from the same first forward pass
         self._order_handles += [m.register_forward_hook(self._guard(self._shaped)) for _, m in self._all_layers]
         self._handles.append(self.module.register_forward_pre_hook(self._guard(self._on_forward)))
-        self._learn_handle = self.module.register_forward_hook(self._guard(self._after_forward))
+        learn = self._guard(self._after_forward)
+        if self._compiled:  # run as Python, not traced: dynamo warned that it cannot trace the run file's json
+            learn = torch.compiler.disable(learn)
+        self._learn_handle = self.module.register_forward_hook(learn)
         if self._blocks:
             self._bgn = BlockGradNorms(self._blocks, on_error=self._fail)
             self._bgn.enabled = self._recorded()

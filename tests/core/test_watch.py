@@ -864,3 +864,117 @@ def test_a_watched_transformer_layer_table_has_attention_shapes_and_flops(tmp_pa
     assert table["self_attn.out_proj"][2:] == [[length, e], e * e + e, length * (2 * e * e + e)]
     assert table["linear1"][2:] == [[length, ff], e * ff + ff, length * (2 * e * ff + ff)]
     assert all(r[2] for r in table.values())  # every layer ran or was used: none reads "-"
+
+
+def test_gradient_checkpointed_blocks_and_a_layer_called_three_times(tmp_path):
+    """Activation checkpointing runs each block's forward again inside backward (its hooks fire a
+    second time) and a shared layer runs three times a pass: the norms must still be those of the
+    one backward pass, checked against autograd on an unhooked, uncheckpointed pass of the same weights."""
+    from torch.utils.checkpoint import checkpoint
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(16, 16)
+
+        def forward(self, x):
+            return x + torch.tanh(self.lin(x))
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList([Block() for _ in range(4)])
+            self.shared = nn.Linear(16, 16)
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, x, ckpt: bool = True):
+            outs = []
+            for b in self.blocks:
+                x = checkpoint(b, x, use_reentrant=False) if ckpt else b(x)
+                outs.append(x)
+            for _ in range(3):
+                x = torch.relu(self.shared(x))
+            return self.head(x), outs
+
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(32, 16), torch.randint(0, 3, (32,))
+    layers = [*(b.lin for b in model.blocks), model.shared, model.head]
+    want_g, want_a = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with gradviz.watch(model, opt, path=tmp_path / "ck.gradviz", name="ck", hist_every=2, blocks=list(model.blocks)) as w:
+            for _ in range(4):
+                out, outs = model(x, ckpt=False)  # the reference, before the watched step
+                loss = F.cross_entropy(out, y)
+                grads = torch.autograd.grad(loss, [p for m in layers for p in m.parameters(recurse=False)] + outs)
+                want_g.append([float(torch.cat([g.flatten() for g in grads[2 * k : 2 * k + 2]]).norm()) for k in range(len(layers))])
+                want_a.append([float(g.norm()) for g in grads[2 * len(layers) :]])
+                opt.zero_grad()
+                loss = F.cross_entropy(model(x)[0], y)
+                loss.backward()
+                opt.step()
+                w.log(loss=loss)
+    rec = gradviz.open_run(tmp_path / "ck.gradviz")
+    assert rec.layers("ck") == ["blocks.0.lin", "blocks.1.lin", "blocks.2.lin", "blocks.3.lin", "shared", "head"]
+    close(rec.metric("ck", "grad_norm")[1], want_g)
+    close(rec.metric("ck", "act_grad_norm")[1], want_a)
+    steps, mean = rec.metric("ck", "act_mean")
+    assert steps.tolist() == [0, 2] and np.isfinite(mean).all()
+    assert rec.events() == []
+
+
+@pytest.mark.parametrize("how", ["torch.compile", "Module.compile"])
+def test_a_compiled_model_gets_activation_statistics_on_every_histogram_step(tmp_path, how):
+    """torch.compile keeps the hooks a forward was traced with (it does not guard on module hooks):
+    on a model with nn.Tanh modules the activation hooks armed on later histogram steps were never
+    called, so act_mean, act_std, act_saturation and the activation histograms stopped after step 0.
+    A compiled run must record what the same model records uncompiled, at every histogram step."""
+
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+
+    x, y = torch.randn(32, 16), torch.randint(0, 3, (32,))
+
+    def record(compiled: bool, path):
+        model = make()
+        run = model
+        if compiled and how == "torch.compile":
+            run = torch.compile(model, backend="aot_eager")
+        elif compiled:
+            model.compile(backend="aot_eager")
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with gradviz.watch(run, opt, path=path, name="m", hist_every=2) as w:
+                for _ in range(6):
+                    opt.zero_grad()
+                    loss = F.cross_entropy(run(x), y)
+                    loss.backward()
+                    opt.step()
+                    w.log(loss=loss)
+        # dynamo warned "does not know how to trace the builtin `_json.encode_basestring_ascii`":
+        # the watch's first-step bookkeeping was traced into the user's graph
+        assert not [str(m.message) for m in seen if "json" in str(m.message) or "gradviz" in str(m.message)]
+        return gradviz.open_run(path)
+
+    try:
+        eager = record(False, tmp_path / "eager.gradviz")
+        comp = record(True, tmp_path / "compiled.gradviz")
+    finally:
+        torch._dynamo.reset()
+    assert comp.layers("m") == eager.layers("m") == ["0", "2", "4"]
+    for metric in ("grad_norm", "act_mean", "act_std", "act_saturation"):
+        cs, cv = comp.metric("m", metric)
+        es, ev = eager.metric("m", metric)
+        assert cs.tolist() == es.tolist(), metric
+        close(cv, ev)
+    assert eager.metric("m", "act_mean")[0].tolist() == [0, 2, 4]
+    for layer in range(3):
+        cs, _, cc = comp.histograms("m", "activation", layer)
+        es, _, ec = eager.histograms("m", "activation", layer)
+        assert cs.tolist() == es.tolist() == [0, 2, 4]
+        np.testing.assert_array_equal(cc, ec)
+    assert comp.events() == []
