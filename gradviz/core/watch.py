@@ -117,6 +117,23 @@ def runs_compiled(model: nn.Module) -> bool:
     return any(hasattr(m, "_orig_mod") or getattr(m, "_compiled_call_impl", None) is not None for m in (model, *model.modules()))
 
 
+def compiled_fullgraph(model: nn.Module) -> bool:
+    """Whether `model` or a module in it is compiled with `fullgraph=True`, where any graph break
+    (a hook that registers hooks, or one run as plain Python) is an error in the user's forward."""
+    for m in (model, *model.modules()):
+        ctx = getattr(m, "dynamo_ctx", None)  # a torch.compile wrapper
+        if getattr(ctx, "fullgraph", False):
+            return True
+        fn = getattr(m, "_compiled_call_impl", None)  # Module.compile(): its options live in the closure
+        for cell in getattr(fn, "__closure__", None) or ():
+            try:
+                if getattr(cell.cell_contents, "fullgraph", False) is True:
+                    return True
+            except ValueError:  # an empty cell
+                continue
+    return False
+
+
 def dist_rank() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside an initialised process group."""
     try:
@@ -339,6 +356,10 @@ class Watch:
         self._acts: dict[int, tuple] = {}  # id(layer) -> `activation_summary` of its output, histogram steps
         self._feeds = ActivationFeeds(self.module)  # keyed by id(layer): the layers are learnt in the first step
         self._compiled = runs_compiled(model)
+        self._fullgraph = self._compiled and compiled_fullgraph(model)
+        # where the step starts: a torch.compile wrapper runs its own hooks as Python, outside the
+        # compiled frame (the inner module's hooks are traced into it)
+        self._top = model if self._compiled and hasattr(model, "_orig_mod") and hasattr(model, "dynamo_ctx") else self.module
         if self._compiled:
             # A compiled forward keeps the hooks it was traced with: torch.compile does not guard on
             # module hooks, so the activation hooks armed on later histogram steps were never called
@@ -395,14 +416,27 @@ class Watch:
         })
         self._all_layers = param_layers(self.module)
         self._layer_ids = {id(m) for _, m in self._all_layers}
-        self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in self._all_layers]
-        # the layer table's output shapes and FLOPs, from the same first forward pass
-        self._order_handles += [m.register_forward_hook(self._guard(self._shaped)) for _, m in self._all_layers]
-        self._handles.append(self.module.register_forward_pre_hook(self._guard(self._on_forward)))
-        learn = self._guard(self._after_forward)
-        if self._compiled:  # run as Python, not traced: dynamo warned that it cannot trace the run file's json
-            learn = torch.compiler.disable(learn)
-        self._learn_handle = self.module.register_forward_hook(learn)
+        self._handles.append(self._top.register_forward_pre_hook(self._guard(self._on_forward)))
+        if self._fullgraph:
+            # hooks inside the forward would break its one graph, which fullgraph makes an error in
+            # the user's training: no layer hooks at all, layers in `named_modules()` order
+            warnings.warn(
+                "gradviz.watch: the model is compiled with fullgraph=True, where hooks inside its forward would "
+                "break the graph: recording grad_norm, weight_norm and update_ratio only (no act_grad_norm, no "
+                "activation statistics); compile without fullgraph=True for those",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._blocks = []
+            self._learn_layers()
+        else:
+            self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in self._all_layers]
+            # the layer table's output shapes and FLOPs, from the same first forward pass
+            self._order_handles += [m.register_forward_hook(self._guard(self._shaped)) for _, m in self._all_layers]
+            learn = self._guard(self._after_forward)
+            if self._compiled and self._top is self.module:  # run as Python, not traced: dynamo warned that it cannot trace the run file's json
+                learn = torch.compiler.disable(learn)
+            self._learn_handle = self._top.register_forward_hook(learn)
         if self._blocks:
             self._bgn = BlockGradNorms(self._blocks, on_error=self._fail)
             self._bgn.enabled = self._recorded()
@@ -509,7 +543,7 @@ class Watch:
         return self.active and not self._broken and self.step % self.every == 0
 
     def _on_forward(self, mod, _args) -> None:
-        if mod is not self.module or not torch.is_grad_enabled():  # a deep copy, or evaluation
+        if mod is not self._top or not torch.is_grad_enabled():  # a deep copy, or evaluation
             return
         if self._in_step:
             return
@@ -518,11 +552,11 @@ class Watch:
             scale = scaler_scale(self._scaler)
             if scale is not None:  # a copy: `scaler.update()` changes the scale in place
                 self._pending["scale"] = scale.clone()
-            if self.step >= self._next_hist:
+            if self.step >= self._next_hist and not self._fullgraph:
                 self._arm_activations()
 
     def _after_forward(self, mod, _args, _out) -> None:
-        if mod is self.module and self._metrics is None and torch.is_grad_enabled():
+        if mod is self._top and self._metrics is None and torch.is_grad_enabled():
             self._learn_layers()
 
     def _seen(self, mod, _args) -> None:

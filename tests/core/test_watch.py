@@ -978,3 +978,45 @@ def test_a_compiled_model_gets_activation_statistics_on_every_histogram_step(tmp
         assert cs.tolist() == es.tolist() == [0, 2, 4]
         np.testing.assert_array_equal(cc, ec)
     assert comp.events() == []
+
+
+@pytest.mark.parametrize("how", ["torch.compile", "Module.compile"])
+def test_a_fullgraph_compiled_model_keeps_training_and_records_what_needs_no_layer_hook(tmp_path, how):
+    """With fullgraph=True any graph break is an error in the user's forward, and the watch's hooks
+    (registering activation hooks from the model's pre-hook) made one: the first step raised
+    "setattr() on unsupported type". The watch now says so in one warning and records, with no
+    hook inside the forward, the gradient norms (checked against the gradients), weights, updates
+    and weight histograms."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 3))
+    run = model
+    if how == "torch.compile":
+        run = torch.compile(model, backend="aot_eager", fullgraph=True)
+    else:
+        model.compile(backend="aot_eager", fullgraph=True)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(32, 16), torch.randint(0, 3, (32,))
+    want = []
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with gradviz.watch(run, opt, path=tmp_path / "fg.gradviz", name="fg", hist_every=2) as w:
+                for _ in range(5):
+                    opt.zero_grad()
+                    loss = F.cross_entropy(run(x), y)
+                    loss.backward()
+                    want.append([float(torch.cat([p.grad.flatten() for p in m.parameters()]).norm()) for m in (model[0], model[2])])
+                    opt.step()
+                    w.log(loss=loss)
+    finally:
+        torch._dynamo.reset()
+    notes = [str(m.message) for m in seen if "gradviz" in str(m.message)]
+    assert len(notes) == 1 and "fullgraph=True" in notes[0] and "no act_grad_norm" in notes[0]
+    rec = gradviz.open_run(tmp_path / "fg.gradviz")
+    assert rec.layers("fg") == ["0", "2"]
+    assert set(rec.metric_names("fg")) == {"loss", "lr", "grad_norm", "weight_norm", "update_ratio"}
+    steps, g = rec.metric("fg", "grad_norm")
+    assert steps.tolist() == [0, 1, 2, 3, 4]
+    close(g, want)
+    assert rec.histograms("fg", "weight", 0)[0].tolist() == [0, 2, 4]
+    assert rec.events() == []
