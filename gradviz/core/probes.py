@@ -339,6 +339,18 @@ class BlockGradNorms:
         return lambda g: node_hook((g,))
 
 
+def histogram_parameter(m: nn.Module) -> torch.Tensor:
+    """The parameter a layer's weight and gradient histograms show: its own `weight`, else its
+    largest own parameter. Never `m.weight` read as an attribute: under a parametrization
+    (`weight_norm`, `spectral_norm`) that recomputes the weight, a non-leaf whose `.grad` torch
+    warns about on every histogram step; its own tensors there are `weight_orig`, or the
+    parametrization's `original0`/`original1`, which is a layer of its own."""
+    w = m._parameters.get("weight")
+    if isinstance(w, torch.Tensor):
+        return w
+    return max(m.parameters(recurse=False), key=lambda p: p.numel())
+
+
 def strided_sample(t: torch.Tensor, sample: int) -> torch.Tensor:
     """Every k-th value of `t` flattened, at most `sample` of them (a view where `t` is contiguous)."""
     n = t.numel()
@@ -909,9 +921,7 @@ class Probe:
             return {}, {}
         samples: dict[str, dict[int, torch.Tensor]] = {"weight": {}, "grad": {}, "activation": {}}
         for i, (_, m) in enumerate(self.layers):
-            w = getattr(m, "weight", None)
-            if not isinstance(w, torch.Tensor):
-                w = next(m.parameters(recurse=False))
+            w = histogram_parameter(m)
             samples["weight"][i] = self._sample(w.detach())
             if w.grad is not None:
                 g = w.grad.detach()

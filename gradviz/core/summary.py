@@ -16,6 +16,7 @@ FLOPs are per example, counting a multiply-add as 2 (so they are twice the "MACs
   Its `out_proj` is never called as a module (the attention's functional form uses its weight), so
   it is reported with the attention's output shape and a Linear's FLOPs on it.
 - RNN / LSTM / GRU: per position, 2 FLOPs per weight plus one per bias, over every layer and direction.
+- A parametrization (`weight_norm`, `spectral_norm`): 0; its shape is that of the weight it computes.
 - Any other layer type: 0 (not modelled).
 
 Shapes are per example: dim 0 is the batch, except for sequence modules that take (L, N, ...) by
@@ -67,11 +68,19 @@ def first_tensor(out: object) -> torch.Tensor | None:
 _SEQUENCE = (nn.MultiheadAttention, nn.RNNBase)
 
 
+def computes_a_weight(m: nn.Module) -> bool:
+    """A parametrization (`weight_norm`, `spectral_norm`): a layer whose output is the weight it
+    computes for the layer it belongs to, not an activation, and has no batch dimension."""
+    return isinstance(m, nn.utils.parametrize.ParametrizationList)
+
+
 def one_example(m: nn.Module, out: torch.Tensor) -> torch.Tensor | None:
     """The part of `m`'s output that belongs to one example (see the module docstring); None for a
     0-d output."""
     if out.dim() == 0:
         return None
+    if computes_a_weight(m):
+        return out
     if isinstance(m, _SEQUENCE):
         if out.dim() == 2:  # an unbatched sequence: (L, E)
             return out
@@ -117,7 +126,7 @@ def borrowed_rows(m: nn.Module, out: torch.Tensor) -> list[tuple[nn.Module, tupl
 def layer_flops(m: nn.Module, out: torch.Tensor) -> int:
     """FLOPs per example for one call of `m` whose batched output is `out`."""
     per_example = one_example(m, out)
-    if per_example is None:
+    if per_example is None or computes_a_weight(m):
         return 0
     if isinstance(m, nn.MultiheadAttention):
         return _attention_flops(m, per_example)

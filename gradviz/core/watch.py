@@ -86,7 +86,7 @@ from .probes import (
 )
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
 from .runfile import RunFileWriter
-from .summary import borrowed_rows, example_shape, first_tensor, layer_flops
+from .summary import borrowed_rows, computes_a_weight, example_shape, first_tensor, layer_flops
 from .training import record_step
 
 _NAN = float("nan")
@@ -605,6 +605,8 @@ class Watch:
         self._feeds.arm()
 
     def _act_hook(self, mod, _inp, out) -> None:
+        if computes_a_weight(mod):  # its output is a weight, computed inside its layer's forward
+            return
         key = id(mod)
         t = out[0] if isinstance(out, tuple | list) else out
         if key in self._layer_ids:

@@ -1020,3 +1020,45 @@ def test_a_fullgraph_compiled_model_keeps_training_and_records_what_needs_no_lay
     close(g, want)
     assert rec.histograms("fg", "weight", 0)[0].tolist() == [0, 2, 4]
     assert rec.events() == []
+
+
+def test_parametrized_layers_are_left_alone_and_measured(tmp_path):
+    """weight_norm and spectral_norm compute a layer's weight from other tensors. The histogram
+    step read `layer.weight`, which ran the parametrization again (a spectral norm's power
+    iteration moved its state, so a watched model trained differently from an unwatched one) and
+    asked a non-leaf for `.grad` (a torch warning each histogram step). Now the watched model
+    trains exactly as its unwatched twin, no warning is raised, the parametrization's own
+    tensors are its layer, and that layer has a weight's shape and no activation statistics."""
+    from torch.nn.utils import parametrizations
+
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(
+            parametrizations.weight_norm(nn.Linear(8, 16)), nn.ReLU(),
+            parametrizations.spectral_norm(nn.Linear(16, 16)), nn.ReLU(),
+            nn.utils.spectral_norm(nn.Linear(16, 3)),
+        )  # fmt: skip
+
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    bare = make()
+    opt = torch.optim.SGD(bare.parameters(), lr=0.05)
+    for _ in range(5):
+        opt.zero_grad()
+        F.cross_entropy(bare(x), y).backward()
+        opt.step()
+    watched = make()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        rec = _watched_steps(watched, torch.optim.SGD(watched.parameters(), lr=0.05), x, y, tmp_path / "p.gradviz", steps=5)
+    assert [str(m.message) for m in seen] == []
+    for (name, a), b in zip(bare.state_dict().items(), watched.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # power-iteration vectors included
+    assert rec.layers("m") == ["0", "0.parametrizations.weight", "2", "2.parametrizations.weight", "4"]
+    table = {r[0]: r for r in rec.meta["layer_table"]["m"]}
+    assert table["0.parametrizations.weight"][1:] == ["ParametrizationList", [16, 8], 16 + 16 * 8, 0]
+    assert table["0"][1:] == ["ParametrizedLinear", [16], 16, 2 * 8 * 16 + 16]
+    _, mean = rec.metric("m", "act_mean")
+    assert np.isnan(mean[:, [1, 3]]).all() and np.isfinite(mean[:, [0, 2, 4]]).all()
+    steps, _, counts = rec.histograms("m", "weight", 1)  # weight_norm's direction v, 16 x 8
+    assert steps.tolist() == [0, 1, 2, 3, 4] and counts[-1].sum() == 16 * 8
+    assert rec.histograms("m", "weight", 4)[2][-1].sum() == 3 * 16  # old-style spectral_norm: weight_orig
