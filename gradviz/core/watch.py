@@ -407,6 +407,7 @@ class Watch:
             "hist_every": self.hist_every,
             "every": self.every,
             "update_every": self.update_every,
+            "fullgraph": self._fullgraph,  # no hook inside the forward: no activation statistics
             "rank": self.rank,
             "world_size": self.world_size,
             "device": str(first.device) if first is not None else "cpu",

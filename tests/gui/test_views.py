@@ -1762,3 +1762,36 @@ def test_activation_axis_makes_room_for_wide_tick_labels(qtbot):
     for stat, widest in (("act_std", "15000"), ("act_mean", "-30000")):
         axis = view.plots[stat].getAxis("left")
         assert axis.width() >= font.horizontalAdvance(widest) + font.height() * 0.8, (stat, axis.width())
+
+
+def test_activations_view_says_when_a_run_recorded_no_statistics(qtbot):
+    """A watched model compiled with fullgraph=True records no activation statistics: the view
+    showed three empty plots and nothing else. Its key now says there are none, and why when the
+    run's meta says; a run with statistics shows no such line."""
+    from gradviz.gui.views.activations import NO_STATISTICS, ActivationsView
+
+    def rec_with(stats: bool, meta: dict) -> Recording:
+        rec = Recording()
+        rec.set_meta(meta)
+        rec.add_run("c", ["0", "1"], ["Linear", "Linear"], [])
+        values = {"loss": 1.0, "grad_norm": np.ones(2, np.float32)}
+        if stats:
+            values.update({k: np.full(2, 0.5) for k in ("act_mean", "act_std", "act_saturation")})
+        rec.append("c", 0, values)
+        return rec
+
+    for stats, meta, said in (
+        (False, {"kind": "watch", "fullgraph": True}, "fullgraph=True"),
+        (False, {"kind": "watch"}, NO_STATISTICS),
+        (True, {"kind": "watch"}, None),
+    ):
+        view = ActivationsView()
+        qtbot.addWidget(view)
+        view.resize(700, 500)
+        view.refresh(rec_with(stats, meta))
+        text = view.key.full_text
+        if said is None:
+            assert NO_STATISTICS not in text and view.no_statistics == ""
+            assert len(view.curves[("c", "act_mean")].getOriginalDataset()[0]) == 2
+        else:
+            assert NO_STATISTICS in text and said in text and view.no_statistics in text

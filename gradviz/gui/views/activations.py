@@ -26,6 +26,9 @@ STATS = ("act_mean", "act_std", "act_saturation")
 SCALED = ("act_mean", "act_std")  # any magnitude: a log scale when one run's values dwarf the others'
 AXIS_LABEL = {"act_mean": "mean", "act_std": "std", "act_saturation": "fraction"}
 NO_SATURATION = "no layer's output\ngoes into an activation"
+NO_STATISTICS = "no activation statistics in this run"
+# a `gradviz.watch` of a model compiled with fullgraph=True puts no hook inside its forward
+NO_STATISTICS_FULLGRAPH = NO_STATISTICS + " (compiled with fullgraph=True: no hooks inside its forward)"
 
 
 def saturation_label(recording) -> str:
@@ -58,6 +61,7 @@ class ActivationsView(View):
         self.key = FitLabel(" ")
         ci.addItem(self.key, row=1, col=0, colspan=3)
         self._key_runs: tuple | None = None
+        self.no_statistics = ""  # what the key says when no run recorded activation statistics
         self.plots: dict[str, pg.PlotItem] = {}
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}  # titles
         for i, stat in enumerate(STATS):
@@ -186,11 +190,16 @@ class ActivationsView(View):
         """Each run's name in its colour, after a dot like its points; set only when the runs or
         their colours change (a new text lays the chart out again)."""
         runs = tuple((run, self.run_color(recording, run)) for run in recording.runs)
-        if runs == self._key_runs and not force:
+        # a run that recorded none at all says so under the key: three empty plots said nothing
+        recorded = any("act_mean" in recording.metric_names(run) for run in recording.runs)
+        note = "" if recorded or not runs else NO_STATISTICS_FULLGRAPH if (recording.meta or {}).get("fullgraph") else NO_STATISTICS
+        if (runs, note) == self._key_runs and not force:
             return
-        self._key_runs = runs
+        self._key_runs = (runs, note)
+        self.no_statistics = note
         t = self.theme
-        self.key.setText(run_key(list(runs), "●", "&nbsp;&nbsp;&nbsp; ") or " ", size=f"{t.font_pt}pt", color=t.foreground)
+        text = run_key(list(runs), "●", "&nbsp;&nbsp;&nbsp; ") or " "
+        self.key.setText(text + (f"<br>{note}" if note else ""), size=f"{t.font_pt}pt", color=t.foreground)
 
     def csv(self) -> tuple[list[str], list[list]]:
         keys = list(self._drawn)
