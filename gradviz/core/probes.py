@@ -230,7 +230,8 @@ class BlockGradNorms:
     (`out += identity`, `ReLU(inplace=True)`).
 
     A `SwitchableBlock` hands over its output through its `gradviz_sink` slot; any other module gets
-    a forward hook. `norms[i]` is a 0-d tensor after backward, None for a block whose output got no
+    a forward hook. A block that runs several times before `reset()` (gradient accumulation, two
+    views of a batch, a block applied in a loop) gets the norm over all its outputs' gradients. `norms[i]` is a 0-d tensor after backward, None for a block whose output got no
     gradient; `reset()` clears them. `on_error(exc)`, when given, receives any exception a hook
     raises instead of letting it break the forward or backward pass.
     """
@@ -326,7 +327,12 @@ class BlockGradNorms:
             try:
                 g = grads[nr]
                 if g is not None:
-                    norms[i] = _vector_norm(g, dtype=torch.float32) if g.dtype in _LOW else _vector_norm(g)
+                    n = _vector_norm(g, dtype=torch.float32) if g.dtype in _LOW else _vector_norm(g)
+                    prev = norms[i]
+                    # a block that ran more than once this step (micro-batches, two views): the norm
+                    # over all its outputs, as one batch of all of them gives (the last alone read
+                    # 1/sqrt(k) of it over k micro-batches)
+                    norms[i] = n if prev is None else torch.hypot(prev, n)
             except Exception as exc:  # noqa: BLE001
                 if on_error is None:
                     raise

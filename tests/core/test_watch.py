@@ -1062,3 +1062,60 @@ def test_parametrized_layers_are_left_alone_and_measured(tmp_path):
     steps, _, counts = rec.histograms("m", "weight", 1)  # weight_norm's direction v, 16 x 8
     assert steps.tolist() == [0, 1, 2, 3, 4] and counts[-1].sum() == 16 * 8
     assert rec.histograms("m", "weight", 4)[2][-1].sum() == 3 * 16  # old-style spectral_norm: weight_orig
+
+
+def test_gradient_accumulation_and_two_views_give_the_whole_batch_block_gradient(tmp_path):
+    """A block that runs more than once in a step: act_grad_norm was the last run's alone, 1/sqrt(2)
+    of the truth over two micro-batches. Now two micro-batches (each loss halved) record exactly
+    what one step on both batches together records, and two views of one batch through the model
+    give the norm over both views' block gradients (autograd on both outputs)."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return x + torch.tanh(self.lin(x))
+
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 8), Block(), Block(), nn.Linear(8, 2))
+
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+
+    def record(path, micro: int):
+        model = make()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with gradviz.watch(model, opt, path=path, name="m", blocks=[model[1], model[2]]) as w:
+            for _ in range(3):
+                opt.zero_grad()
+                total = 0.0
+                for xs, ys in zip(x.chunk(micro), y.chunk(micro), strict=True):
+                    loss = F.cross_entropy(model(xs), ys) / micro
+                    loss.backward()
+                    total += float(loss.detach())
+                opt.step()
+                w.log(loss=total)
+        return gradviz.open_run(path)
+
+    whole, parts = record(tmp_path / "whole.gradviz", 1), record(tmp_path / "parts.gradviz", 2)
+    for metric in ("act_grad_norm", "grad_norm"):
+        close(parts.metric("m", metric)[1], whole.metric("m", metric)[1])
+
+    noisy = x + 0.1 * torch.randn_like(x)
+    twin, outs = make(), []  # the reference, on an unwatched copy
+    for b in (twin[1], twin[2]):
+        b.register_forward_hook(lambda _m, _i, o: outs.append(o))
+    loss = F.cross_entropy(twin(x), y) + F.cross_entropy(twin(noisy), y)
+    grads = torch.autograd.grad(loss, outs)  # view 1: block 1, 2; view 2: block 1, 2
+    want = [math.hypot(float(grads[k].norm()), float(grads[k + 2].norm())) for k in (0, 1)]
+    model = make()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gradviz.watch(model, opt, path=tmp_path / "views.gradviz", name="v", blocks=[model[1], model[2]]) as w:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y) + F.cross_entropy(model(noisy), y)
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+    close(gradviz.open_run(tmp_path / "views.gradviz").metric("v", "act_grad_norm")[1], [want])
