@@ -85,7 +85,7 @@ def copy_step(run, measure: str):
         if hooks is not None:
             if measure == "minimal":
                 norms = torch._foreach_norm([p.grad for p in params if p.grad is not None])
-                flat = torch.cat([torch.stack(norms), torch.stack(hooks.norms), loss.detach().reshape(1)]).cpu().numpy()
+                flat = torch.cat([torch.stack(norms), torch.stack(hooks.values()), loss.detach().reshape(1)]).cpu().numpy()
                 if not np.isfinite(flat).all():
                     return  # the guard: no optimiser step on a non-finite value
             hooks.reset()

@@ -230,8 +230,15 @@ class BlockGradNorms:
     (`out += identity`, `ReLU(inplace=True)`).
 
     A `SwitchableBlock` hands over its output through its `gradviz_sink` slot; any other module gets
-    a forward hook. A block that runs several times before `reset()` (gradient accumulation, two
-    views of a batch, a block applied in a loop) gets the norm over all its outputs' gradients. `norms[i]` is a 0-d tensor after backward, None for a block whose output got no
+    a forward hook. A block that runs several times between two `reset()`s (gradient accumulation,
+    two views of a batch, a block applied in a loop) gets the norm over all its outputs' gradients,
+    as one batch of all of them would give (the last call alone read 1/sqrt(2) of it over two
+    micro-batches); each call keeps one value, so a second backward pass over the same graph (a
+    gradient penalty's `autograd.grad` before the loss's backward) replaces, not adds. Activation
+    checkpointing recomputes a block inside backward: without reentrancy the recomputed output's
+    node never runs (the first call's hook gives the value); with it, the forward ran without a
+    graph and the recomputed call's hook gives it.
+    `values()` gives a 0-d tensor per block after backward, None for a block whose output got no
     gradient; `reset()` clears them. `on_error(exc)`, when given, receives any exception a hook
     raises instead of letting it break the forward or backward pass.
     """
@@ -240,11 +247,14 @@ class BlockGradNorms:
         from .models.switches import SwitchableBlock
 
         self.modules = [m for _, m in blocks]
-        self.norms: list[torch.Tensor | None] = [None] * len(self.modules)
+        self.norms: list[torch.Tensor | None] = [None] * len(self.modules)  # each block's first call
         self._none = [None] * len(self.modules)
+        self._calls = [0] * len(self.modules)  # forward calls since `reset`
+        self._zeros = [0] * len(self.modules)
+        self._extra: dict[int, dict[int, torch.Tensor]] = {}  # block -> {call: norm}, calls after the first
         self.enabled = True
         self.on_error = on_error
-        self._node_hooks = [self._make_node_hook(i, 0) for i in range(len(self.modules))]
+        self._node_hooks = [self._make_node_hook(i, 0, 0) for i in range(len(self.modules))]
         self._handles: list = []
         self._leaf_handles: list = []  # hooks on leaf tensors outlive the graph: removed by `reset`
         self._sunk: list[tuple[nn.Module, object]] = []
@@ -256,8 +266,21 @@ class BlockGradNorms:
             else:
                 self._handles.append(m.register_forward_hook(self._make_forward_hook(i)))
 
+    def values(self) -> list[torch.Tensor | None]:
+        """Per block, the norm over the gradients of all its outputs since `reset`."""
+        if not self._extra:
+            return self.norms
+        out = list(self.norms)
+        for i, parts in self._extra.items():
+            ns = [n for n in (out[i], *parts.values()) if n is not None]
+            out[i] = _vector_norm(torch.stack(ns)) if len(ns) > 1 else (ns[0] if ns else None)
+        return out
+
     def reset(self) -> None:
         self.norms[:] = self._none
+        self._calls[:] = self._zeros
+        if self._extra:
+            self._extra = {}
         if self._leaf_handles:
             for h in self._leaf_handles:
                 h.remove()
@@ -275,13 +298,16 @@ class BlockGradNorms:
         block = self.modules[i]
         catch = self._catch
         hook = self._node_hooks[i]
+        calls = self._calls
 
         def sink(mod, out) -> None:
             if mod is not block or not self.enabled:
                 return
-            # the common case inline (a tensor made by a node's first output); the rest in `_catch`
+            c = calls[i]
+            calls[i] = c + 1
+            # the common case inline (a block's one call, its tensor made by a node's first output)
             fn = out.grad_fn if isinstance(out, torch.Tensor) else None
-            if fn is not None and out.output_nr == 0:
+            if c == 0 and fn is not None and out.output_nr == 0:
                 try:
                     fn.register_prehook(hook)
                 except Exception as exc:  # noqa: BLE001
@@ -289,38 +315,43 @@ class BlockGradNorms:
                         raise
                     self.on_error(exc)
             else:
-                catch(i, out)
+                catch(i, out, c)
 
         return sink
 
     def _make_forward_hook(self, i: int):
         block = self.modules[i]
         catch = self._catch
+        calls = self._calls
 
         def on_forward(mod, _inp, out) -> None:  # returns None: the output is left as it is
-            if mod is block and self.enabled:  # a deep copy of the model carries the hook along
-                catch(i, out)
+            # `mod is block`: a deep copy of the model carries the hook along
+            if mod is block and self.enabled:
+                c = calls[i]
+                calls[i] = c + 1
+                catch(i, out, c)
 
         return on_forward
 
-    def _catch(self, i: int, out) -> None:
+    def _catch(self, i: int, out, c: int) -> None:
         try:
             t = _output_tensor(out)
             if t is None or not t.requires_grad:  # evaluation, no_grad, or a frozen path
                 return
             fn = t.grad_fn
             if fn is None:  # the block returned a leaf (its own input, say)
-                self._leaf_handles.append(t.register_hook(self._make_tensor_hook(i)))
-            elif t.output_nr == 0:
+                self._leaf_handles.append(t.register_hook(self._make_tensor_hook(i, c)))
+            elif t.output_nr == 0 and c == 0:
                 fn.register_prehook(self._node_hooks[i])
             else:
-                fn.register_prehook(self._make_node_hook(i, t.output_nr))
+                fn.register_prehook(self._make_node_hook(i, t.output_nr, c))
         except Exception as exc:  # noqa: BLE001 - handed to the owner, who decides
             if self.on_error is None:
                 raise
             self.on_error(exc)
 
-    def _make_node_hook(self, i: int, nr: int):
+    def _make_node_hook(self, i: int, nr: int, c: int):
+        """The hook for call `c` of block `i`, whose output is output `nr` of its node."""
         norms, on_error = self.norms, self.on_error
 
         def hook(grads) -> None:  # the gradients of the node's outputs; returns None: unchanged
@@ -328,11 +359,10 @@ class BlockGradNorms:
                 g = grads[nr]
                 if g is not None:
                     n = _vector_norm(g, dtype=torch.float32) if g.dtype in _LOW else _vector_norm(g)
-                    prev = norms[i]
-                    # a block that ran more than once this step (micro-batches, two views): the norm
-                    # over all its outputs, as one batch of all of them gives (the last alone read
-                    # 1/sqrt(k) of it over k micro-batches)
-                    norms[i] = n if prev is None else torch.hypot(prev, n)
+                    if c == 0:
+                        norms[i] = n
+                    else:
+                        self._extra.setdefault(i, {})[c] = n
             except Exception as exc:  # noqa: BLE001
                 if on_error is None:
                     raise
@@ -340,8 +370,8 @@ class BlockGradNorms:
 
         return hook
 
-    def _make_tensor_hook(self, i: int):
-        node_hook = self._make_node_hook(i, 0)
+    def _make_tensor_hook(self, i: int, c: int):
+        node_hook = self._make_node_hook(i, 0, c)
         return lambda g: node_hook((g,))
 
 
@@ -772,7 +802,7 @@ class Probe:
     def after_backward(self, loss: torch.Tensor) -> StepMetrics:
         """Measure gradients; one host copy. Call before `optimizer.step()` (the NaN guard needs it)."""
         bg = self.block_grads
-        g = self.grad_norms(bg.norms if bg is not None else [])
+        g = self.grad_norms(bg.values() if bg is not None else [])
         if bg is not None:
             bg.reset()
         present, bidx = g["present"], g["bidx"]

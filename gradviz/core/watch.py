@@ -617,7 +617,7 @@ class Watch:
             self._acts[key] = activation_summary(t.detach(), self._threshold, HIST_SAMPLE)
 
     def _block_norms(self) -> list:
-        return self._bgn.norms if self._bgn is not None else []
+        return self._bgn.values() if self._bgn is not None else []
 
     def _update_due(self) -> bool:
         return (self.step // self.every) % self.update_every == 0

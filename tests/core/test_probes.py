@@ -279,8 +279,8 @@ def test_block_grad_norms_on_plain_modules_tuple_outputs_and_leaves():
     loss = (b.sin() * a).sum()
     gb, gx = torch.autograd.grad(loss, [b, x], retain_graph=True)
     loss.backward()
-    assert float(bgn.norms[0]) == pytest.approx(float(gb.norm()), rel=1e-6)
-    assert float(bgn.norms[1]) == pytest.approx(float(gx.norm()), rel=1e-6)
+    assert float(bgn.values()[0]) == pytest.approx(float(gb.norm()), rel=1e-6)
+    assert float(bgn.values()[1]) == pytest.approx(float(gx.norm()), rel=1e-6)
     bgn.reset()  # also drops the hook on the leaf, which would outlive the graph
     bgn.remove()
     pair(x)[0].sum().backward()

@@ -866,7 +866,8 @@ def test_a_watched_transformer_layer_table_has_attention_shapes_and_flops(tmp_pa
     assert all(r[2] for r in table.values())  # every layer ran or was used: none reads "-"
 
 
-def test_gradient_checkpointed_blocks_and_a_layer_called_three_times(tmp_path):
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointed_blocks_and_a_layer_called_three_times(tmp_path, reentrant):
     """Activation checkpointing runs each block's forward again inside backward (its hooks fire a
     second time) and a shared layer runs three times a pass: the norms must still be those of the
     one backward pass, checked against autograd on an unhooked, uncheckpointed pass of the same weights."""
@@ -890,7 +891,7 @@ def test_gradient_checkpointed_blocks_and_a_layer_called_three_times(tmp_path):
         def forward(self, x, ckpt: bool = True):
             outs = []
             for b in self.blocks:
-                x = checkpoint(b, x, use_reentrant=False) if ckpt else b(x)
+                x = checkpoint(b, x, use_reentrant=reentrant) if ckpt else b(x)
                 outs.append(x)
             for _ in range(3):
                 x = torch.relu(self.shared(x))
@@ -899,16 +900,19 @@ def test_gradient_checkpointed_blocks_and_a_layer_called_three_times(tmp_path):
     torch.manual_seed(0)
     model = Net()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    x, y = torch.randn(32, 16), torch.randint(0, 3, (32,))
+    # the reentrant form sends no gradient into a segment none of whose inputs needs one
+    x, y = torch.randn(32, 16).requires_grad_(reentrant), torch.randint(0, 3, (32,))
     layers = [*(b.lin for b in model.blocks), model.shared, model.head]
     want_g, want_a = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with gradviz.watch(model, opt, path=tmp_path / "ck.gradviz", name="ck", hist_every=2, blocks=list(model.blocks)) as w:
             for _ in range(4):
-                out, outs = model(x, ckpt=False)  # the reference, before the watched step
+                twin = copy.deepcopy(model)  # the reference: the same weights, its hooks inert on a copy
+                out, outs = twin(x, ckpt=False)
                 loss = F.cross_entropy(out, y)
-                grads = torch.autograd.grad(loss, [p for m in layers for p in m.parameters(recurse=False)] + outs)
+                twin_layers = [*(b.lin for b in twin.blocks), twin.shared, twin.head]
+                grads = torch.autograd.grad(loss, [p for m in twin_layers for p in m.parameters(recurse=False)] + outs)
                 want_g.append([float(torch.cat([g.flatten() for g in grads[2 * k : 2 * k + 2]]).norm()) for k in range(len(layers))])
                 want_a.append([float(g.norm()) for g in grads[2 * len(layers) :]])
                 opt.zero_grad()
