@@ -129,16 +129,16 @@ def cmd_presets() -> int:
 
 
 def cmd_summary(args) -> int:
-    from .core.data import load_data
+    from .core.data import data_shape
     from .core.models import build_model
     from .core.summary import format_table, summarize
 
     cfg = build_config(args)
     rc = cfg.runs[0]
-    data = load_data(rc.data, seed=rc.train.seed)
-    model = build_model(rc.model, data.input_shape, data.n_outputs, seed=rc.train.seed)
-    print(f"{cfg.name}: run {rc.name!r}, input {tuple(data.input_shape)}, {data.n_outputs} outputs")
-    print(format_table(summarize(model, data.input_shape)))
+    shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
+    model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
+    print(f"{cfg.name}: run {rc.name!r}, input {shape}, {outputs} outputs")
+    print(format_table(summarize(model, shape)))
     return 0
 
 

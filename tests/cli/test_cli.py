@@ -47,6 +47,25 @@ def test_presets_lists_names_with_one_line_each(tmp_path):
     assert all(len(ln.split(None, 1)) == 2 for ln in lines)
 
 
+def test_summary_of_an_image_preset_needs_no_data_folder(tmp_path):
+    """Seed 004's table (ResNet-18 on 32x32 MNIST) asked for MNIST's folder: the shapes follow
+    from the data set's format, so `gradviz summary` prints it with no data at all."""
+    from gradviz.config import load_preset
+    from gradviz.core.models import build_model
+
+    res = gv("summary", "--preset", "resnet18-mnist", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "resnet18-mnist: run 'plain', input (1, 32, 32), 10 outputs"
+    rc = load_preset("resnet18-mnist").runs[0]
+    model = build_model(rc.model, (1, 32, 32), 10, seed=0)
+    total = next(ln for ln in lines if ln.startswith("total"))
+    assert f"{sum(p.numel() for p in model.parameters()):,}" in total
+    conv1 = next(ln for ln in lines if ln.startswith("conv1 "))
+    # a 7x7 stride-2 conv of 1 -> 64 channels on 32x32: 16x16 outputs, no bias
+    assert "(64, 16, 16)" in conv1 and f"{2 * 7 * 7 * 64 * 16 * 16:,}" in conv1
+
+
 def test_summary_table(tmp_path):
     res = gv("summary", "--preset", "demo", "--set", "model.depth=3", "--set", "model.width=32", tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr

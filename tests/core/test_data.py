@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from gradviz.config import DataConfig
-from gradviz.core.data import DataError, load_data
+from gradviz.core.data import DataError, data_shape, load_data
 from gradviz.core.data import vision as vision_mod
 
 
@@ -177,6 +177,8 @@ def test_mnist_style_sets_from_idx_files(tmp_path, name, folder):
         10,
     )
     assert b.n_train == 12 and b.n_test == 5
+    # the shapes a layer table needs, known without the files, are the loader's
+    assert data_shape(DataConfig(name=name), seed=0) == (b.input_shape, b.n_outputs)
     images, labels = data["train"]
     assert b.train_y.tolist() == labels.tolist()
     assert b.test_y.tolist() == data["t10k"][1].tolist()
@@ -194,6 +196,7 @@ def test_mnist_resize_and_bounded_eval(tmp_path, monkeypatch):
     monkeypatch.setattr(vision_mod, "EVAL_LIMIT", 4)
     b = load_data(DataConfig(name="mnist", root=str(tmp_path), resize=32), seed=0)
     assert b.input_shape == (1, 32, 32) and b.n_test == 4
+    assert data_shape(DataConfig(name="mnist", resize=32), seed=0) == (b.input_shape, b.n_outputs)
     x, _ = next(b.eval_batches())
     assert x.shape == (4, 1, 32, 32)
 
@@ -246,6 +249,7 @@ def test_cifar10_from_pickled_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": _md5(base / "batches.meta")})
     b = load_data(DataConfig(name="cifar10", root=str(tmp_path)), seed=0, dtype=torch.float64)
     assert b.input_shape == (3, 32, 32) and b.n_outputs == 10 and b.classes == tuple(label_names)
+    assert data_shape(DataConfig(name="cifar10", root="/nowhere"), seed=0) == (b.input_shape, b.n_outputs)
     assert b.n_train == 10 and b.n_test == 2
     expected = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)]).reshape(
         -1, 3, 32, 32

@@ -13,7 +13,7 @@ import torch
 from .synthetic import DataBundle, DataError, make_linear, make_rgb, make_shapes, make_spiral
 from .vision import TORCHVISION_SETS, load_image_folder, load_torchvision_set
 
-__all__ = ["DATASETS", "DataBundle", "DataError", "load_data"]
+__all__ = ["DATASETS", "DataBundle", "DataError", "data_shape", "load_data"]
 
 SYNTHETIC = ("spiral", "rgb", "linear", "shapes")
 DATASETS = (*SYNTHETIC, *TORCHVISION_SETS, "imagefolder")
@@ -52,3 +52,20 @@ def load_data(cfg: Any, seed: int, dtype: torch.dtype | str = torch.float32) -> 
     if name == "imagefolder":
         return load_image_folder(cfg, dtype)
     return load_torchvision_set(cfg, dtype)
+
+
+# what a torchvision set gives a model, fixed by its format: (channels, side before any resize, classes)
+SET_SHAPES = {"mnist": (1, 28, 10), "fashion-mnist": (1, 28, 10), "cifar10": (3, 32, 10)}
+
+
+def data_shape(cfg: Any, seed: int) -> tuple[tuple[int, ...], int]:
+    """(one example's shape, number of model outputs) of data set `cfg`, as `load_data` would
+    give them. A torchvision set's follow from its format, so a model's layer table needs no
+    download (`gradviz summary --preset resnet18-mnist` asked for MNIST's folder); the built-in
+    sets are drawn (cheap), and an image folder is read for its classes."""
+    if cfg.name in SET_SHAPES:
+        channels, side, classes = SET_SHAPES[cfg.name]
+        side = cfg.resize if cfg.resize > 0 else side
+        return (channels, side, side), classes
+    data = load_data(cfg, seed)
+    return tuple(data.input_shape), int(data.n_outputs)

@@ -30,19 +30,19 @@ NAME_MIN_PX = 90
 def rows_from_config(config: dict) -> dict[str, list[list]]:
     """Rebuild each run's model from a recorded config (weights do not matter for the table)."""
     from ...config import from_dict
-    from ...core.data import load_data
+    from ...core.data import data_shape
     from ...core.models import build_model
 
     cfg = from_dict(config)
     out: dict[str, list[list]] = {}
-    data_cache: dict = {}
+    shapes: dict = {}
     for rc in cfg.runs:
         key = repr(rc.data)
-        if key not in data_cache:
-            data_cache[key] = load_data(rc.data, seed=rc.train.seed)
-        data = data_cache[key]
-        model = build_model(rc.model, data.input_shape, data.n_outputs, seed=rc.train.seed)
-        out[rc.name] = summary_rows(model, data.input_shape)
+        if key not in shapes:  # a torchvision set's shapes need none of its files
+            shapes[key] = data_shape(rc.data, seed=rc.train.seed)
+        shape, outputs = shapes[key]
+        model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
+        out[rc.name] = summary_rows(model, shape)
     return out
 
 
