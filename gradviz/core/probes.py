@@ -37,14 +37,21 @@ HIST_BINS = 64
 HIST_SAMPLE = 1024  # values per layer per histogram: plenty for 64 bins, and cheap
 
 
+# the name of the model itself as a layer (a ViT's class token, a learnt scale on the top module):
+# `named_modules()` calls it "", which left blank names in the table, the heatmap's rows and the
+# NaN guard's message ("first in layer ; run paused")
+ROOT_LAYER = "(model)"
+
+
 def param_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules that own parameters directly, in `named_modules()` order (deduplicated)."""
+    """Modules that own parameters directly, in `named_modules()` order (deduplicated); the model
+    itself, when it owns some, is `ROOT_LAYER`."""
     seen: set[int] = set()
     out = []
     for name, m in model.named_modules(remove_duplicate=True):
         if any(True for _ in m.parameters(recurse=False)) and id(m) not in seen:
             seen.add(id(m))
-            out.append((name, m))
+            out.append((name or ROOT_LAYER, m))
     return out
 
 

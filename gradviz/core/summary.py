@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .probes import by_first_run
+from .probes import by_first_run, param_layers
 from .table import SKIPPED_NOTE
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -153,14 +153,19 @@ def summarize(
     `input_shape` is one example's shape; the dummy input is a batch of 2 zeros in the model's
     floating dtype on `device`. A module called more than once is reported at its first call.
     """
-    layers = [
-        (name, m)
-        for name, m in model.named_modules()
-        if any(True for _ in m.parameters(recurse=False))
-    ]
+    layers = param_layers(model)  # the probes' layers and names
     seen: dict[str, tuple[tuple[int, ...], int]] = {}
     order: list[str] = []
     names = {id(m): name for name, m in layers}
+
+    def started(name: str):
+        # the order is that of calls, as the probes take it: a layer that owns parameters and
+        # holds others (the model itself, an attention) comes before what runs inside it
+        def pre_hook(_m: nn.Module, _inputs: object) -> None:  # returns None: the input is left as it is
+            if name not in order:
+                order.append(name)
+
+        return pre_hook
 
     def hook_for(name: str):
         def hook(m: nn.Module, _inputs: object, out: object) -> None:
@@ -169,18 +174,17 @@ def summarize(
             t = first_tensor(out)
             batched = t is not None and t.dim() > 0
             seen[name] = (example_shape(m, t), layer_flops(m, t)) if batched else ((), 0)
-            order.append(name)
-            for used, shape, flops in borrowed_rows(m, t) if batched else []:
+            for used, shape, flops in borrowed_rows(m, t) if batched else []:  # placed after `m`: it never runs
                 other = names.get(id(used))
                 if other is not None and other not in seen:
                     seen[other] = (shape, flops)
-                    order.append(other)
 
         return hook
 
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     modes = {m: m.training for m in model.modules()}
-    handles = [m.register_forward_hook(hook_for(name)) for name, m in layers]
+    handles = [m.register_forward_pre_hook(started(name)) for name, m in layers]
+    handles += [m.register_forward_hook(hook_for(name)) for name, m in layers]
     try:
         model.eval()
         with torch.no_grad():

@@ -1123,3 +1123,39 @@ def test_gradient_accumulation_and_two_views_give_the_whole_batch_block_gradient
         opt.step()
         w.log(loss=loss)
     close(gradviz.open_run(tmp_path / "views.gradviz").metric("v", "act_grad_norm")[1], [want])
+
+
+def test_a_model_that_owns_parameters_itself_is_a_named_layer(tmp_path):
+    """A ViT's class token (a parameter of the top module) made a layer named "": blank in the
+    table and the heatmap, and the NaN guard said "first in layer ; ...". It is "(model)"."""
+    from gradviz.core.probes import ROOT_LAYER
+    from gradviz.core.summary import summarize
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x) * self.scale
+
+    torch.manual_seed(0)
+    model = Scaled()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    with gradviz.watch(model, opt, path=tmp_path / "s.gradviz", name="s") as w:
+        for step in range(2):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            if step == 1:
+                model.scale.grad.fill_(float("nan"))  # only the model's own parameter goes bad
+            opt.step()
+            w.log(loss=loss)
+    rec = gradviz.open_run(tmp_path / "s.gradviz")
+    assert ROOT_LAYER == "(model)" and rec.layers("s") == ["(model)", "fc"]
+    assert [r[0] for r in rec.meta["layer_table"]["s"]] == ["(model)", "fc"]
+    assert [r.name for r in summarize(Scaled(), (4,))] == ["(model)", "fc"]
+    [event] = [e for e in rec.events() if e[2] == "nonfinite"]
+    assert event[0] == 1 and "first in layer (model)" in event[3]
