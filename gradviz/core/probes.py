@@ -388,10 +388,11 @@ def histogram_parameter(m: nn.Module) -> torch.Tensor:
     (`weight_norm`, `spectral_norm`) that recomputes the weight, a non-leaf whose `.grad` torch
     warns about on every histogram step; its own tensors there are `weight_orig`, or the
     parametrization's `original0`/`original1`, which is a layer of its own."""
-    w = m._parameters.get("weight")
+    own = dict(m.named_parameters(recurse=False))  # a TorchScript module's `_parameters` has no `get`
+    w = own.get("weight")
     if isinstance(w, torch.Tensor):
         return w
-    return max(m.parameters(recurse=False), key=lambda p: p.numel())
+    return max(own.values(), key=lambda p: p.numel())
 
 
 def strided_sample(t: torch.Tensor, sample: int) -> torch.Tensor:

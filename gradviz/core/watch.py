@@ -134,6 +134,11 @@ def compiled_fullgraph(model: nn.Module) -> bool:
     return False
 
 
+def scripted(m: nn.Module) -> bool:
+    """A TorchScript module (`torch.jit.script` / `trace`): it takes no Python hooks."""
+    return isinstance(m, torch.jit.ScriptModule)
+
+
 def dist_rank() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside an initialised process group."""
     try:
@@ -357,6 +362,7 @@ class Watch:
         self._feeds = ActivationFeeds(self.module)  # keyed by id(layer): the layers are learnt in the first step
         self._compiled = runs_compiled(model)
         self._fullgraph = self._compiled and compiled_fullgraph(model)
+        self._scripted = scripted(self.module)  # no hook at all: `log` marks where a step starts
         # where the step starts: a torch.compile wrapper runs its own hooks as Python, outside the
         # compiled frame (the inner module's hooks are traced into it)
         self._top = model if self._compiled and hasattr(model, "_orig_mod") and hasattr(model, "dynamo_ctx") else self.module
@@ -408,6 +414,7 @@ class Watch:
             "every": self.every,
             "update_every": self.update_every,
             "fullgraph": self._fullgraph,  # no hook inside the forward: no activation statistics
+            "scripted": self._scripted,  # TorchScript: no hook at all, the same
             "rank": self.rank,
             "world_size": self.world_size,
             "device": str(first.device) if first is not None else "cpu",
@@ -417,23 +424,35 @@ class Watch:
         })
         self._all_layers = param_layers(self.module)
         self._layer_ids = {id(m) for _, m in self._all_layers}
-        self._handles.append(self._top.register_forward_pre_hook(self._guard(self._on_forward)))
-        if self._fullgraph:
-            # hooks inside the forward would break its one graph, which fullgraph makes an error in
-            # the user's training: no layer hooks at all, layers in `named_modules()` order
+        # a TorchScript part of the model (a scripted block) takes no Python hook: left out of the
+        # layer hooks (torch raised "register_forward_pre_hook is not supported on ScriptModules")
+        hookable = [(n, m) for n, m in self._all_layers if not scripted(m)]
+        self._blocks = [(n, m) for n, m in self._blocks if not scripted(m)]
+        if not self._scripted:
+            self._handles.append(self._top.register_forward_pre_hook(self._guard(self._on_forward)))
+        if self._fullgraph or self._scripted:
+            # fullgraph: hooks inside the forward would break its one graph, which that mode makes an
+            # error in the user's training; TorchScript takes none. No layer hooks at all, layers in
+            # `named_modules()` order
+            why = (
+                "the model is compiled with fullgraph=True, where hooks inside its forward would break the graph"
+                if self._fullgraph
+                else "a TorchScript model takes no Python hooks"
+            )
+            fix = "compile without fullgraph=True" if self._fullgraph else "watch the nn.Module before torch.jit.script / trace"
             warnings.warn(
-                "gradviz.watch: the model is compiled with fullgraph=True, where hooks inside its forward would "
-                "break the graph: recording grad_norm, weight_norm and update_ratio only (no act_grad_norm, no "
-                "activation statistics); compile without fullgraph=True for those",
+                f"gradviz.watch: {why}: recording grad_norm, weight_norm and update_ratio only (no act_grad_norm, "
+                f"no activation statistics); {fix} for those",
                 RuntimeWarning,
                 stacklevel=3,
             )
             self._blocks = []
             self._learn_layers()
+            self._in_step = self._scripted  # no forward hook says when a step starts: every step is one
         else:
-            self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in self._all_layers]
+            self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in hookable]
             # the layer table's output shapes and FLOPs, from the same first forward pass
-            self._order_handles += [m.register_forward_hook(self._guard(self._shaped)) for _, m in self._all_layers]
+            self._order_handles += [m.register_forward_hook(self._guard(self._shaped)) for _, m in hookable]
             learn = self._guard(self._after_forward)
             if self._compiled and self._top is self.module:  # run as Python, not traced: dynamo warned that it cannot trace the run file's json
                 learn = torch.compiler.disable(learn)
@@ -602,7 +621,8 @@ class Watch:
     def _arm_activations(self) -> None:
         self._hist_armed = True
         for _, m in self._all_layers:
-            self._act_handles.append(m.register_forward_hook(self._guard(self._act_hook)))
+            if not scripted(m):
+                self._act_handles.append(m.register_forward_hook(self._guard(self._act_hook)))
         self._feeds.arm()
 
     def _act_hook(self, mod, _inp, out) -> None:
@@ -793,7 +813,7 @@ class Watch:
         if self._bgn is not None:
             self._bgn.reset()
             self._bgn.enabled = self._recorded()
-        self._in_step = False
+        self._in_step = self._scripted
 
 
 def _finish_files(bg: Background | None, writer: RunFileWriter) -> None:

@@ -1159,3 +1159,48 @@ def test_a_model_that_owns_parameters_itself_is_a_named_layer(tmp_path):
     assert [r.name for r in summarize(Scaled(), (4,))] == ["(model)", "fc"]
     [event] = [e for e in rec.events() if e[2] == "nonfinite"]
     assert event[0] == 1 and "first in layer (model)" in event[3]
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["scripted model", "scripted layer"])
+def test_torchscript_models_and_layers_are_watched_without_hooks(tmp_path, whole):
+    """`gradviz.watch(torch.jit.script(model))` raised "register_forward_pre_hook is not supported
+    on ScriptModules" at the watch's construction. A scripted model now gets one warning and the
+    measurements that need no hook (gradient norms against the gradients, weights, updates); a
+    scripted layer inside a Python model is measured like any other, without activation statistics."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated in newer torch
+        if whole:
+            model = torch.jit.script(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
+            layers = [model[0], model[2]]
+        else:
+            model = nn.Sequential(nn.Linear(4, 8), torch.jit.script(nn.Linear(8, 8)), nn.ReLU(), nn.Linear(8, 2))
+            layers = [model[0], model[1], model[3]]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    want_g, want_u = [], []
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with gradviz.watch(model, opt, path=tmp_path / "j.gradviz", name="j", hist_every=1, update_every=1) as w:
+            for _ in range(3):
+                opt.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                want_g.append([float(torch.cat([p.grad.flatten() for p in m.parameters()]).norm()) for m in layers])
+                before = [torch.cat([p.detach().flatten() for p in m.parameters()]).clone() for m in layers]
+                opt.step()
+                after = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in layers]
+                want_u.append([float((a - b).norm() / b.norm()) for a, b in zip(after, before, strict=True)])
+                w.log(loss=loss)
+    notes = [str(m.message) for m in seen if "gradviz" in str(m.message)]
+    assert len(notes) == int(whole) and all("a TorchScript model takes no Python hooks" in n for n in notes)
+    rec = gradviz.open_run(tmp_path / "j.gradviz")
+    assert rec.events() == [] and rec.meta["scripted"] is whole
+    close(rec.metric("j", "grad_norm")[1], want_g)
+    close(rec.metric("j", "update_ratio")[1], want_u, rtol=1e-4)
+    names = set(rec.metric_names("j"))
+    if whole:
+        assert names == {"loss", "lr", "grad_norm", "weight_norm", "update_ratio"}
+    else:
+        _, mean = rec.metric("j", "act_mean")
+        assert np.isfinite(mean[:, [0, 2]]).all() and np.isnan(mean[:, 1]).all()

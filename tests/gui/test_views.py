@@ -1782,6 +1782,7 @@ def test_activations_view_says_when_a_run_recorded_no_statistics(qtbot):
 
     for stats, meta, said in (
         (False, {"kind": "watch", "fullgraph": True}, "fullgraph=True"),
+        (False, {"kind": "watch", "scripted": True}, "TorchScript"),
         (False, {"kind": "watch"}, NO_STATISTICS),
         (True, {"kind": "watch"}, None),
     ):

@@ -29,6 +29,7 @@ NO_SATURATION = "no layer's output\ngoes into an activation"
 NO_STATISTICS = "no activation statistics in this run"
 # a `gradviz.watch` of a model compiled with fullgraph=True puts no hook inside its forward
 NO_STATISTICS_FULLGRAPH = NO_STATISTICS + " (compiled with fullgraph=True: no hooks inside its forward)"
+NO_STATISTICS_SCRIPTED = NO_STATISTICS + " (a TorchScript model takes no Python hooks)"
 
 
 def saturation_label(recording) -> str:
@@ -192,7 +193,10 @@ class ActivationsView(View):
         runs = tuple((run, self.run_color(recording, run)) for run in recording.runs)
         # a run that recorded none at all says so under the key: three empty plots said nothing
         recorded = any("act_mean" in recording.metric_names(run) for run in recording.runs)
-        note = "" if recorded or not runs else NO_STATISTICS_FULLGRAPH if (recording.meta or {}).get("fullgraph") else NO_STATISTICS
+        meta = recording.meta or {}
+        note = ""
+        if runs and not recorded:
+            note = NO_STATISTICS_FULLGRAPH if meta.get("fullgraph") else NO_STATISTICS_SCRIPTED if meta.get("scripted") else NO_STATISTICS
         if (runs, note) == self._key_runs and not force:
             return
         self._key_runs = (runs, note)
