@@ -203,7 +203,7 @@ class ActivationsView(View):
         self.no_statistics = note
         t = self.theme
         text = run_key(list(runs), "●", "&nbsp;&nbsp;&nbsp; ") or " "
-        self.key.setText(text + (f"<br>{note}" if note else ""), size=f"{t.font_pt}pt", color=t.foreground)
+        self.key.setText(text + (f" &nbsp;·&nbsp; {note}" if note else ""), size=f"{t.font_pt}pt", color=t.foreground)
 
     def csv(self) -> tuple[list[str], list[list]]:
         keys = list(self._drawn)
