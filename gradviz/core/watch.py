@@ -134,6 +134,19 @@ def compiled_fullgraph(model: nn.Module) -> bool:
     return False
 
 
+# the open watches of each model (id of the unwrapped module -> weak references): a notebook cell
+# run again made a second watch while the first, never closed, kept recording every step into its file
+_OPEN_WATCHES: dict[int, list[weakref.ref]] = {}
+
+
+def _watch_key(path, name: str) -> tuple[str, str]:
+    """What makes two watches of one model the same recording: the file, or for watches given no
+    path (each gets a new file) the run's name."""
+    if path is None:
+        return ("default", str(name))
+    return ("path", str(Path(path).expanduser().resolve()))
+
+
 def scripted(m: nn.Module) -> bool:
     """A TorchScript module (`torch.jit.script` / `trace`): it takes no Python hooks."""
     return isinstance(m, torch.jit.ScriptModule)
@@ -340,6 +353,22 @@ class Watch:
             raise ValueError(f"gradviz.watch: activation {activation!r}: accepted values are tanh, sigmoid, relu")
         self.model = model
         self.module = unwrap(model)
+        # the same recording watched again (a notebook cell run twice): the earlier watch is closed;
+        # watches of one model into different files (other settings) both go on
+        self._key = _watch_key(path, name)
+        others = [r() for r in _OPEN_WATCHES.get(id(self.module), [])]
+        others = [w for w in others if w is not None and not getattr(w, "closed", True) and w.module is self.module]
+        for earlier in others:
+            if earlier._key == self._key:
+                earlier_path = getattr(earlier, "path", None)
+                where = f" ({earlier_path})" if earlier_path is not None else ""
+                warnings.warn(
+                    f"gradviz.watch: this model already had an open watch{where}; closed it so that one watch records it",
+                    RuntimeWarning,
+                    stacklevel=4,  # the user's `gradviz.watch(...)` line
+                )
+                earlier.close()
+        _OPEN_WATCHES[id(self.module)] = [weakref.ref(w) for w in others if not w.closed] + [weakref.ref(self)]
         self.optimizer = optimizer
         self.name = str(name)
         self.every = int(every)
@@ -444,7 +473,7 @@ class Watch:
                 f"gradviz.watch: {why}: recording grad_norm, weight_norm and update_ratio only (no act_grad_norm, "
                 f"no activation statistics); {fix} for those",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,  # the user's `gradviz.watch(...)` line
             )
             self._blocks = []
             self._learn_layers()
@@ -507,6 +536,11 @@ class Watch:
         if self.closed:
             return
         self.closed = True
+        rest = [r for r in _OPEN_WATCHES.get(id(self.module), []) if r() is not None and r() is not self]
+        if rest:
+            _OPEN_WATCHES[id(self.module)] = rest
+        else:
+            _OPEN_WATCHES.pop(id(self.module), None)
         self._remove_hooks()
         if self._bg is not None:
             try:

@@ -596,19 +596,24 @@ def test_watching_a_gradviz_model_uses_its_block_sinks_and_gives_them_back(tmp_p
     close(gradviz.open_run(tmp_path / "m.gradviz").metric("main", "act_grad_norm")[1], want, rtol=1e-5)
 
 
+def _logged_steps(model, opt, x, y, w, steps: int, after_step=None) -> None:
+    """`steps` plain cross-entropy steps, each closed by `w.log`; `after_step()` must be true after each."""
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+        assert after_step is None or after_step()
+
+
 def _watched_steps(model, opt, x, y, path, steps=2, before=None, after_step=None):
     """`steps` cross-entropy steps under `gradviz.watch` (run "m", histograms every step); the run
     file read back. `before(w)` runs first inside the watch; `after_step()` must be true after each."""
     with gradviz.watch(model, opt, path=path, name="m", hist_every=1) as w:
         if before is not None:
             before(w)
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            w.log(loss=loss)
-            assert after_step is None or after_step()
+        _logged_steps(model, opt, x, y, w, steps, after_step)
     return gradviz.open_run(path)
 
 
@@ -953,12 +958,7 @@ def test_a_compiled_model_gets_activation_statistics_on_every_histogram_step(tmp
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             with gradviz.watch(run, opt, path=path, name="m", hist_every=2) as w:
-                for _ in range(6):
-                    opt.zero_grad()
-                    loss = F.cross_entropy(run(x), y)
-                    loss.backward()
-                    opt.step()
-                    w.log(loss=loss)
+                _logged_steps(run, opt, x, y, w, 6)
         # dynamo warned "does not know how to trace the builtin `_json.encode_basestring_ascii`":
         # the watch's first-step bookkeeping was traced into the user's graph
         assert not [str(m.message) for m in seen if "json" in str(m.message) or "gradviz" in str(m.message)]
@@ -1204,3 +1204,40 @@ def test_torchscript_models_and_layers_are_watched_without_hooks(tmp_path, whole
     else:
         _, mean = rec.metric("j", "act_mean")
         assert np.isfinite(mean[:, [0, 2]]).all() and np.isnan(mean[:, 1]).all()
+
+
+@pytest.mark.parametrize("paths", ["given", "default"])
+def test_a_second_watch_of_a_model_closes_the_first(tmp_path, monkeypatch, paths):
+    """A notebook cell run twice made a second watch while the first, never closed, went on
+    recording every step (hooks twice, two files growing). A watch of the same recording (the same
+    file, or no path and the same name) now closes the earlier one with a warning naming its file;
+    another model's watch, and a watch of this model into another file, are left alone."""
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    model, other = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)), nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+
+    def cell(path):
+        w = gradviz.watch(model, opt, path=path if paths == "given" else None, name="c")
+        _logged_steps(model, opt, x, y, w, 3)
+        return w
+
+    same = tmp_path / "mine.gradviz"
+    first = cell(same)
+    bystander = gradviz.watch(other, None, path=tmp_path / "other.gradviz", name="o")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # this model into another file, on purpose: no word, both record
+        elsewhere = gradviz.watch(model, opt, path=tmp_path / "elsewhere.gradviz", name="c")
+    with pytest.warns(RuntimeWarning, match=r"already had an open watch \(.*\.gradviz\); closed it"):
+        second = cell(same)
+    assert first.closed and not bystander.closed and not second.closed and not elsewhere.closed
+    assert len(model._forward_pre_hooks) == 2 and len(opt._optimizer_step_pre_hooks) == 2  # second's and elsewhere's
+    files = [first.path, second.path]
+    for w in (second, bystander, elsewhere):
+        w.close()
+    for f in files:
+        assert gradviz.open_run(f).metric("c", "loss")[0].tolist() == [0, 1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # after a close, a new watch says nothing
+        gradviz.watch(model, opt, path=same if paths == "given" else None, name="c").close()
