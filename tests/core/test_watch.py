@@ -617,6 +617,17 @@ def _watched_steps(model, opt, x, y, path, steps=2, before=None, after_step=None
     return gradviz.open_run(path)
 
 
+class _TanhSkip(nn.Module):
+    """x + tanh(lin(x)): the smallest residual block, its one layer named `lin`."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + torch.tanh(self.lin(x))
+
+
 class _FunctionalNet(nn.Module):
     """Its ReLU is `F.relu` in forward: no module says so; the torch function mode sees the call."""
 
@@ -878,18 +889,10 @@ def test_gradient_checkpointed_blocks_and_a_layer_called_three_times(tmp_path, r
     one backward pass, checked against autograd on an unhooked, uncheckpointed pass of the same weights."""
     from torch.utils.checkpoint import checkpoint
 
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = nn.Linear(16, 16)
-
-        def forward(self, x):
-            return x + torch.tanh(self.lin(x))
-
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.blocks = nn.ModuleList([Block() for _ in range(4)])
+            self.blocks = nn.ModuleList([_TanhSkip(16) for _ in range(4)])
             self.shared = nn.Linear(16, 16)
             self.head = nn.Linear(16, 3)
 
@@ -1074,17 +1077,9 @@ def test_gradient_accumulation_and_two_views_give_the_whole_batch_block_gradient
     what one step on both batches together records, and two views of one batch through the model
     give the norm over both views' block gradients (autograd on both outputs)."""
 
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = nn.Linear(8, 8)
-
-        def forward(self, x):
-            return x + torch.tanh(self.lin(x))
-
     def make():
         torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(4, 8), Block(), Block(), nn.Linear(8, 2))
+        return nn.Sequential(nn.Linear(4, 8), _TanhSkip(8), _TanhSkip(8), nn.Linear(8, 2))
 
     x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
 

@@ -63,6 +63,7 @@ class ActivationsView(View):
         ci.addItem(self.key, row=1, col=0, colspan=3)
         self._key_runs: tuple | None = None
         self.no_statistics = ""  # what the key says when no run recorded activation statistics
+        self._recorded = True  # until a drawing finds none
         self.plots: dict[str, pg.PlotItem] = {}
         labels = {"act_mean": "mean", "act_std": "std", "act_saturation": "saturated fraction"}  # titles
         for i, stat in enumerate(STATS):
@@ -140,6 +141,7 @@ class ActivationsView(View):
         if saturation_label(recording) != getattr(self, "_sat_label", None):  # live: meta may come late
             self._label_saturation(recording)
         self._drawn = {}
+        self._recorded = False  # whether any run recorded activation statistics at all (the key's note)
         for run in recording.runs:
             color = self.run_color(recording, run)
             for stat in STATS:
@@ -154,6 +156,7 @@ class ActivationsView(View):
                         symbolPen=None,
                     )
                 steps, values = recording.metric(run, stat)
+                self._recorded |= stat == "act_mean" and len(steps) > 0
                 n = upto_count(steps, upto)
                 if n == 0 or values.ndim != 2:
                     self.curves[key].setData([], [])
@@ -191,11 +194,10 @@ class ActivationsView(View):
         """Each run's name in its colour, after a dot like its points; set only when the runs or
         their colours change (a new text lays the chart out again)."""
         runs = tuple((run, self.run_color(recording, run)) for run in recording.runs)
-        # a run that recorded none at all says so under the key: three empty plots said nothing
-        recorded = any("act_mean" in recording.metric_names(run) for run in recording.runs)
+        # a run that recorded none at all says so after the key: three empty plots said nothing
         meta = recording.meta or {}
         note = ""
-        if runs and not recorded:
+        if runs and not self._recorded:  # from the series `_draw` just read
             note = NO_STATISTICS_FULLGRAPH if meta.get("fullgraph") else NO_STATISTICS_SCRIPTED if meta.get("scripted") else NO_STATISTICS
         if (runs, note) == self._key_runs and not force:
             return
