@@ -18,6 +18,24 @@ ACTIVATION_FUNCTIONS = frozenset((
     torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.tanh, torch.Tensor.tanh_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_,
 ))  # fmt: skip
 
+# what a layer's `act_saturation` counts, by the activation that reads its output: tanh, sigmoid and
+# hardtanh saturate near their bounds, the ReLU family dies at zero
+_KIND = {F.tanh: "tanh", F.sigmoid: "sigmoid", F.hardtanh: "hardtanh"}
+_KIND |= {f: "tanh" for f in (torch.tanh, torch.tanh_, torch.Tensor.tanh, torch.Tensor.tanh_)}
+_KIND |= {f: "sigmoid" for f in (torch.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_)}
+FUNCTION_KIND = {f: _KIND.get(f, "relu") for f in ACTIVATION_FUNCTIONS}
+
+
+def module_kind(m: nn.Module) -> str:
+    """`FUNCTION_KIND` for an activation module (ReLU6 is a Hardtanh that dies at zero)."""
+    if isinstance(m, nn.Tanh):
+        return "tanh"
+    if isinstance(m, nn.Sigmoid):
+        return "sigmoid"
+    if isinstance(m, nn.Hardtanh) and not isinstance(m, nn.ReLU6):
+        return "hardtanh"
+    return "relu"
+
 
 # the same as modules: a pre-hook on each costs microseconds a step, where the function mode costs
 # every torch call of the forward (1.6 ms per cadence step of the demo's 30 blocks)
@@ -32,8 +50,9 @@ class _ActivationSpy(TorchFunctionMode):
         self.feeds = feeds
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in ACTIVATION_FUNCTIONS:
-            self.feeds.on_activation(functional=True)
+        kind = FUNCTION_KIND.get(func)
+        if kind is not None:
+            self.feeds.on_activation(kind, functional=True)
         return func(*args, **(kwargs or {}))
 
 
@@ -51,7 +70,9 @@ class ActivationFeeds:
     a few microseconds per op. A model with modules is watched both ways on its first cadence step:
     if it also calls activations outside them (`nn.ReLU` in one block, `F.relu` in another), the
     mode stays, else the modules alone do. Activations inside C++ kernels (an LSTM's gates) are not
-    seen."""
+    seen. `kinds` maps each fed layer to the kind of the first activation that read it ("tanh",
+    "sigmoid", "hardtanh" or "relu"), so a model that mixes them (a BERT's GELU feed-forwards and
+    tanh pooler) can count saturated units for some layers and dead ones for others."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -59,6 +80,7 @@ class ActivationFeeds:
         self._act_handles: list = []
         self.last: object | None = None
         self.fed: set = set()
+        self.kinds: dict = {}  # fed layer -> kind of the activation that read it
         self._mode: _ActivationSpy | None = None
         self._exit_hook = None
         self._armed = False
@@ -71,7 +93,7 @@ class ActivationFeeds:
     def arm(self) -> None:
         """Call right before the model's forward: watching ends when that forward returns."""
         self.disarm()  # a step that never reached its collection (a forward that raised)
-        self.last, self.fed, self._armed = None, set(), True
+        self.last, self.fed, self.kinds, self._armed = None, set(), {}, True
         if self.mixed is None:  # the discovery: which calls happen outside the modules
             self._inside, self._outside_seen = 0, False
             for m in self.act_modules:
@@ -87,17 +109,18 @@ class ActivationFeeds:
     def layer_done(self, key) -> None:
         self.last = key
 
-    def on_activation(self, functional: bool = False) -> None:
+    def on_activation(self, kind: str = "relu", functional: bool = False) -> None:
         if functional and self._inside == 0:
             self._outside_seen = True
         if self.last is not None:
             self.fed.add(self.last)
+            self.kinds.setdefault(self.last, kind)
 
-    def _on_module(self, _mod, _args) -> None:  # a pre-hook's return value would replace the input
-        self.on_activation()
+    def _on_module(self, mod, _args) -> None:  # a pre-hook's return value would replace the input
+        self.on_activation(module_kind(mod))
 
-    def _enter_module(self, _mod, _args) -> None:
-        self.on_activation()
+    def _enter_module(self, mod, _args) -> None:
+        self.on_activation(module_kind(mod))
         self._inside += 1
 
     def _leave_module(self, *_args) -> None:  # returns None: the output is left as it is

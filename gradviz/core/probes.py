@@ -32,7 +32,8 @@ from torch import nn
 
 from .activation_feeds import ActivationFeeds
 
-SATURATION = {"tanh": 2.65, "sigmoid": 4.6}
+# |z| beyond which an activation is flat: |tanh| > 0.99, sigmoid within 0.01 of 0 or 1, hardtanh clipped
+SATURATION = {"tanh": 2.65, "sigmoid": 4.6, "hardtanh": 1.0}
 HIST_BINS = 64
 HIST_SAMPLE = 1024  # values per layer per histogram: plenty for 64 bins, and cheap
 
@@ -518,14 +519,15 @@ class ActivationCapture:
         self.members = [self.members[k] for k in live]
 
 
-def activation_stats(numel: list[int], values: np.ndarray, relu: bool) -> tuple[np.ndarray, ...]:
+def activation_stats(numel: list[int], values: np.ndarray, relu) -> tuple[np.ndarray, ...]:
     """(act_mean, act_std, act_saturation) from each output's size and the first three values of
-    its `activation_summary` on the host (`values`, shape (k, 3))."""
+    its `activation_summary` on the host (`values`, shape (k, 3)); `relu`, one flag or one per
+    output: the count is of live units (saturation = the dead fraction)."""
     n = np.array(numel, np.float64)
     with np.errstate(all="ignore"):
         mean = values[:, 0] / n
         std = np.where(n > 1, values[:, 1] / np.sqrt(np.maximum(n - 1, 1)), 0.0)
-        sat = (n - values[:, 2] if relu else values[:, 2]) / n
+        sat = np.where(relu, n - values[:, 2], values[:, 2]) / n
     return mean, std, sat
 
 
@@ -687,6 +689,7 @@ class Probe:
         self.capture = ActivationCapture(SATURATION.get(activation), sample)  # the engine's hooks
         self.feeds = ActivationFeeds(model)  # which layers' saturation means something
         self._acts_fed: set[int] | None = None  # with `_acts`: the caller's own `ActivationFeeds` result
+        self._acts_dead: dict[int, bool] = {}  # with `_acts`: layers whose activation dies at 0 (ReLU) rather than saturates
         self.edges: dict[tuple[str, int], torch.Tensor] = {}  # (kind, layer) -> fixed bin edges
         self.new_edges: list[tuple[str, int, np.ndarray]] = []  # edges fixed since last collected
         self._hist_plans: dict[str, tuple] = {}  # kind -> (key, per-value offsets and scales)
@@ -953,9 +956,12 @@ class Probe:
         self._act_hooks = []
         fed = self.feeds.disarm()
         acts, self._acts = self._acts, {}
+        dead: bool | np.ndarray = self.activation not in SATURATION
         if acts:  # summaries taken by the caller's hooks (`gradviz.watch`), which has its own feeds
             fed, self._acts_fed = self._acts_fed, None
             act_layers = sorted(acts)
+            per_layer, self._acts_dead = self._acts_dead, {}
+            dead = np.array([per_layer.get(i, dead) for i in act_layers], bool)
             act_values = torch.stack([v.double() for i in act_layers for v in acts[i][:3]]).reshape(-1, 3)
             act_samples = {i: acts[i][4] for i in act_layers}
             act_numel = {i: acts[i][3] for i in act_layers}
@@ -984,7 +990,7 @@ class Probe:
         off = 0
         if act_layers:
             off = 3 * len(act_layers)
-            values = activation_stats([act_numel[i] for i in act_layers], packed[:off].reshape(-1, 3), self.activation not in SATURATION)
+            values = activation_stats([act_numel[i] for i in act_layers], packed[:off].reshape(-1, 3), dead)
             for key, v in zip(("act_mean", "act_std", "act_saturation"), values, strict=True):
                 stat_out[key] = np.full(self.n_layers, np.nan)
                 stat_out[key][act_layers] = v

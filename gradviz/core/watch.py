@@ -264,6 +264,9 @@ def repeated_units(named: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Mod
     return outermost([(n, m) for n, m in named if id(m) in units])
 
 
+_PENDING = object()  # a layer output whose reading activation is not known yet
+
+
 def guess_activation(model: nn.Module) -> str:
     """The non-linearity whose saturation `act_saturation` measures: the model's own `activation`
     attribute (gradviz models), else the most frequent of tanh / sigmoid / ReLU-like modules."""
@@ -316,7 +319,8 @@ class Watch:
     Options: `path` (default: a new file under the user data folder), `name` (the run's name),
     `hist_every` (histograms and activation statistics on this cadence), `every` (record every N-th
     step; the others cost only the hooks' checks), `record_all_ranks`, `blocks` (names or modules to
-    treat as residual blocks), `activation` ("tanh" | "sigmoid" | "relu", guessed when None),
+    treat as residual blocks), `activation` ("tanh" | "sigmoid" | "relu": how every layer's `act_saturation` counts; None:
+    each layer for the activation seen reading its output),
     `update_every` (`weight_norm` / `update_ratio` on every N-th recorded step, as the engine's
     `train.update_every`: they need a copy of the weights around the step; 1 = every step),
     `scaler` (the `GradScaler`, if any; found on its own the first time `scaler.step` runs),
@@ -387,7 +391,11 @@ class Watch:
         self._in_step = False
         self._hist_armed = False
         self._next_hist = 0
-        self._acts: dict[int, tuple] = {}  # id(layer) -> `activation_summary` of its output, histogram steps
+        # id(layer) -> (the kind it was counted for, `activation_summary` of its output), histogram
+        # steps; (_PENDING, a copy of the output) while the kind of activation that reads it is unknown
+        self._acts: dict[int, tuple] = {}
+        self._forced_kind = activation is not None  # the user said which activation: every layer counts so
+        self._layer_kind: dict[int, str | None] = {}  # id(layer) -> the activation that read it last time (None: none)
         self._feeds = ActivationFeeds(self.module)  # keyed by id(layer): the layers are learnt in the first step
         self._compiled = runs_compiled(model)
         self._fullgraph = self._compiled and compiled_fullgraph(model)
@@ -422,7 +430,6 @@ class Watch:
         self.path = rank_path(path, self.rank) if record_all_ranks else Path(path)
         self._activation = activation or guess_activation(self.module)
         self._blocks = find_blocks(self.module, blocks)
-        self._threshold = SATURATION.get(self._activation)
         self.recording = Recording()
         self._writer = RunFileWriter(self.path, self.recording)
         first_param = next(self.module.parameters(), None)
@@ -667,8 +674,60 @@ class Watch:
         if key in self._layer_ids:
             self._feeds.layer_done(key)
         if key in self._layer_ids and isinstance(t, torch.Tensor) and t.is_floating_point() and key not in self._acts:
-            # summarised now, before an in-place op after this layer (ReLU(inplace=True)) changes it
-            self._acts[key] = activation_summary(t.detach(), self._threshold, HIST_SAMPLE)
+            kind = self._activation if self._forced_kind else self._layer_kind.get(key, _PENDING)
+            if kind is _PENDING:
+                # which activation reads this output (saturating tanh or dying ReLU) is seen only after
+                # this hook: a copy waits for it, on the first histogram step only
+                self._acts[key] = (_PENDING, t.detach().clone())
+            else:
+                # summarised now, before an in-place op after this layer (ReLU(inplace=True)) changes it
+                self._acts[key] = (kind, activation_summary(t.detach(), SATURATION.get(kind or self._activation), HIST_SAMPLE))
+
+    def _settle_acts(self, fed: set | None) -> dict[int, tuple]:
+        """This histogram step's activation summaries by layer index, each layer's saturation counted
+        for the activation that read its output (a model may mix them: a BERT's GELU feed-forwards
+        and its tanh pooler; `torch.tanh` in a forward has no module to guess from); tells the
+        probe which layers count dead units, and the meta what was counted."""
+        kinds = self._feeds.kinds if fed is not None else {}
+        acts, dead = {}, {}
+        for key, (used, v) in self._acts.items():
+            if self._forced_kind:
+                kind = self._activation
+            elif fed is not None:
+                kind = kinds.get(key)
+            else:  # the feeds were not armed for this forward: what was known before
+                kind = None if used is _PENDING else used
+            counted = kind or self._activation
+            if used is _PENDING:
+                v = activation_summary(v, SATURATION.get(counted), HIST_SAMPLE)
+            elif fed is not None and key in fed and used != kind:  # read by another activation than last time
+                v = (v[0], v[1], torch.full_like(v[2], float("nan")), *v[3:])
+            i = self._index[key]
+            acts[i], dead[i] = v, counted not in SATURATION
+            if fed is not None:
+                self._layer_kind[key] = kind
+        self._acts = {}
+        self._metrics._acts_dead = dead
+        if fed is not None and not self._forced_kind:
+            self._note_kinds({self._metrics.layer_names[self._index[k]]: kinds[k] for k in fed if k in self._index})
+        return acts
+
+    def _note_kinds(self, by_layer: dict[str, str]) -> None:
+        """Say in the meta what act_saturation counted, where it changed: one kind, or "mixed" with
+        each layer's."""
+        found = set(by_layer.values())
+        if not found:
+            return
+        meta = dict(self.recording.meta)
+        kind = found.pop() if len(found) == 1 else "mixed"
+        layer_kinds = by_layer if kind == "mixed" else None
+        if meta.get("activation") == kind and meta.get("layer_activation") == layer_kinds:
+            return
+        meta["activation"] = kind
+        meta.pop("layer_activation", None)
+        if layer_kinds:
+            meta["layer_activation"] = layer_kinds
+        self.recording.set_meta(meta)
 
     def _block_norms(self) -> list:
         return self._bgn.values() if self._bgn is not None else []
@@ -753,9 +812,8 @@ class Watch:
         hist = self._hist_armed or step >= self._next_hist
         acts = {}
         if hist:
-            acts = {self._index[k]: t for k, t in self._acts.items()}
-            self._acts = {}
             fed = self._feeds.disarm()  # ids of the layers seen feeding an activation
+            acts = self._settle_acts(fed)
             self._metrics._acts_fed = None if fed is None else {self._index[k] for k in fed if k in self._index}
             self._next_hist = (step // self.hist_every + 1) * self.hist_every
         if self._bg is not None and not hist and "read" in p:

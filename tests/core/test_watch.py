@@ -679,6 +679,56 @@ def test_watch_saturation_only_where_an_activation_reads_the_layer(tmp_path, kin
         assert sat[1][0] == pytest.approx(dead, abs=1e-6)
 
 
+class _PoolerNet(nn.Module):
+    """A BERT in miniature: a feed-forward Linear read by `F.gelu`, a pooler Linear read by
+    `torch.tanh`, a sigmoid gate as a module; no activation module says what the first two are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ff, self.pool, self.gate, self.gate_act, self.out = nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2)
+        with torch.no_grad():
+            for lin in (self.pool, self.gate):
+                lin.weight.mul_(8)  # large pre-activations: some units saturate
+
+    def forward(self, x):
+        h = torch.tanh(self.pool(F.gelu(self.ff(x))))
+        return self.out(h * self.gate_act(self.gate(h)))
+
+
+@pytest.mark.parametrize("forced", [None, "relu"])
+def test_watch_counts_each_layer_for_the_activation_that_reads_it(tmp_path, forced):
+    """`act_saturation` of a layer read by tanh is its saturated fraction (|z| > 2.65), by sigmoid
+    |z| > 4.6, by GELU its dead fraction (z <= 0), from the first histogram step on, checked against
+    the layers' outputs. The model's activations were guessed from its one module (sigmoid), so
+    the GELU layer's dead units were counted as saturated ones. The meta says "mixed" and each layer's
+    kind; `activation="relu"` from the user still counts every layer as dead-or-alive."""
+    torch.manual_seed(0)
+    model = _PoolerNet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    outs: dict[str, list] = {}
+    for name in ("ff", "pool", "gate"):
+        getattr(model, name).register_forward_hook(lambda _m, _i, o, name=name: outs.setdefault(name, []).append(o.detach().clone()))
+    x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    path = tmp_path / "p.gradviz"
+    with gradviz.watch(model, opt, path=path, name="m", hist_every=1, activation=forced) as w:
+        _logged_steps(model, opt, x, y, w, 3)
+    rec = gradviz.open_run(path)
+    names = rec.layers("m")
+    _, sat = rec.metric("m", "act_saturation")
+    rule = {"ff": lambda z: z <= 0, "pool": lambda z: z.abs() > 2.65, "gate": lambda z: z.abs() > 4.6}
+    for step in range(3):
+        for name, counts in rule.items():
+            z = outs[name][step]
+            expected = float((z <= 0 if forced else counts(z)).double().mean())
+            assert sat[step][names.index(name)] == pytest.approx(expected, abs=1e-6), (name, step)
+    assert 0 < sat[0][names.index("pool")] < 1 and 0 < sat[0][names.index("gate")] < 1  # the case is not trivial
+    if forced:
+        assert rec.meta["activation"] == "relu" and "layer_activation" not in rec.meta
+    else:
+        assert rec.meta["activation"] == "mixed"
+        assert rec.meta["layer_activation"] == {"ff": "relu", "pool": "tanh", "gate": "sigmoid"}
+
+
 def test_a_forward_that_raises_leaves_no_function_mode_behind(tmp_path):
     """On a histogram step a torch function mode watches the forward for activations; it leaves
     when the forward returns. A forward that raises never returns: the next step clears it, and

@@ -833,6 +833,9 @@ def test_activation_axis_titles_fit_their_plots_on_a_projector(qtbot):
     ({"kind": "watch", "activation": "tanh"}, "saturated fraction"),
     ({"config": {"model": {"kind": "mlp", "activation": "relu"}}}, "dead fraction (ReLU = 0)"),
     ({"config": {"model": {"kind": "mlp", "activation": "sigmoid"}}}, "saturated fraction"),
+    # a watched BERT: GELU feed-forwards counted dead, a tanh pooler saturated, each layer for its own
+    ({"kind": "watch", "activation": "mixed", "layer_activation": {"a": "relu", "b": "tanh"}}, "saturated (tanh, sigmoid) or dead (ReLU) fraction"),
+    ({"kind": "watch", "activation": "mixed", "layer_activation": {"a": "sigmoid", "b": "tanh"}}, "saturated fraction"),
 ])
 def test_saturation_plot_names_what_was_counted(qtbot, meta, label):
     """A `gradviz.watch` run of a ReLU network counts dead units: its plot says so, as an engine

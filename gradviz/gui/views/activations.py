@@ -39,13 +39,23 @@ def saturation_label(recording) -> str:
     model = (meta.get("config") or {}).get("model") or {}
     act = meta.get("activation") or model.get("activation", "")
     kind = model.get("kind", "")
+    if act == "mixed":  # a watched model whose layers feed different activations: each counted for its own
+        kinds = set((meta.get("layer_activation") or {}).values())
+        if "relu" in kinds and kinds - {"relu"}:
+            return MIXED_LABEL
+        act = "relu" if "relu" in kinds else "tanh"
     if act == "relu" or kind in ("conv", "resnet18"):
         return "dead fraction (ReLU = 0)"
     return "saturated fraction"
 
 
+MIXED_LABEL = "saturated (tanh, sigmoid) or dead (ReLU) fraction"
 # the plot titles' shorter wordings for a narrow pane (the tab beside the depth profile)
-SHORT_TITLES = {"dead fraction (ReLU = 0)": ("dead fraction", "dead"), "saturated fraction": ("saturated",)}
+SHORT_TITLES = {
+    "dead fraction (ReLU = 0)": ("dead fraction", "dead"),
+    "saturated fraction": ("saturated",),
+    MIXED_LABEL: ("saturated or dead fraction", "saturated / dead", "sat. / dead"),
+}
 
 
 class ActivationsView(View):
