@@ -200,7 +200,10 @@ def _coerce(value: Any, ftype: Any, section: str, key: str, where: str) -> Any:
     t = ftype if isinstance(ftype, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(str(ftype), str)
     if t is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: expected true or false")
+            hint = ""
+            if (section, key) == ("model", "norm") and value in CHOICES[("model", "norm_kind")]:
+                hint = f" (it switches the norm on or off; model.norm_kind = {value!r} chooses which)"
+            raise ConfigError(f"{where} = {value!r}: expected true or false{hint}")
     elif t is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} = {value!r}: expected an integer")

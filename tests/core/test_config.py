@@ -25,6 +25,8 @@ def test_runs_override_the_shared_tables():
         ('[train]\noptimizer = "lbfgs"\n', 2, ["sgd, momentum, rmsprop, adam"]),
         ('[model]\ndropout = 0.95\n', 2, ["0.0 to 0.9"]),
         ('[data]\nn_train = "many"\n', 2, ["expected an integer"]),
+        # the norm's kind written where its switch goes: the message says which key takes it
+        ('[model]\nnorm = "group"\n', 2, ["model.norm = 'group'", "true or false", "model.norm_kind = 'group'"]),
         # a run's own table is named as written (it read "model.width", the shared table's name)
         ('[[runs]]\nname = "x"\n[runs.model]\nwidth = -4\n', 4, ["runs.model.width = -4", "1 to 4096"]),
         # with several runs, the line is the offending run's (it was the first run's with the key)
