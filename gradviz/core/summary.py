@@ -38,6 +38,7 @@ from .table import SKIPPED_NOTE
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,23 @@ def layer_flops(m: nn.Module, out: torch.Tensor) -> int:
         macs = (m.in_channels // m.groups) * kernel * m.out_channels * spatial
         bias = m.out_channels * spatial if m.bias is not None else 0
         return 2 * macs + bias
+    if isinstance(m, _TRANSPOSED):  # every input position spreads over a kernel of every output channel
+        spatial = math.prod(per_example.shape[1:])
+        macs = m.in_channels * (m.out_channels // m.groups) * math.prod(m.kernel_size) * _transposed_input_size(m, per_example.shape[1:])
+        return 2 * macs + (m.out_channels * spatial if m.bias is not None else 0)
     if isinstance(m, _NORMS):
         return 2 * per_example.numel()
     return 0
+
+
+def _transposed_input_size(m: nn.Module, out_spatial) -> int:
+    """Input positions of a transposed convolution from its output's size: its size rule,
+    out = (in - 1) stride - 2 padding + dilation (kernel - 1) + output_padding + 1, solved for in."""
+    n = 1
+    for k, size in enumerate(out_spatial):
+        span = m.dilation[k] * (m.kernel_size[k] - 1) + m.output_padding[k] + 1
+        n *= (size - span + 2 * m.padding[k]) // m.stride[k] + 1
+    return n
 
 
 def summarize(

@@ -50,6 +50,30 @@ def test_conv_flops_by_hand():
     assert rows[2].flops == 2 * 8 * 25 and rows[2].params == 16
 
 
+def test_transposed_conv_flops_count_every_multiply():
+    """A decoder's ConvTranspose read 0 FLOPs. Checked against the multiplies a transposed
+    convolution does: each input value times its kernel slice, counted by running the layer on
+    one-hot inputs with all-ones weights (the output's sum is then the number of products)."""
+    for layer, shape in (
+        (nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1), (4, 5, 5)),
+        (nn.ConvTranspose1d(3, 4, 4, stride=3, dilation=2, groups=1, bias=False), (3, 7)),
+        (nn.ConvTranspose2d(4, 6, (2, 3), stride=(2, 1), groups=2), (4, 3, 6)),
+    ):
+        rows = summarize(nn.Sequential(layer), shape)
+        probe = type(layer)(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                            layer.output_padding, layer.groups, bias=False, dilation=layer.dilation)
+        nn.init.ones_(probe.weight)
+        with torch.no_grad():
+            # without padding's crop every product lands in the output: padding 0 counts them all
+            probe.padding = tuple(0 for _ in probe.padding)
+            probe.output_padding = tuple(0 for _ in probe.output_padding)
+            products = float(probe(torch.ones(1, *shape)).sum())
+        out = layer(torch.zeros(1, *shape))
+        bias = out[0].numel() if layer.bias is not None else 0
+        assert rows[0].output_shape == tuple(out.shape[1:])
+        assert rows[0].flops == 2 * products + bias, layer
+
+
 def test_order_is_execution_order_and_skipped_layers_follow_their_predecessor():
     class Backwards(nn.Module):
         def __init__(self):
