@@ -134,11 +134,21 @@ def cmd_summary(args) -> int:
     from .core.summary import format_table, summarize
 
     cfg = build_config(args)
-    rc = cfg.runs[0]
-    shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
-    model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
-    print(f"{cfg.name}: run {rc.name!r}, input {shape}, {outputs} outputs")
-    print(format_table(summarize(model, shape)))
+    # one table per distinct model: the depth preset's shallow and deep stacks each get theirs (only
+    # the first run's was shown), a twin that differs only by its skip paths shares one
+    tables: dict[tuple, list[str]] = {}
+    heads: dict[tuple, tuple] = {}
+    for rc in cfg.runs:
+        shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
+        rows = summarize(build_model(rc.model, shape, outputs, seed=rc.train.seed), shape)
+        key = (shape, outputs, tuple(rows))
+        tables.setdefault(key, []).append(rc.name)
+        heads[key] = (shape, outputs, rows)
+    for k, (key, names) in enumerate(tables.items()):
+        shape, outputs, rows = heads[key]
+        who = f"run {names[0]!r}" if len(names) == 1 else "runs " + ", ".join(repr(n) for n in names)
+        print(("\n" if k else "") + f"{cfg.name}: {who}, input {shape}, {outputs} outputs")
+        print(format_table(rows))
     return 0
 
 

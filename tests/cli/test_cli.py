@@ -82,6 +82,25 @@ def test_summary_table(tmp_path):
     assert "not in the forward pass" not in on.stdout
 
 
+def test_summary_has_a_table_per_distinct_model(tmp_path):
+    """The depth preset compares a 4-block stack with two 30-block ones: `summary` showed the first
+    run's table alone. Each distinct model gets its table, headed by the runs that share it; the
+    parameter totals are the built models'."""
+    from gradviz.config import load_preset
+    from gradviz.core.models import build_model
+
+    res = gv("summary", "--preset", "depth", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    heads = [ln for ln in lines if ln.startswith("depth: ")]
+    assert heads == ["depth: run 'shallow-plain', input (2,), 4 outputs", "depth: runs 'deep-plain', 'deep-residual', input (2,), 4 outputs"]
+    totals = [ln for ln in lines if ln.startswith("total")]
+    runs = {rc.name: rc for rc in load_preset("depth").runs}
+    for total, name in zip(totals, ("shallow-plain", "deep-plain"), strict=True):
+        model = build_model(runs[name].model, (2,), 4, seed=0)
+        assert f"{sum(p.numel() for p in model.parameters()):,}" in total, (name, total)
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nactivation = "swish"\n')
