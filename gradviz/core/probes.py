@@ -420,6 +420,15 @@ def activation_summary(a: torch.Tensor, threshold: float | None, sample: int) ->
     return total[0], dev[0], count[0], n, samples[0].clone()
 
 
+def saturated_counts(a: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The saturated count |z| > threshold of one output for every kind of `SATURATION`, in the
+    cheap form of `activation_summary` (for an output whose reading activation is not known yet)."""
+    with torch.no_grad():
+        flat = a.reshape(-1).float() if a.dtype in _LOW else a.reshape(-1)
+        mag = flat.abs()
+        return {kind: (mag - thr).clamp_(min=0).sign_().sum() for kind, thr in SATURATION.items()}
+
+
 def stacked_activation_summary(stack: torch.Tensor, threshold: float | None, sample: int) -> tuple:
     """`activation_summary` (its forms are explained there) for k same-shaped outputs stacked along
     dim 0, in a handful of ops for all of them: (sums (k,), deviations (k,), counts (k,), numel per output, samples (k, <= sample))."""

@@ -83,6 +83,7 @@ from .probes import (
     activation_summary,
     by_first_run,
     param_layers,
+    saturated_counts,
 )
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
 from .runfile import RunFileWriter
@@ -392,7 +393,8 @@ class Watch:
         self._hist_armed = False
         self._next_hist = 0
         # id(layer) -> (the kind it was counted for, `activation_summary` of its output), histogram
-        # steps; (_PENDING, a copy of the output) while the kind of activation that reads it is unknown
+        # steps; (_PENDING, its summary with a count for every kind) while the activation that reads it
+        # is unknown
         self._acts: dict[int, tuple] = {}
         self._forced_kind = activation is not None  # the user said which activation: every layer counts so
         self._layer_kind: dict[int, str | None] = {}  # id(layer) -> the activation that read it last time (None: none)
@@ -677,8 +679,10 @@ class Watch:
             kind = self._activation if self._forced_kind else self._layer_kind.get(key, _PENDING)
             if kind is _PENDING:
                 # which activation reads this output (saturating tanh or dying ReLU) is seen only after
-                # this hook: a copy waits for it, on the first histogram step only
-                self._acts[key] = (_PENDING, t.detach().clone())
+                # this hook: the first histogram step counts for every kind (a copy of the outputs
+                # would hold a whole forward's activations, too much on a full GPU)
+                v = activation_summary(t.detach(), None, HIST_SAMPLE)
+                self._acts[key] = (_PENDING, (*v, saturated_counts(t.detach())))
             else:
                 # summarised now, before an in-place op after this layer (ReLU(inplace=True)) changes it
                 self._acts[key] = (kind, activation_summary(t.detach(), SATURATION.get(kind or self._activation), HIST_SAMPLE))
@@ -698,8 +702,8 @@ class Watch:
             else:  # the feeds were not armed for this forward: what was known before
                 kind = None if used is _PENDING else used
             counted = kind or self._activation
-            if used is _PENDING:
-                v = activation_summary(v, SATURATION.get(counted), HIST_SAMPLE)
+            if used is _PENDING:  # the count for the kind now known; the summary's own is of live units
+                v = (v[0], v[1], v[5][counted], v[3], v[4]) if counted in SATURATION else v[:5]
             elif fed is not None and key in fed and used != kind:  # read by another activation than last time
                 v = (v[0], v[1], torch.full_like(v[2], float("nan")), *v[3:])
             i = self._index[key]
