@@ -14,13 +14,14 @@ from torch.overrides import TorchFunctionMode
 # functions (`F.relu` in a forward) and as the modules that call them (`nn.ReLU` calls F.relu)
 ACTIVATION_FUNCTIONS = frozenset((
     F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardtanh, F.tanh, F.sigmoid,
+    F.hardswish, F.hardsigmoid, F.selu, F.celu, F.mish, F.softplus,
     torch.relu, torch.relu_, torch.tanh, torch.tanh_, torch.sigmoid, torch.sigmoid_,
     torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.tanh, torch.Tensor.tanh_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_,
 ))  # fmt: skip
 
 # what a layer's `act_saturation` counts, by the activation that reads its output: tanh, sigmoid and
-# hardtanh saturate near their bounds, the ReLU family dies at zero
-_KIND = {F.tanh: "tanh", F.sigmoid: "sigmoid", F.hardtanh: "hardtanh"}
+# hardtanh, hardsigmoid saturate near their bounds, the ReLU family (GELU, SiLU, Hardswish, ...) dies at zero
+_KIND = {F.tanh: "tanh", F.sigmoid: "sigmoid", F.hardtanh: "hardtanh", F.hardsigmoid: "hardsigmoid"}
 _KIND |= {f: "tanh" for f in (torch.tanh, torch.tanh_, torch.Tensor.tanh, torch.Tensor.tanh_)}
 _KIND |= {f: "sigmoid" for f in (torch.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_)}
 FUNCTION_KIND = {f: _KIND.get(f, "relu") for f in ACTIVATION_FUNCTIONS}
@@ -34,12 +35,17 @@ def module_kind(m: nn.Module) -> str:
         return "sigmoid"
     if isinstance(m, nn.Hardtanh) and not isinstance(m, nn.ReLU6):
         return "hardtanh"
+    if isinstance(m, nn.Hardsigmoid):
+        return "hardsigmoid"
     return "relu"
 
 
 # the same as modules: a pre-hook on each costs microseconds a step, where the function mode costs
 # every torch call of the forward (1.6 ms per cadence step of the demo's 30 blocks)
-ACTIVATION_MODULES = (nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
+ACTIVATION_MODULES = (
+    nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.SELU, nn.CELU, nn.Mish, nn.Softplus,
+)  # fmt: skip
 
 
 class _ActivationSpy(TorchFunctionMode):

@@ -32,8 +32,9 @@ from torch import nn
 
 from .activation_feeds import ActivationFeeds
 
-# |z| beyond which an activation is flat: |tanh| > 0.99, sigmoid within 0.01 of 0 or 1, hardtanh clipped
-SATURATION = {"tanh": 2.65, "sigmoid": 4.6, "hardtanh": 1.0}
+# |z| beyond which an activation is flat: |tanh| > 0.99, sigmoid within 0.01 of 0 or 1, hardtanh and
+# hardsigmoid clipped
+SATURATION = {"tanh": 2.65, "sigmoid": 4.6, "hardtanh": 1.0, "hardsigmoid": 3.0}
 HIST_BINS = 64
 HIST_SAMPLE = 1024  # values per layer per histogram: plenty for 64 bins, and cheap
 

@@ -72,7 +72,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .activation_feeds import ActivationFeeds
+from .activation_feeds import ACTIVATION_MODULES, ActivationFeeds, module_kind
 from .background import Background
 from .probes import (
     HIST_SAMPLE,
@@ -269,21 +269,18 @@ _PENDING = object()  # a layer output whose reading activation is not known yet
 
 
 def guess_activation(model: nn.Module) -> str:
-    """The non-linearity whose saturation `act_saturation` measures: the model's own `activation`
-    attribute (gradviz models), else the most frequent of tanh / sigmoid / ReLU-like modules."""
+    """The non-linearity whose saturation `act_saturation` measures where no activation was seen
+    reading a layer: the model's own `activation` attribute (gradviz models), else the most
+    frequent kind among its activation modules, else ReLU's."""
     own = getattr(model, "activation", None)
     if own in ("tanh", "sigmoid", "relu"):
         return own
-    counts = {"tanh": 0, "sigmoid": 0, "relu": 0}
+    counts: dict[str, int] = {}
     for m in model.modules():
-        if isinstance(m, nn.Tanh):
-            counts["tanh"] += 1
-        elif isinstance(m, nn.Sigmoid):
-            counts["sigmoid"] += 1
-        elif isinstance(m, nn.ReLU | nn.ReLU6 | nn.LeakyReLU | nn.GELU | nn.SiLU | nn.ELU):
-            counts["relu"] += 1
-    best = max(counts, key=counts.get)
-    return best if counts[best] else "relu"
+        if isinstance(m, ACTIVATION_MODULES):
+            kind = module_kind(m)
+            counts[kind] = counts.get(kind, 0) + 1
+    return max(counts, key=counts.get) if counts else "relu"
 
 
 # ---- the engine's metrics without its hooks -----------------------------------------------------

@@ -729,6 +729,27 @@ def test_watch_counts_each_layer_for_the_activation_that_reads_it(tmp_path, forc
         assert rec.meta["layer_activation"] == {"ff": "relu", "pool": "tanh", "gate": "sigmoid"}
 
 
+def test_watch_sees_the_mobile_activations(tmp_path):
+    """MobileNetV3's Hardswish and Hardsigmoid (and Mish, Softplus) were not activations to the
+    watch: their layers had no act_saturation. Hardsigmoid saturates beyond |z| = 3, the others are
+    of the ReLU family (dead fraction z <= 0); checked against the layers' outputs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Hardswish(), nn.Linear(16, 16), nn.Hardsigmoid(), nn.Linear(16, 16), nn.Mish(), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[2].weight.mul_(6)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    outs: dict[str, torch.Tensor] = {}
+    for name in ("0", "2", "4"):
+        model.get_submodule(name).register_forward_hook(lambda _m, _i, o, name=name: outs.__setitem__(name, o.detach().clone()))
+    rec = _watched_steps(model, opt, torch.randn(64, 4), torch.randint(0, 2, (64,)), tmp_path / "m.gradviz")
+    names = rec.layers("m")
+    _, sat = rec.metric("m", "act_saturation")
+    expected = {"0": float((outs["0"] <= 0).double().mean()), "2": float((outs["2"].abs() > 3).double().mean()), "4": float((outs["4"] <= 0).double().mean())}
+    assert {n: v for n, v in zip(names, sat[-1], strict=True) if np.isfinite(v)} == pytest.approx(expected, abs=1e-6)
+    assert 0 < expected["2"] < 1
+    assert rec.meta["layer_activation"] == {"0": "relu", "2": "hardsigmoid", "4": "relu"}
+
+
 def test_a_forward_that_raises_leaves_no_function_mode_behind(tmp_path):
     """On a histogram step a torch function mode watches the forward for activations; it leaves
     when the forward returns. A forward that raises never returns: the next step clears it, and
