@@ -853,6 +853,45 @@ def test_saturation_plot_names_what_was_counted(qtbot, meta, label):
     assert plot.titleLabel.text == label and plot.getAxis("left").labelText == "fraction"
 
 
+def test_a_mixed_run_marks_which_layers_count_saturated_units(qtbot):
+    """A watched MobileNet counts dead units before its Hardswish layers and saturated ones before
+    its Hardsigmoid gates: one line joined both. The saturated-counted layers are hollow triangles,
+    the dead-counted ones dots, and the key says which is which; a run of one kind keeps its dots."""
+    import pyqtgraph as pg
+
+    from gradviz.gui.views.activations import MIXED_NOTE, ActivationsView
+
+    rec = Recording()
+    rec.set_meta({"kind": "watch", "activation": "mixed", "layer_activation": {"a": "relu", "b": "hardsigmoid", "c": "relu"}})
+    rec.add_run("mine", ["a", "b", "c", "d"], ["Conv2d"] * 4, [])
+    rec.append("mine", 0, {"loss": 1.0, "act_mean": np.zeros(4), "act_saturation": np.array([0.5, 0.1, 0.4, np.nan])})
+    acts = ActivationsView()
+    qtbot.addWidget(acts)
+    acts.refresh(rec)
+    dots, tris = acts.marks["mine"]
+    assert acts.curves[("mine", "act_saturation")].opts["symbol"] is None
+    assert dots.isVisible() and list(dots.xData) == [0, 2] and list(dots.yData) == pytest.approx([0.5, 0.4])
+    assert tris.isVisible() and list(tris.xData) == [1] and list(tris.yData) == pytest.approx([0.1]) and tris.opts["symbol"] == "t1"
+    assert MIXED_NOTE in acts.key.full_text
+    from gradviz.gui.theme import make_theme
+
+    acts.apply_theme(make_theme("dark"))  # made again in the new colours
+    dots, tris = acts.marks["mine"]
+    assert list(tris.xData) == [1] and tris.opts["symbolBrush"].color().name() == "#111111"
+    # every dot in the dark palette's colour, as its line (the mean's dots kept the light one's)
+    line = acts.curves[("mine", "act_mean")].opts["pen"].color().name()
+    assert pg.mkBrush(acts.curves[("mine", "act_mean")].opts["symbolBrush"]).color().name() == line == dots.opts["symbolBrush"].color().name()
+
+    one = Recording()
+    one.set_meta({"kind": "watch", "activation": "relu"})
+    one.add_run("mine", ["a", "b"], ["Conv2d"] * 2, [])
+    one.append("mine", 0, {"loss": 1.0, "act_mean": np.zeros(2), "act_saturation": np.array([0.5, 0.4])})
+    acts.refresh(one)
+    assert acts.curves[("mine", "act_saturation")].opts["symbol"] == "o"
+    assert not any(c.isVisible() for items in acts.marks.values() for c in items)
+    assert MIXED_NOTE not in acts.key.full_text
+
+
 def test_close_event_markers_do_not_write_over_each_other(qtbot):
     """B then D a second apart in a 100 px histogram strip: "plain: norm on" was drawn over
     "plain: dropout p=0.5", and both ran off the bottom. A label shows only where it reads whole

@@ -50,6 +50,21 @@ def saturation_label(recording) -> str:
 
 
 MIXED_LABEL = "saturated (tanh, sigmoid) or dead (ReLU) fraction"
+# in such a run the layers counted as saturated are hollow triangles, the dead-counted dots; the key says so
+MIXED_NOTE = "△ saturated (tanh, sigmoid)  ● dead (ReLU family)"
+DEAD_KINDS = ("relu",)
+
+
+def saturating_layers(recording, run: str) -> np.ndarray | None:
+    """Per layer of `run`, whether its act_saturation counts saturated (not dead) units, in a
+    watched run whose layers feed different activations; None otherwise."""
+    meta = recording.meta or {}
+    kinds = meta.get("layer_activation") if meta.get("activation") == "mixed" else None
+    if not kinds or saturation_label(recording) != MIXED_LABEL:
+        return None
+    return np.array([kinds.get(name, "relu") not in DEAD_KINDS for name in recording.layers(run)], bool)
+
+
 # the plot titles' shorter wordings for a narrow pane (the tab beside the depth profile)
 SHORT_TITLES = {
     "dead fraction (ReLU = 0)": ("dead fraction", "dead"),
@@ -100,6 +115,7 @@ class ActivationsView(View):
         self.stacked = False  # the plots side by side (False) or one above the other (True)
         self.widget.installEventFilter(self)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        self.marks: dict[str, tuple] = {}  # run -> (dots on dead-counted layers, triangles on saturated ones): mixed runs
         self._drawn: dict[tuple[str, str], np.ndarray] = {}
         self._step: dict[str, int] = {}
         self.scale: dict[str, float | None] = dict.fromkeys(SCALED)  # symlog's linear range, None: linear
@@ -132,7 +148,10 @@ class ActivationsView(View):
     def _on_new_recording(self, recording) -> None:
         for (_run, stat), c in self.curves.items():
             self.plots[stat].removeItem(c)
-        self.curves, self._drawn, self._step = {}, {}, {}
+        for items in self.marks.values():
+            for c in items:
+                self.plots["act_saturation"].removeItem(c)
+        self.curves, self._drawn, self._step, self.marks = {}, {}, {}, {}
         self._key_runs = None
         for stat in SCALED:
             self._set_scale(stat, None)
@@ -180,6 +199,7 @@ class ActivationsView(View):
             ok = np.isfinite(v)
             c = self.scale.get(key[1])
             self.curves[key].setData(np.arange(len(v))[ok], v[ok] if c is None else symlog.forward(v[ok], c))
+        self._mark_saturating(recording)
         measured = [self._drawn[(run, "act_mean")] for run in recording.runs if (run, "act_mean") in self._drawn]
         saturated = [self._drawn[(run, "act_saturation")] for run in recording.runs if (run, "act_saturation") in self._drawn]
         none_fed = any(np.isfinite(v).any() for v in measured) and not any(np.isfinite(v).any() for v in saturated)
@@ -188,6 +208,32 @@ class ActivationsView(View):
             self.no_saturation.setPos((x0 + x1) / 2, 0.5)
         self.no_saturation.setVisible(none_fed)
         self._show_key(recording)
+
+    def _mark_saturating(self, recording) -> None:
+        """In a run that counts saturated units for some layers and dead ones for others, the
+        saturation curve's points say which: filled dots dead, hollow triangles saturated (the
+        line alone joins them)."""
+        for run in recording.runs:
+            curve = self.curves.get((run, "act_saturation"))
+            v = self._drawn.get((run, "act_saturation"))
+            which = saturating_layers(recording, run) if v is not None else None
+            mixed = which is not None and len(which) == len(v)
+            if curve is not None and (curve.opts["symbol"] is None) != mixed:
+                curve.setSymbol(None if mixed else "o")
+            if not mixed:
+                for item in self.marks.get(run, ()):
+                    item.setVisible(False)
+                continue
+            if run not in self.marks:
+                color, size = self.run_color(recording, run), 3 + 2 * self.theme.line_width
+                plot = self.plots["act_saturation"]
+                dots = live_curve(plot, None, symbol="o", symbolSize=size, symbolBrush=pg.mkBrush(color), symbolPen=None)
+                tris = live_curve(plot, None, symbol="t1", symbolSize=2.5 * size, symbolBrush=pg.mkBrush(self.theme.background), symbolPen=pg.mkPen(color, width=2))
+                self.marks[run] = (dots, tris)
+            ok = np.isfinite(v)
+            for item, at in zip(self.marks[run], (np.flatnonzero(ok & ~which), np.flatnonzero(ok & which)), strict=True):
+                item.setData(at, v[at])
+                item.setVisible(True)
 
     def _set_scale(self, stat: str, c: float | None) -> None:
         """Linear (None) or symlog with linear range `c`; the axis title says which."""
@@ -209,6 +255,8 @@ class ActivationsView(View):
         note = ""
         if runs and not self._recorded:  # from the series `_draw` just read
             note = NO_STATISTICS_FULLGRAPH if meta.get("fullgraph") else NO_STATISTICS_SCRIPTED if meta.get("scripted") else NO_STATISTICS
+        elif any(c.isVisible() for items in self.marks.values() for c in items):
+            note = MIXED_NOTE
         if (runs, note) == self._key_runs and not force:
             return
         self._key_runs = (runs, note)
@@ -240,9 +288,15 @@ class ActivationsView(View):
             p.getAxis("left").setWidth(None)
         self.no_saturation.setColor(theme.foreground)
         self.no_saturation.setFont(theme.font())
+        for items in self.marks.values():  # made again in the new colours
+            for c in items:
+                self.plots["act_saturation"].removeItem(c)
+        self.marks = {}
         if self.recording is not None:
+            self._mark_saturating(self.recording)
             self._show_key(self.recording, force=True)
             for (run, _stat), c in self.curves.items():
                 color = self.run_color(self.recording, run)
                 c.setPen(theme.pen(color))
                 c.setSymbolSize(3 + 2 * theme.line_width)
+                c.setSymbolBrush(pg.mkBrush(color))  # the dots kept the light palette's colour in the dark theme
