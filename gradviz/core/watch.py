@@ -39,8 +39,10 @@ Blocks (the `act_grad_norm` columns), first rule that finds any wins:
    block: contains "Residual", "BasicBlock" or "Bottleneck", or "Res" + capital ... "Block"/"Unit"
    (ResBlock, PreActResBlock, ResNetUnit; not ResizeBlock).
 4. the units of the model's stacks (`repeated_units`): modules of one class repeated in a
-   `Sequential` / `ModuleList`, each with sub-modules and parameters: transformer layers (torch's
-   `TransformerEncoderLayer`, GPT or BERT layers, ViT blocks), ConvNeXt or EfficientNet blocks.
+   `Sequential` / `ModuleList` / `ModuleDict`, each with sub-modules and parameters: transformer
+   layers (torch's `TransformerEncoderLayer`, GPT or BERT layers, ViT blocks), ConvNeXt or
+   EfficientNet blocks, DenseNet's dense layers, and the model's own children of a repeated class
+   (Inception's modules, a U-Net's down and up blocks); a unit inside another is not a block.
    Without this a transformer had no `act_grad_norm` at all.
 The gradient of a block's output is caught with a tensor hook registered on the output in a forward
 hook; such hooks see the gradient of the value the block returned even when the caller later changes
@@ -245,24 +247,35 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 def repeated_units(named: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
-    """The units of a model's stacks: children of a `Sequential` / `ModuleList` whose class is
-    repeated among such children (anywhere in the model: EfficientNet has stages of one block), that
-    have sub-modules and own parameters below them. These are the layers of a transformer
-    (`TransformerEncoderLayer`, a GPT block, a ViT `EncoderBlock`) or the blocks of a ConvNeXt: their
-    outputs are the residual stream, whose gradient `act_grad_norm` follows. Leaf layers (`Linear`,
-    `ReLU`) and plain containers are not units; a unit inside another is dropped."""
+    """The units of a model's stacks: children of a `Sequential` / `ModuleList` / `ModuleDict` whose
+    class is repeated among such children (anywhere in the model: EfficientNet has stages of one
+    block), that have sub-modules and own parameters below them. These are the layers of a
+    transformer (`TransformerEncoderLayer`, a GPT block, a ViT `EncoderBlock`), the blocks of a
+    ConvNeXt, or a DenseNet's dense layers (in a `ModuleDict`): their outputs are the residual (or
+    dense) stream, whose gradient `act_grad_norm` follows. So are the repeated units among the
+    model's own children (Inception's modules, a U-Net written with attributes). Leaf layers
+    (`Linear`, `ReLU`) and plain containers are not units; a unit inside another is dropped."""
+    boxes = [(name, box) for name, box in named if isinstance(box, _CONTAINERS)]
+    units = _repeated(boxes)
+    if named and not isinstance(named[0][1], _CONTAINERS):
+        # the model's own children too: a GoogLeNet's Inception modules, not the pairs of convs in
+        # their branches' Sequentials (the outermost wins)
+        units |= _repeated(named[:1])
+    return outermost([(n, m) for n, m in named if id(m) in units])
+
+
+def _repeated(boxes: list[tuple[str, nn.Module]]) -> set[int]:
+    """ids of the children of `boxes` that are units (see `repeated_units`) of a repeated class."""
     kids = [
-        (f"{name}.{kn}" if name else kn, k)
-        for name, box in named
-        if isinstance(box, nn.Sequential | nn.ModuleList)
-        for kn, k in box.named_children()
+        k
+        for _name, box in boxes
+        for k in box.children()
         if not isinstance(k, _CONTAINERS) and any(True for _ in k.children()) and any(True for _ in k.parameters())
     ]
     count: dict[type, int] = {}
-    for _, k in kids:
+    for k in kids:
         count[type(k)] = count.get(type(k), 0) + 1
-    units = {id(k) for _, k in kids if count[type(k)] >= 2}
-    return outermost([(n, m) for n, m in named if id(m) in units])
+    return {id(k) for k in kids if count[type(k)] >= 2}
 
 
 _PENDING = object()  # a layer output whose reading activation is not known yet

@@ -478,9 +478,64 @@ def test_block_rule_finds_the_units_of_stacks():
         ("convnext_tiny", 18, {"CNBlock"}),
         ("regnet_y_400mf", 16, {"ResBottleneckBlock"}),  # not its BottleneckTransform inside
         ("vgg11", 0, set()),
+        ("densenet121", 58, {"_DenseLayer"}),  # its dense blocks are ModuleDicts
+        # attributes of the model, not a stack: the Inception modules and the stem's convs, not
+        # the pairs of convs inside the branches' Sequentials
+        ("inception_v3", 14, {"BasicConv2d", "InceptionA", "InceptionC", "InceptionE"}),
+        ("googlenet", 14, {"BasicConv2d", "Inception", "InceptionAux"}),
     ):
-        found = find_blocks(getattr(tvm, name)())
+        kw = {"init_weights": False} if name in ("inception_v3", "googlenet") else {}
+        found = find_blocks(getattr(tvm, name)(**kw))
         assert len(found) == want and {type(m).__name__ for _, m in found} == kinds, name
+
+
+class _DoubleConv(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(cin, cout, 3, padding=1), nn.Conv2d(cout, cout, 3, padding=1)
+
+    def forward(self, x):
+        return F.relu(self.b(F.relu(self.a(x))))
+
+
+class _TinyUNet(nn.Module):
+    """A U-Net written with attributes (no stack of blocks): two levels, a skip concatenation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down1, self.down2 = _DoubleConv(1, 4), _DoubleConv(4, 8)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.dec1 = _DoubleConv(8, 4)
+        self.out = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        d1 = self.down1(x)
+        d2 = self.down2(F.max_pool2d(d1, 2))
+        return self.out(self.dec1(torch.cat([self.up(d2), d1], 1)))
+
+
+def test_a_unet_of_attributes_gets_act_grad_norm_per_block(tmp_path):
+    """A U-Net's DoubleConv blocks are attributes of the model: no block at all was found. They are
+    now, and their act_grad_norm (down1's gradient arrives by the skip concatenation and through
+    the bottleneck) equals autograd's on a copy."""
+    torch.manual_seed(0)
+    model = _TinyUNet()
+    assert [n for n, _ in find_blocks(model)] == ["down1", "down2", "dec1"]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(2, 1, 8, 8), torch.randint(0, 2, (2, 8, 8))
+    twin = copy.deepcopy(model)
+    taps = []
+    for name in ("down1", "down2", "dec1"):
+        twin.get_submodule(name).register_forward_hook(lambda _m, _i, o: taps.append(o))
+    want = [float(t.norm()) for t in torch.autograd.grad(F.cross_entropy(twin(x), y), taps)]
+    with gradviz.watch(model, opt, path=tmp_path / "u.gradviz", name="u") as w:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+    got = gradviz.open_run(tmp_path / "u.gradviz").metric("u", "act_grad_norm")[1]
+    close(got[0], want, rtol=1e-5)
 
 
 def test_watching_a_transformer_gives_act_grad_norm_per_layer(tmp_path):
