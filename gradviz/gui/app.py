@@ -303,8 +303,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.rate_label.setText("   ".join(f"{run} {rate:.0f} steps/s" for run, rate in s.rates.items()))
         failed = bool(s.error) and not s.device  # the session never started
         self.device_label.setText(s.device or ("not started" if failed else "starting…"))
-        self.path_label.setText(f"recording to {s.path}" if s.path and not failed else "")
-        self.path_label.setToolTip(s.path or "")
+        if s.path and not failed:
+            self.path_label.setText(f"recording to {s.path}")
+        else:  # the status bar said "recording to not recorded" when the file could not be made
+            self.path_label.setText("not recorded (the run file could not be created)" if s.not_recorded and not failed else "")
+        self.path_label.setToolTip(s.path or s.not_recorded)
         self.readout.set_error(s.error if failed else None)
         self.controls.sync(s)
         for name, rc in self.controls.runs.items():

@@ -37,6 +37,7 @@ class Status:
     supports: dict[str, dict] = field(default_factory=dict)  # which of those each run's model has
     lrs: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)  # one-line notices, oldest first
+    not_recorded: str = ""  # why the session has no run file (it could not be created), if it has none
     error: str | None = None
     updated: float = 0.0  # time.monotonic() of this snapshot
 
@@ -169,6 +170,7 @@ class Worker:
             except RunFileError as exc:
                 with self._lock:
                     self._status.messages.append(f"not recorded: {exc}")
+                    self._status.not_recorded = str(exc)
                 self.path = None
         self._store_layer_table(exp)
         with self._lock:
@@ -177,7 +179,7 @@ class Worker:
                 exp.submit(cmd)
             self._pending.clear()
             self._status.device = str(exp.device)
-            self._status.path = str(self.path or "not recorded")
+            self._status.path = str(self.path) if self.path is not None else ""
         self._update_status(exp, force=True)
         self.ready.set()
         writer = self.writer

@@ -456,6 +456,28 @@ def test_session_fields_show_only_what_the_model_is_built_from(qtbot):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_run_file_that_cannot_be_created_is_said_and_training_goes_on(qtbot, tmp_path, kind, tiny):
+    """A run file in a folder that cannot exist (its parent is a file): the status bar read
+    "recording to not recorded". It says the session is not recorded, the tooltip says why, and
+    the session trains on in memory."""
+    (tmp_path / "blocker").write_text("")
+    cls = ProcessWorker if kind == "process" else Worker
+    worker = cls(tiny(), path=tmp_path / "blocker" / "x.gradviz", max_rate=200.0).start()
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        assert worker.ready.wait(60)
+        qtbot.waitUntil(lambda: worker.recording.last_step() >= 5, timeout=30000)
+        qtbot.waitUntil(lambda: win.path_label.text() != "", timeout=5000)
+        assert win.path_label.text() == "not recorded (the run file could not be created)"
+        assert "x.gradviz: cannot create run file" in win.path_label.toolTip()
+        assert win.device_label.text() == "cpu"
+    finally:
+        win.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_session_that_cannot_start_says_why_in_the_large_text(qtbot, tmp_path, tiny, kind):
     """MNIST without a data folder: the reason is in the readout's large text (the status bar cut
     it off mid-word on a projector), the status bar says 'not started' rather than 'starting…' and
