@@ -1444,6 +1444,33 @@ def test_a_loss_within_one_decade_still_has_numbers_on_its_axis(qtbot):
     assert {"0.1", "1", "10"} <= set(labels), labels
 
 
+def test_a_loss_below_one_is_labelled_in_its_own_units(qtbot):
+    """A watched model's loss between 0.6 and 0.8: pyqtgraph scaled the log axis to milli, as it
+    does a linear one, and labelled 0.7 "7·10²" on an axis titled "loss (x0.001)". The labels, as
+    drawn (with the axis's own scale), read the values they sit at, and the title is "loss"."""
+    from gradviz.gui.views.loss import LossView
+
+    rec = Recording()
+    rec.add_run("k", ["a", "b"], ["Linear", "Linear"], [])
+    for i, v in enumerate(0.7 + 0.1 * np.sin(np.arange(80) / 4.0)):
+        rec.append("k", i, {"loss": float(v)})
+    view = LossView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.refresh(rec)
+    view.grab()
+    axis = view.plot.getAxis("left")
+    assert axis.labelString().count("loss") == 1 and "x0.001" not in axis.labelString() and "(m" not in axis.labelString()
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    levels = axis.tickValues(lo, hi, float(axis.geometry().height()))
+    shown = [(v, t) for sp, vals in levels for v, t in zip(vals, axis.tickStrings(vals, axis.autoSIPrefixScale * axis.scale, sp), strict=True) if t and lo <= v <= hi]
+    assert len(shown) >= 2, levels
+    for v, t in shown:
+        assert float(t.replace("·10", "e").replace("²", "2")) == pytest.approx(10.0**v, rel=1e-6), (v, t)
+
+
 def test_depth_axis_follows_the_metric_between_layers_and_blocks(qtbot):
     """Six layers, three blocks: switching the profile to "gradient reaching each block" kept the
     six-layer x axis, and the blocks' profile sat in its left half (a transformer's three blocks in

@@ -193,6 +193,12 @@ class DecadeAxis(pg.AxisItem):
 
     _fine: float | None = None  # the linear spacing of the fallback ticks, when they are used
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # pyqtgraph scales a log axis whose values are all below 1 to milli as a linear one: a loss
+        # between 0.6 and 0.8 read "7·10²" and "8·10²" on an axis titled "loss (x0.001)"
+        self.enableAutoSIPrefix(False)
+
     def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 - pyqtgraph API
         ticks = super().logTickValues(minVal, maxVal, size, stdTicks)
         self._fine = None
