@@ -1401,17 +1401,14 @@ def test_selector_bars_wrap_instead_of_cutting_their_text(qtbot, presentation):
         app.setFont(old_font)
 
 
-def test_a_loss_within_one_decade_still_has_numbers_on_its_axis(qtbot):
-    """A 100-class language model's loss moves between 4.55 and 4.8: no log tick (4 or 5) falls in
-    that range, and the loss axis had no label at all. It gets round values, 1-2-5 spaced, each at
-    its own height; a loss spanning decades keeps the decade labels."""
+def _drawn_loss_view(qtbot, losses, run: str = "lm"):
+    """A shown 700x500 LossView of one run's `losses`, drawn; (view, its recording)."""
     from gradviz.gui.views.loss import LossView
 
     rec = Recording()
-    rec.add_run("lm", ["emb", "out"], ["Embedding", "Linear"], [])
-    losses = 4.55 + 0.25 * (0.5 + 0.5 * np.sin(np.arange(60) / 5.0))
+    rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
     for i, v in enumerate(losses):
-        rec.append("lm", i, {"loss": float(v)})
+        rec.append(run, i, {"loss": float(v)})
     view = LossView()
     qtbot.addWidget(view)
     view.resize(700, 500)
@@ -1419,6 +1416,14 @@ def test_a_loss_within_one_decade_still_has_numbers_on_its_axis(qtbot):
     qtbot.waitExposed(view)
     view.refresh(rec)
     view.grab()
+    return view, rec
+
+
+def test_a_loss_within_one_decade_still_has_numbers_on_its_axis(qtbot):
+    """A 100-class language model's loss moves between 4.55 and 4.8: no log tick (4 or 5) falls in
+    that range, and the loss axis had no label at all. It gets round values, 1-2-5 spaced, each at
+    its own height; a loss spanning decades keeps the decade labels."""
+    view, rec = _drawn_loss_view(qtbot, 4.55 + 0.25 * (0.5 + 0.5 * np.sin(np.arange(60) / 5.0)))
     axis = view.plot.getAxis("left")
     lo, hi = view.plot.getViewBox().viewRange()[1]
     size = float(axis.geometry().height())
@@ -1448,19 +1453,7 @@ def test_a_loss_below_one_is_labelled_in_its_own_units(qtbot):
     """A watched model's loss between 0.6 and 0.8: pyqtgraph scaled the log axis to milli, as it
     does a linear one, and labelled 0.7 "7·10²" on an axis titled "loss (x0.001)". The labels, as
     drawn (with the axis's own scale), read the values they sit at, and the title is "loss"."""
-    from gradviz.gui.views.loss import LossView
-
-    rec = Recording()
-    rec.add_run("k", ["a", "b"], ["Linear", "Linear"], [])
-    for i, v in enumerate(0.7 + 0.1 * np.sin(np.arange(80) / 4.0)):
-        rec.append("k", i, {"loss": float(v)})
-    view = LossView()
-    qtbot.addWidget(view)
-    view.resize(700, 500)
-    view.show()
-    qtbot.waitExposed(view)
-    view.refresh(rec)
-    view.grab()
+    view, _rec = _drawn_loss_view(qtbot, 0.7 + 0.1 * np.sin(np.arange(80) / 4.0), run="k")
     axis = view.plot.getAxis("left")
     assert axis.labelString().count("loss") == 1 and "x0.001" not in axis.labelString() and "(m" not in axis.labelString()
     lo, hi = view.plot.getViewBox().viewRange()[1]
