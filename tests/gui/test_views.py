@@ -1164,6 +1164,15 @@ def test_activation_std_goes_log_when_one_run_dwarfs_the_others(qtbot):
     assert acts.plots["act_std"].getAxis("left").labelText == "std"
     x, y = acts.curves[("xavier", "act_std")].getOriginalDataset()
     np.testing.assert_allclose(y, np.linspace(0.2, 0.9, 8))
+    # the demo's means: most within 1e-3 of zero, a few at +-0.15, stds of one order: a linear axis
+    # shows them (their spread over the median alone put the mean on a log scale)
+    for run in rec.runs:
+        m = np.full(8, 1e-4)
+        m[[2, 6]] = (0.15, -0.12)
+        rec.append(run, 2, {"loss": 1.0, "act_mean": m, "act_std": np.linspace(0.1, 2.0, 8), "act_saturation": np.full(8, 0.1)})
+    acts.refresh(rec)
+    assert acts.scale == {"act_mean": None, "act_std": None}
+    assert acts.plots["act_mean"].getAxis("left").labelText == "mean"
 
 
 @pytest.mark.parametrize("size", [(380, 900), (1400, 500)])

@@ -192,9 +192,15 @@ class ActivationsView(View):
                     continue
                 self._drawn[key] = np.asarray(values[n - 1], np.float64)
                 self._step[run] = int(steps[n - 1])
-        for stat in SCALED:
+        for stat in ("act_std", "act_mean"):  # SCALED, the std first
             shown = [v for (_run, s), v in self._drawn.items() if s == stat]
-            self._set_scale(stat, symlog.threshold(np.concatenate(shown), self.scale[stat]) if shown else None)
+            c = symlog.threshold(np.concatenate(shown), self.scale[stat]) if shown else None
+            if stat == "act_mean" and self.scale["act_std"] is None:
+                # means sit near 0 by nature, so their spread over the median is large even when a
+                # linear axis shows them well (the demo's +-0.15 went "log"); they follow the std,
+                # which is large exactly when a run's values dwarf the others'
+                c = None
+            self._set_scale(stat, c)
         for key, v in self._drawn.items():
             ok = np.isfinite(v)
             c = self.scale.get(key[1])
