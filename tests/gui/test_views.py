@@ -1236,6 +1236,48 @@ def test_latest_histogram_keeps_its_peak_clear_of_the_legend(qtbot, presentation
 
 
 
+def test_one_runs_spike_is_clipped_so_the_others_histograms_show(qtbot):
+    """The init preset: the zeros run's weights are 1024 values in one bin, the other runs' peak
+    near 60; scaled to the spike, their histograms were a line along the bottom. The strip stops a
+    little above the others' peaks and says, in the spike's colour beside it, how high it goes;
+    without a spike the strip shows every bin."""
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    edges = np.linspace(-1, 1, 65)
+    peaked = np.zeros(64)
+    peaked[32] = 1024
+    counts = {"zeros": peaked, "xavier": 60 * np.exp(-np.linspace(-3, 3, 64) ** 2), "he": 45 * np.exp(-np.linspace(-2, 2, 64) ** 2)}
+    for run, c in counts.items():
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec.set_edges(run, "weight", 1, edges)
+        rec.append_histograms(run, 0, "weight", {1: c})
+        rec.append(run, 0, {"loss": 1.0})
+    hist = HistogramsView()
+    qtbot.addWidget(hist)
+    hist.resize(900, 900)
+    hist.refresh(rec)
+    hist.set_selection("weight", 1)
+    hist.grab()
+    lo, hi = hist.latest.getViewBox().viewRange()[1]
+    assert 60 < hi < 0.2 * 1024  # the xavier peak fills most of the height
+    lab = hist.clip_label
+    assert lab.isVisible() and lab.toPlainText() == "↑ 1024"
+    assert lab.color.name() == hist.run_color(rec, "zeros").lower()
+    assert lab.pos().x() == pytest.approx(edges[33]) and lab.pos().y() == pytest.approx(hi)
+    rec2 = Recording()
+    for run in ("xavier", "he"):
+        rec2.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec2.set_edges(run, "weight", 1, edges)
+        rec2.append_histograms(run, 0, "weight", {1: counts[run]})
+        rec2.append(run, 0, {"loss": 1.0})
+    hist.refresh(rec2)
+    hist.set_selection("weight", 1)
+    hist.grab()
+    assert not hist.clip_label.isVisible()
+    assert hist.latest.getViewBox().viewRange()[1][1] >= 60
+
+
 def test_views_let_the_interpreter_exit_cleanly():
     """The crash this guards against comes after the last test, when the interpreter tears down
     views that the tests' widgets left behind: a signal connected to a lambda that outlived its

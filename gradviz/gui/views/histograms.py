@@ -17,6 +17,7 @@ from .base import (
     add_legend,
     add_title,
     fit_run_titles,
+    fmt_num,
     pool_rows,
     run_key,
     set_axis_label,
@@ -29,6 +30,10 @@ from .base import (
 KINDS = (("weight", "weights"), ("grad", "gradients"), ("activation", "activations"))
 MAX_COLUMNS = 600
 LATEST_LABEL = "count (latest)"
+# one run's peak this many times the next run's: the strip stops above the others' bins and says how
+# high the clipped peak goes (the init preset's zeros run, 1024 values in one bin, flattened the
+# other three runs' histograms into a line along the bottom)
+CLIP_RATIO = 5.0
 
 
 class HistogramsView(View):
@@ -64,6 +69,9 @@ class HistogramsView(View):
         self.images: dict[str, pg.ImageItem] = {}
         self.markers: dict[str, Markers] = {}
         self.latest_curves: dict[str, pg.PlotDataItem] = {}
+        self.clip_label = pg.TextItem("", anchor=(0.0, 0.0))  # "↑ 1024" beside a clipped peak, at the top
+        self.clip_label.setVisible(False)
+        self.latest.addItem(self.clip_label, ignoreBounds=True)
         self._drawn: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # steps, edges, counts
         # an export resizes without a redraw; a bound method (not a lambda), so Qt drops the
         # connection with this view (a lambda outliving it crashed the interpreter's exit)
@@ -208,7 +216,27 @@ class HistogramsView(View):
         keyed = room > 0.5
         legend.setVisible(not keyed)
         self._set_key(keyed)
-        self.latest.setYRange(0.0, max(tops) / (1.0 - (0.08 if keyed else room)), padding=0)
+        ranked = sorted(tops, reverse=True)
+        clipped = len(ranked) >= 2 and ranked[1] > 0 and ranked[0] > CLIP_RATIO * ranked[1]
+        shown = 1.5 * ranked[1] if clipped else ranked[0]
+        top = shown / (1.0 - (0.08 if keyed else room))
+        self.latest.setYRange(0.0, top, padding=0)
+        self._label_clip(top if clipped else None)
+
+    def _label_clip(self, top: float | None) -> None:
+        """"↑ count" in the clipped run's colour at the top of the strip, right of its peak bin (over
+        it, the text hid the other runs' peaks around the same value)."""
+        lab = self.clip_label
+        if top is None or self.recording is None:
+            lab.setVisible(False)
+            return
+        run, (_s, edges, counts) = max(self._drawn.items(), key=lambda kv: float(np.nanmax(kv[1][2][-1])) if kv[1][2].size else -1.0)
+        k = int(np.nanargmax(counts[-1]))
+        lab.setText(f"↑ {fmt_num(float(counts[-1][k]))}")
+        lab.setColor(self.run_color(self.recording, run))
+        lab.setFont(self.theme.font())
+        lab.setPos(float(edges[k + 1]), top)
+        lab.setVisible(True)
 
     def _set_key(self, on: bool) -> None:
         text = "value"
