@@ -540,6 +540,9 @@ class KeyedChart(pg.GraphicsLayoutWidget):
         self.plot.setMenuEnabled(False)
         self.plot.legend = self.legend  # curves added with a name join it (PlotItem.addItem)
         self.plot.getViewBox().sigResized.connect(self.fit_key)  # the pane's width changed
+        # entry names with a shorter wording, used when the full ones leave the key a single column
+        # (the loss key of four runs beside the depth profile stacked one name per line)
+        self.shorter: dict[str, str] = {}
 
     def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt API
         # the key for the pane's new width first, then the chart laid out in it: narrowed from
@@ -563,6 +566,24 @@ class KeyedChart(pg.GraphicsLayoutWidget):
                 sample.fit()
             sample.update()
         room = self.width() - 2 * LEGEND_MARGIN
+        full = {label: getattr(label, "full_name", label.text) for _sample, label in lg.items}
+        for label, name in full.items():
+            label.full_name = name
+        # the full wording; the shorter one where that alone leaves the key one column; the full
+        # one again where neither gets past one column
+        briefer = len(full) > 1 and any(name in self.shorter for name in full.values())
+        for brief in (False, True, False) if briefer else (False,):
+            for label, name in full.items():
+                text = self.shorter.get(name, name) if brief else name
+                if label.text != text:
+                    label.setText(text)
+            if self._columns(room) > 1:
+                break
+        lg.layout.activate()  # place the samples now, not at the next layout request
+
+    def _columns(self, room: float) -> int:
+        """The most columns (down to 1) in which the key fits `room`; the key is left laid out so."""
+        lg = self.legend
         cols = len(lg.items)
         right = QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
         while True:
@@ -573,8 +594,7 @@ class KeyedChart(pg.GraphicsLayoutWidget):
                 lg.layout.setAlignment(sample, right)
             lg.layout.invalidate()
             if cols == 1 or lg.layout.preferredWidth() <= room:
-                lg.layout.activate()  # place the samples now, not at the next layout request
-                return
+                return cols
             cols -= 1
 
     def apply_theme(self, theme: Theme, title: str) -> None:

@@ -18,6 +18,7 @@ from .base import (
 )
 
 SERIES = ("loss", "eval_loss")  # train solid, eval dashed
+EVAL_ENTRY = "eval (dashed)"
 
 
 class LossView(View):
@@ -29,6 +30,7 @@ class LossView(View):
         super().__init__(parent)
         self.widget = KeyedChart(self.title, {"left": DecadeAxis("left"), "bottom": SpacedAxis("bottom", integer=True)})
         self.plot: pg.PlotItem = self.widget.plot
+        self.widget.shorter = {EVAL_ENTRY: "eval"}  # a dashed sample says the rest
         self.legend = self.widget.legend
         self.title_label = self.widget.title_label
         self.plot.setLabel("bottom", "step")
@@ -79,7 +81,7 @@ class LossView(View):
             self.plot.removeItem(self.eval_entry)
             self.eval_entry = None
         if has_eval and self.eval_entry is None:
-            self.eval_entry = live_curve(self.plot, self._eval_pen(), name="eval (dashed)")
+            self.eval_entry = live_curve(self.plot, self._eval_pen(), name=EVAL_ENTRY)
         if new_run or (self.eval_entry is not None) != self._had_eval:
             self._had_eval = self.eval_entry is not None
             self._apply_theme(self.theme)  # the new entries' fonts
