@@ -132,6 +132,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.path_label = QtWidgets.QLabel("")
         self.message_label = QtWidgets.QLabel("")
         self.message_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        for lab in (self.step_label, self.rate_label, self.device_label, self.path_label, self.message_label):
+            # run names and paths come from files: "<b>" in one is text, never markup
+            lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         for lab in (self.path_label, self.message_label):
             # long paths and messages are cut, never allowed to widen the window
             lab.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)

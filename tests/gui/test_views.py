@@ -1308,6 +1308,49 @@ def test_one_runs_spike_is_clipped_so_the_others_histograms_show(qtbot):
     assert hist.latest.getViewBox().viewRange()[1][1] >= 60
 
 
+def test_names_from_a_file_are_shown_as_text_never_markup(qtbot):
+    """A run named "<b>r&amp;</b>" and a layer named "<b>out</b>" (both legal in a watch) were
+    rendered as markup: a bold "r&" in the keys, the strips' titles and the readout, a bold "out"
+    in the histogram title. Every place shows the names as written. Also: a one-layer model's
+    "layer index" axis read "(x0.001)"."""
+    from PySide6 import QtCore
+
+    from gradviz.gui.views import make_views
+    from gradviz.gui.views.readout import Readout
+
+    run, layer = "<b>r&amp;</b>", "<b>out</b>"
+    rec = Recording()
+    rec.add_run(run, [layer], ["Linear"], [])
+    rec.set_edges(run, "weight", 0, np.linspace(-1, 1, 65))
+    for i in range(3):
+        rec.append(run, i, {"loss": 0.5, "grad_norm": np.full(1, 0.1, np.float32), "act_mean": np.zeros(1), "act_std": np.ones(1), "act_saturation": np.full(1, 0.2)})
+        rec.append_histograms(run, i, "weight", {0: np.arange(64.0)})
+    views = {v.name: v for v in make_views()}
+    for v in views.values():
+        qtbot.addWidget(v)
+        v.resize(900, 600)
+        v.refresh(rec)
+        v.grab()
+    views["histograms"].set_selection("weight", 0)
+    views["histograms"].grab()
+    shown = []
+    for name in ("depth", "loss"):
+        shown += [label.item.toPlainText() for _s, label in views[name].plot.legend.items]
+    hist = views["histograms"]
+    shown += [label.item.toPlainText() for _s, label in hist.latest.legend.items]
+    shown += [p.getAxis("left").label.toPlainText() for p in hist.plots.values()]
+    shown += [p.getAxis("left").label.toPlainText() for p in views["heatmap"].plots.values()]
+    assert shown and all(t.strip() == run for t in shown), shown  # (an axis title ends in a space)
+    assert hist.title_label.item.toPlainText().endswith(f"of 0: {layer}")
+    readout = Readout()
+    qtbot.addWidget(readout)
+    readout.refresh(rec)
+    lab = readout.labels[run]
+    assert lab.textFormat() == QtCore.Qt.TextFormat.PlainText and lab.text().startswith(run)
+    axis = views["activations"].plots["act_saturation"].getAxis("bottom")
+    assert "x0.001" not in axis.labelString() and axis.labelText == "layer index"
+
+
 def test_views_let_the_interpreter_exit_cleanly():
     """The crash this guards against comes after the last test, when the interpreter tears down
     views that the tests' widgets left behind: a signal connected to a lambda that outlived its

@@ -242,6 +242,8 @@ class SpacedAxis(pg.AxisItem):
     def __init__(self, *args, integer: bool = False, **kw) -> None:
         super().__init__(*args, **kw)
         self.integer = integer
+        if integer:  # layer indices and steps: a one-layer range read "layer index (x0.001)"
+            self.enableAutoSIPrefix(False)
 
     def setTickFont(self, font) -> None:  # noqa: N802 - pyqtgraph API
         super().setTickFont(font)
@@ -704,7 +706,7 @@ def fit_run_titles(plots: dict[str, pg.PlotItem], theme: Theme, colors: dict[str
 
 def _show_run_title(plot: pg.PlotItem, run: str, theme: Theme, color: str, rotated: bool) -> None:
     axis, vb = plot.getAxis("left"), plot.getViewBox()
-    text = run if rotated else " "
+    text = html.escape(run) if rotated else " "  # an axis title is rich text
     if axis.labelText != text:
         set_axis_label(axis, text, theme, color)
     tag = getattr(plot, "gradviz_run_tag", None)

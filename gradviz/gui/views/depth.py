@@ -8,6 +8,7 @@ values that count as vanishing.
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -188,7 +189,7 @@ class DepthView(View):
         self.curves[run] = live_curve(
             self.plot,
             self.theme.pen(color, self.theme.bold_width),
-            name=run,
+            name=html.escape(run),  # the key is rich text: a run named "<b>" stays text
             symbol="o",
             symbolSize=4 + 2 * self.theme.bold_width,
             symbolBrush=pg.mkBrush(color),

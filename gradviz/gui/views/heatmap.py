@@ -8,6 +8,8 @@ switched-off BatchNorm) are left out; NaN cells are transparent.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -76,7 +78,7 @@ class HeatmapView(View):
         for i, run in enumerate(runs):
             plot = self.layout_.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
             plot.setMenuEnabled(False)
-            plot.setLabel("left", run)  # "run: layer" was taller than a plot of three runs; the title says layer × step
+            plot.setLabel("left", html.escape(run))  # "run: layer" was taller than a plot of three runs; the title says layer × step
             plot.setMouseEnabled(x=False, y=False)
             if i == len(runs) - 1:
                 plot.setLabel("bottom", "step")
@@ -182,7 +184,7 @@ class HeatmapView(View):
             style_plot(plot, theme, "")
             if self.recording is not None:  # the run's name in its colour, as on every other chart
                 color = self.run_color(self.recording, run)
-                set_axis_label(plot.getAxis("left"), run, theme, color)
+                set_axis_label(plot.getAxis("left"), html.escape(run), theme, color)
         share_step_axis(list(self.plots.values()), theme)
         self.rows_even.share(self.layout_, [(1 + i, p) for i, p in enumerate(self.plots.values())])
         self._line_px = QtGui.QFontMetricsF(theme.font()).height()  # for the row labels' spacing

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -100,7 +102,7 @@ class HistogramsView(View):
     def _title(self) -> str:
         label = dict(KINDS)[self.kind]
         name = self.layer_box.currentText() or f"layer {self.layer}"
-        return f"Histograms over time: {label} of {name}"
+        return f"Histograms over time: {label} of {html.escape(name)}"  # rich text: a layer named "<b>" stays text
 
     def _on_new_recording(self, recording) -> None:
         for plot in self.plots.values():
@@ -132,7 +134,7 @@ class HistogramsView(View):
                 continue
             plot = self.ci.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True), "left": SpacedAxis("left")})
             plot.setMenuEnabled(False)
-            plot.setLabel("left", run)  # "run: value (x0.001)" was taller than the plot on a projector
+            plot.setLabel("left", html.escape(run))  # "run: value (x0.001)" was taller than the plot on a projector
             plot.getAxis("left").enableAutoSIPrefix(False)
             plot.setLabel("bottom", "step")
             plot.setMouseEnabled(x=False, y=False)
@@ -146,7 +148,7 @@ class HistogramsView(View):
             self.plots[run], self.images[run] = plot, img
             self.markers[run] = Markers(plot)
             color = self.run_color(recording, run)
-            self.latest_curves[run] = pg.PlotDataItem(stepMode="center", pen=self.theme.pen(color), name=run, antialias=False)
+            self.latest_curves[run] = pg.PlotDataItem(stepMode="center", pen=self.theme.pen(color), name=html.escape(run), antialias=False)
             self.latest.addItem(self.latest_curves[run])
         self._apply_theme(self.theme)
 
@@ -284,7 +286,7 @@ class HistogramsView(View):
                 color = self.run_color(self.recording, run)
                 self.latest_curves[run].setPen(theme.pen(color))
                 # each run's name in its colour: the key to the latest histogram's lines below
-                set_axis_label(plot.getAxis("left"), run, theme, color)
+                set_axis_label(plot.getAxis("left"), html.escape(run), theme, color)
         share_step_axis(list(self.plots.values()), theme)
         # a run plot without step labels must not take the room the latest histogram needs for its legend
         self.rows_even.share(self.ci, [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
@@ -67,7 +69,7 @@ class LossView(View):
                 key = (run, metric)
                 if key not in self.curves:
                     new_run = True
-                    name = run if metric == "loss" else None  # eval curves share the run's colour
+                    name = html.escape(run) if metric == "loss" else None  # eval curves share the run's colour; the key is rich text
                     self.curves[key] = live_curve(self.plot, self._pen(recording, run, metric), name=name)
                 steps, values = recording.metric(run, metric)
                 n = upto_count(steps, upto)

@@ -95,6 +95,7 @@ class Readout(QtWidgets.QWidget):
         # no runs to describe: its one-line reason goes here, in the large text, not only in the
         # status bar, where a projector cut it off mid-word
         self.error_label = QtWidgets.QLabel("")
+        self.error_label.setTextFormat(QtCore.Qt.TextFormat.PlainText)  # it may quote a file's names
         self.error_label.setWordWrap(True)
         self.error_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.error_label.hide()
@@ -124,6 +125,7 @@ class Readout(QtWidgets.QWidget):
             self.labels = {}
             for run in recording.runs:
                 lab = QtWidgets.QLabel("")
+                lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)  # run and layer names: text, never markup
                 lab.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.NoTextInteraction)
                 lab.setWordWrap(True)  # never let a long line widen the window past the screen
                 lab.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
