@@ -408,6 +408,7 @@ class Watch:
         self._acts: dict[int, tuple] = {}
         self._forced_kind = activation is not None  # the user said which activation: every layer counts so
         self._layer_kind: dict[int, str | None] = {}  # id(layer) -> the activation that read it last time (None: none)
+        self._grown_warned = False  # said once that the model gained parameters after the layers were fixed
         self._feeds = ActivationFeeds(self.module)  # keyed by id(layer): the layers are learnt in the first step
         self._compiled = runs_compiled(model)
         self._fullgraph = self._compiled and compiled_fullgraph(model)
@@ -697,6 +698,23 @@ class Watch:
                 # summarised now, before an in-place op after this layer (ReLU(inplace=True)) changes it
                 self._acts[key] = (kind, activation_summary(t.detach(), SATURATION.get(kind or self._activation), HIST_SAMPLE))
 
+    def _check_new_parameters(self) -> None:
+        """Once, on a histogram step: say so when the model gained parameters after its layers were
+        fixed (a layer appended mid-training); they were measured nowhere, without a word."""
+        if self._grown_warned:
+            return
+        known = {id(p) for p in self._metrics.params}
+        new = [n for n, p in self.module.named_parameters() if id(p) not in known]
+        if not new:
+            return
+        self._grown_warned = True
+        msg = (
+            f"gradviz.watch: the model has parameters it did not have when the watch began ({', '.join(new[:3])}"
+            f"{', ...' if len(new) > 3 else ''}); they are not measured: start a new watch to include them"
+        )
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        self.recording.add_event(self.step - 1, self.name, "warning", msg)
+
     def _settle_acts(self, fed: set | None) -> dict[int, tuple]:
         """This histogram step's activation summaries by layer index, each layer's saturation counted
         for the activation that read its output (a model may mix them: a BERT's GELU feed-forwards
@@ -826,6 +844,7 @@ class Watch:
         hist = self._hist_armed or step >= self._next_hist
         acts = {}
         if hist:
+            self._check_new_parameters()
             fed = self._feeds.disarm()  # ids of the layers seen feeding an activation
             acts = self._settle_acts(fed)
             self._metrics._acts_fed = None if fed is None else {self._index[k] for k in fed if k in self._index}

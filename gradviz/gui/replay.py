@@ -191,7 +191,7 @@ class ReplayBar(QtWidgets.QWidget):
             return
         self._n_events = len(events)
         marks = []
-        colours = {"nonfinite": "#D55E00", "error": "#D55E00", "restart": "#009E73", "pause": "#888888"}
+        colours = {"nonfinite": "#D55E00", "error": "#D55E00", "warning": "#E69F00", "restart": "#009E73", "pause": "#888888"}
         for step, run, kind, detail in events:
             if not len(self.steps):
                 break

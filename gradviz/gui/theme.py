@@ -27,7 +27,7 @@ OKABE_ITO = {
 _RUNS_LIGHT = ("#D55E00", "#0072B2", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 _RUNS_DARK = ("#E69F00", "#56B4E9", "#009E73", "#CC79A7", "#F0E442", "#D55E00")
 
-EVENT_KINDS_MARKED = ("toggle", "restart", "pause", "nonfinite", "error")
+EVENT_KINDS_MARKED = ("toggle", "restart", "pause", "nonfinite", "error", "warning")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class Theme:
             return OKABE_ITO["bluish_green"]
         if kind == "pause":
             return "#888888"
+        if kind == "warning":
+            return OKABE_ITO["orange"]
         return self.foreground
 
     def pen(self, color: str, width: float | None = None, alpha: int = 255, dash: bool = False):

@@ -805,6 +805,46 @@ def test_watch_sees_the_mobile_activations(tmp_path):
     assert rec.meta["layer_activation"] == {"0": "relu", "2": "hardsigmoid", "4": "relu"}
 
 
+def test_a_model_that_grows_mid_training_is_said_once(tmp_path):
+    """A layer appended after the watch began (and given to the optimizer) was measured nowhere,
+    without a word. The watch says so once, by a warning and an event naming the new parameters;
+    frozen, tied and later-unfrozen parameters are not new."""
+    import warnings
+
+    class Growing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.extra, self.out = nn.Linear(4, 8), nn.ModuleList(), nn.Linear(8, 2)
+            self.a.bias.requires_grad_(False)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            for e in self.extra:
+                h = torch.relu(e(h))
+            return self.out(h)
+
+    model = Growing()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with gradviz.watch(model, opt, path=tmp_path / "g.gradviz", name="g", hist_every=2) as w:
+            for i in range(8):
+                if i == 3:
+                    model.a.bias.requires_grad_(True)  # unfrozen: not new
+                    model.extra.append(nn.Linear(8, 8))
+                    opt.add_param_group({"params": list(model.extra[-1].parameters()) + [model.a.bias]})
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.log(loss=loss)
+    ours = [str(m.message) for m in seen if "did not have" in str(m.message)]
+    assert len(ours) == 1 and "extra.0.weight, extra.0.bias" in ours[0] and "a.bias" not in ours[0].replace("extra.0.bias", "")
+    events = [e for e in gradviz.open_run(tmp_path / "g.gradviz").events() if e[2] == "warning"]
+    assert len(events) == 1 and events[0][1] == "g" and events[0][0] == 4 and "extra.0.weight" in events[0][3]
+
+
 def test_a_forward_that_raises_leaves_no_function_mode_behind(tmp_path):
     """On a histogram step a torch function mode watches the forward for activations; it leaves
     when the forward returns. A forward that raises never returns: the next step clears it, and

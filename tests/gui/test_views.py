@@ -922,6 +922,27 @@ def test_a_mixed_run_marks_which_layers_count_saturated_units(qtbot):
     assert MIXED_NOTE not in acts.key.full_text
 
 
+def test_an_event_marker_says_short_and_its_tooltip_says_all(qtbot):
+    """A watch's warning (a sentence) and a non-finite gradient's message were the markers' labels
+    and tooltips both, or "non-finite" in both: the label stays short, the tooltip has the sentence."""
+    import pyqtgraph as pg
+
+    from gradviz.core.recording import Event
+    from gradviz.gui.views.base import Markers
+
+    w = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(w)
+    plot = w.addPlot()
+    plot.setXRange(0, 100, padding=0)
+    markers = Markers(plot)
+    markers.theme = make_theme("light")
+    grown = "gradviz.watch: the model has parameters it did not have when the watch began (extra.0.weight)"
+    bad = "plain: non-finite gradient at step 40, first in layer blocks.3.linear"
+    markers.update([Event(30, "mine", "warning", grown), Event(40, "plain", "nonfinite", bad), Event(50, "plain", "toggle", "norm on")], force=True)
+    got = {ln.label.toPlainText(): ln.toolTip() for ln in markers.lines}
+    assert got == {"mine: warning": f"step 30: mine: {grown}", "plain: non-finite": f"step 40: {bad}", "plain: norm on": "step 50: plain: norm on"}
+
+
 def test_close_event_markers_do_not_write_over_each_other(qtbot):
     """B then D a second apart in a 100 px histogram strip: "plain: norm on" was drawn over
     "plain: dropout p=0.5", and both ran off the bottom. A label shows only where it reads whole

@@ -901,7 +901,8 @@ class Markers:
             line.label.setFont(t.font(0.85))
             line.setZValue(50)
             line.gradviz_event = e
-            line.setToolTip(f"step {e.step}: {label}")
+            # the whole message: a non-finite gradient's or a warning's sentence, shortened on the line
+            line.setToolTip(f"step {e.step}: " + (f"{e.run}: {e.detail}" if e.run and not e.detail.startswith(f"{e.run}:") else e.detail))
             self.plot.addItem(line, ignoreBounds=True)
             self.lines.append(line)
         self.fit_labels()
@@ -938,6 +939,8 @@ def marker_label(e) -> str:
         detail = "non-finite"
     elif e.kind == "error":
         detail = "error"
+    elif e.kind == "warning":  # a sentence (a watched model that grew): the marker's tooltip has it
+        detail = "warning"
     elif e.kind == "pause":
         detail = "pause"
     elif e.kind == "restart":
