@@ -29,6 +29,7 @@ from .training import (
     DTYPES,
     TrainingRun,
     examples_per_batch,
+    loss_message,
     record_step,
     resolve_device,
 )
@@ -244,7 +245,7 @@ class Experiment:
             where = "the loss" if metrics.first_nonfinite == "(loss)" else f"layer {metrics.first_nonfinite}"
             msg = f"{run.name}: non-finite gradient at step {step}, first in {where}; run paused"
             if not np.isfinite(metrics.loss):
-                msg = f"{run.name}: loss became non-finite at step {step} (first bad gradient: {where}); run paused"
+                msg = f"{run.name}: {loss_message(step, where)}; run paused"
             run.paused, run.pause_reason = True, msg
             self.messages.append(msg)
             self._event(run.name, "nonfinite", msg)

@@ -200,6 +200,14 @@ class TrainingRun:
         return result
 
 
+def loss_message(step: int, where: str) -> str:
+    """The event's words for a non-finite loss; `where` is the first bad gradient's place, or
+    "the loss" when every gradient is finite (it read "(first bad gradient: the loss)")."""
+    if where == "the loss":
+        return f"loss became non-finite at step {step}"
+    return f"loss became non-finite at step {step} (first bad gradient: {where})"
+
+
 def record_step(
     recording: Recording,
     run: str,

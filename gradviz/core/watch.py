@@ -90,7 +90,7 @@ from .probes import (
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
 from .runfile import RunFileWriter
 from .summary import borrowed_rows, computes_a_weight, example_shape, first_tensor, layer_flops
-from .training import record_step
+from .training import loss_message, record_step
 
 _NAN = float("nan")
 _BLOCK_NAME = re.compile(r"Residual|Res(?=idual|[A-Z_]).*(Block|Unit)|(^|_)res(idual)?_?(block|unit)|BasicBlock|Bottleneck")
@@ -838,6 +838,7 @@ class Watch:
         if self._metrics is None:
             self._learn_layers()
         p = self._pending
+        p["forward"] = self._in_step  # a forward pass ran in this step (not a `log` of its own)
         lr = None
         if "lr" not in scalars and self.optimizer is not None and self.optimizer.param_groups:
             lr = self.optimizer.param_groups[0].get("lr")  # read now: a scheduler may change it
@@ -899,9 +900,9 @@ class Watch:
         if (loss_v is None or np.isfinite(loss_v)) and np.isfinite(param_norms).all():
             self._bad_streak = False  # the common case; layers without a gradient are "not used"
         else:
-            self._check_finite(step, loss_v, grad_norm, mt.owners[present], stepped)
+            self._check_finite(step, loss_v, grad_norm, mt.owners[present], stepped, p.get("forward", True))
 
-    def _check_finite(self, step: int, loss, grad_norm: np.ndarray, used: np.ndarray, stepped: bool) -> None:
+    def _check_finite(self, step: int, loss, grad_norm: np.ndarray, used: np.ndarray, stepped: bool, forward: bool = True) -> None:
         """The engine's NaN rule: the first layer in backward order whose gradient is non-finite,
         else the loss. One event per run of bad steps (training goes on: it is the user's loop)."""
         if (loss is None or np.isfinite(loss)) and np.isfinite(grad_norm).all():
@@ -922,9 +923,9 @@ class Watch:
         self._bad_streak = True
         msg = f"{self.name}: non-finite gradient at step {step}, first in {where}"
         if loss is not None and not np.isfinite(loss):
-            msg = f"{self.name}: loss became non-finite at step {step} (first bad gradient: {where})"
-        if self.optimizer is not None and not stepped:
-            msg += "; the optimizer step was skipped (e.g. by a GradScaler)"
+            msg = f"{self.name}: {loss_message(step, where)}"
+        if self.optimizer is not None and not stepped and forward:  # not a `log` with no step of its own
+            msg += "; the optimizer step was skipped" + (" (by the GradScaler)" if self._scaler is not None else "")
         self.recording.add_event(step, self.name, "nonfinite", msg)
 
     def _end_step(self) -> None:

@@ -334,8 +334,36 @@ def test_autocast_bfloat16_with_grad_scaler(tmp_path, given):
     assert ws.tolist() == [0, 1, 3]  # no update on the skipped step
     events = rec.events()
     assert len(events) == 1 and events[0][:3] == (2, "main", "nonfinite")
-    assert "layer head" in events[0][3] and "skipped" in events[0][3]
+    assert "layer head" in events[0][3] and "skipped (by the GradScaler)" in events[0][3]
     assert np.isfinite(rec.metric("main", "act_grad_norm")[1]).all()
+
+
+def test_nonfinite_messages_say_what_happened(tmp_path):
+    """A user loop that skips `optimizer.step()` on a NaN loss: the event says the step was skipped
+    (it blamed "e.g. a GradScaler" there is none of); a `log` of a NaN with no step of its own does
+    not claim a skipped step; a loss that is inf while every gradient is finite read "(first bad
+    gradient: the loss)"."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    with gradviz.watch(model, opt, path=tmp_path / "n.gradviz", name="n") as w:
+        loss = F.cross_entropy(model(x * float("nan")), y)  # NaN loss, NaN gradients
+        opt.zero_grad()
+        loss.backward()
+        if torch.isfinite(loss):
+            opt.step()
+        w.log(loss=loss)
+        for _ in range(2):  # good steps end the run of bad ones
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.log(loss=loss)
+        w.log(loss=float("inf"))  # a number with no forward and no step: gradients are the last ones, finite
+    msgs = [e[3] for e in gradviz.open_run(tmp_path / "n.gradviz").events() if e[2] == "nonfinite"]
+    assert len(msgs) == 2
+    assert msgs[0].startswith("n: loss became non-finite at step 0 (first bad gradient: layer ") and msgs[0].endswith("; the optimizer step was skipped")
+    assert msgs[1] == "n: loss became non-finite at step 3"
 
 
 def test_every_hist_every_and_update_every(tmp_path):
