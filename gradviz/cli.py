@@ -28,12 +28,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _setup_logging() -> None:
-    from .paths import log_file
+    from .paths import QuietFileHandler, log_file
 
     path = log_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+        handler: logging.Handler = QuietFileHandler(path, encoding="utf-8")
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -188,7 +188,13 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else new_run_path(cfg.name)
     rec = Recording()
     exp = Experiment(cfg, rec)
-    writer = RunFileWriter(out, rec)
+    lost: list[str] = []
+
+    def on_write_error(msg: str) -> None:  # the file is what `run` is for: stop, keep what was written
+        lost.append(f"{msg}; training stopped at step {exp.step_index}, the file keeps what was written before")
+        exp.stopped = True
+
+    writer = RunFileWriter(out, rec, on_error=on_write_error)
     tty = sys.stderr.isatty()
     started = last_print = time.perf_counter()
     first = exp.step_index
@@ -218,6 +224,9 @@ def cmd_run(args) -> int:
         print(f"  {name:<12} final loss {final:<12} first/last layer grad_norm {gradient_ratio(rec, name):.3g}")
     for msg in exp.messages:
         print(f"  note: {msg}")
+    if lost:
+        print(f"gradviz: {lost[0]}", file=sys.stderr)
+        return 1
     print(f"recorded to {out}")
     if exp.error:
         print(f"gradviz: {exp.error}", file=sys.stderr)

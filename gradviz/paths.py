@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 from pathlib import Path
 
@@ -27,3 +28,11 @@ def new_run_path(preset: str) -> Path:
 
 def log_file() -> Path:
     return data_dir() / "gradviz.log"
+
+
+class QuietFileHandler(logging.FileHandler):
+    """The log file is best effort: on a full disk Python's handler printed "--- Logging error ---"
+    and two tracebacks over the user's terminal for every record."""
+
+    def handleError(self, record) -> None:  # noqa: N802 - logging API
+        pass

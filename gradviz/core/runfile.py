@@ -156,10 +156,15 @@ class RunFileWriter:
     """Listens to a Recording and persists every change, committing at least every 0.5 s.
 
     Used from the thread that writes the recording (the experiment's worker or the user's loop).
+    A write that fails (a full disk, a vanished folder) raises `RunFileError`; with `on_error`, it
+    is handed the one-line message instead, once, and the writer stops writing (what it committed
+    stays, the recording in memory goes on): a lecture keeps training when the disk fills up.
     """
 
-    def __init__(self, path: str | Path, recording: Recording) -> None:
+    def __init__(self, path: str | Path, recording: Recording, on_error=None) -> None:
         self.path = Path(path)
+        self.on_error = on_error
+        self.error: str | None = None  # why writing stopped, once it has
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
@@ -252,11 +257,28 @@ class RunFileWriter:
                 )
             self._pending_hist.clear()
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise RunFileError(f"{self.path}: cannot write run file ({_one_line(exc)})") from None
+        except (sqlite3.Error, OSError) as exc:
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            msg = f"{self.path}: cannot write run file ({_one_line(exc)})"
+            if self.on_error is None:
+                raise RunFileError(msg) from None
+            self._give_up(msg)
+            return
         self._last_commit = time.monotonic()
+
+    def _give_up(self, msg: str) -> None:
+        """Stop writing after a failed write: drop what was pending (the recording in memory has
+        it), keep the file as last committed, tell the owner once."""
+        self.error = msg
+        self._pending.clear()
+        self._pending_hist.clear()
+        self._ops.clear()
+        self.close()
+        self.on_error(msg)
 
     def _write_op(self, kind: str, payload: tuple) -> None:
         db = self._db

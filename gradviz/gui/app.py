@@ -309,7 +309,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if s.path and not failed:
             self.path_label.setText(f"recording to {s.path}")
         else:  # the status bar said "recording to not recorded" when the file could not be made
-            self.path_label.setText("not recorded (the run file could not be created)" if s.not_recorded and not failed else "")
+            self.path_label.setText("not recorded (the run file could not be written)" if s.not_recorded and not failed else "")
         self.path_label.setToolTip(s.path or s.not_recorded)
         self.readout.set_error(s.error if failed else None)
         self.controls.sync(s)

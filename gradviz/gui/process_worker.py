@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig
 from ..core.recording import Recording
+from ..paths import QuietFileHandler
 from .worker import Status, Worker, session_path
 
 log = logging.getLogger("gradviz")
@@ -61,7 +62,7 @@ def _child_logging(log_path: str | None) -> None:
     root.setLevel(logging.INFO)
     if log_path:
         try:
-            handler: logging.Handler = logging.FileHandler(log_path, encoding="utf-8")
+            handler: logging.Handler = QuietFileHandler(log_path, encoding="utf-8")
         except OSError:
             handler = logging.NullHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[trainer]: %(message)s"))

@@ -148,6 +148,19 @@ class Worker:
             self.ready.set()
             self.done.set()
 
+    def _recording_stopped(self, msg: str) -> None:
+        """The run file could not be written (a full disk): the lecture trains on, unrecorded from
+        here; the file keeps what it had."""
+        exp = self.experiment
+        note = f"recording stopped at step {exp.step_index if exp is not None else 0}: {msg}; training goes on"
+        with self._lock:
+            if exp is not None:
+                exp.messages.append(note)  # the status's messages are the experiment's
+            else:
+                self._status.messages.append(note)
+            self._status.not_recorded = msg
+            self._status.path = ""
+
     def _session(self) -> None:
         from ..core.experiment import Experiment
         from ..core.runfile import RunFileError, RunFileWriter
@@ -166,10 +179,10 @@ class Worker:
             return
         if self.path is not None:
             try:
-                self.writer = RunFileWriter(self.path, self.recording)
+                self.writer = RunFileWriter(self.path, self.recording, on_error=self._recording_stopped)
             except RunFileError as exc:
                 with self._lock:
-                    self._status.messages.append(f"not recorded: {exc}")
+                    exp.messages.append(f"not recorded: {exc}")  # the status's messages are the experiment's
                     self._status.not_recorded = str(exc)
                 self.path = None
         self._store_layer_table(exp)

@@ -101,6 +101,35 @@ def test_summary_has_a_table_per_distinct_model(tmp_path):
         assert f"{sum(p.numel() for p in model.parameters()):,}" in total, (name, total)
 
 
+def test_a_run_file_that_stops_taking_writes_ends_the_run_in_one_line(tmp_path, monkeypatch, capsys):
+    """The disk fills up mid-run: `gradviz run` printed "--- Logging error ---" tracebacks (its log
+    was on the same disk), blamed run 'residual' for the file, and said "recorded to" a file that
+    was not. Now: one line naming the file, why, and the step; exit code 1; the file keeps the
+    steps written before. (A read-only database stands in for the full disk.)"""
+    from gradviz import cli
+    from gradviz.core.runfile import RunFileWriter
+
+    flush = RunFileWriter.flush
+
+    def flush_then_fill_up(self):
+        flush(self)
+        if not self.closed and self._db.execute("SELECT count(*) FROM chunks WHERE name = 'loss'").fetchone()[0] >= 10:
+            self._db.execute("PRAGMA query_only=ON")  # after a few steps of each run
+
+    monkeypatch.setattr(RunFileWriter, "flush", flush_then_fill_up)
+    monkeypatch.setattr("gradviz.core.runfile.FLUSH_SECONDS", 0.0)  # a commit at every step
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path / "home"))
+    out = tmp_path / "r.gradviz"
+    rc = cli.main(["run", "--preset", "demo", "--steps", "40", "--set", "model.depth=3", "--out", str(out), "--quiet"])
+    cap = capsys.readouterr()
+    assert rc == 1
+    assert "Logging error" not in cap.err and "Traceback" not in cap.err and "recorded to" not in cap.out
+    lines = [ln for ln in cap.err.splitlines() if ln.startswith("gradviz: ")]
+    assert len(lines) == 1 and f"{out}: cannot write run file (" in lines[0] and "training stopped at step" in lines[0], cap.err
+    kept = gradviz.open_run(out).metric("plain", "loss")[0]
+    assert 0 < len(kept) < 40
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nactivation = "swish"\n')

@@ -72,6 +72,52 @@ def test_writer_commits_within_half_a_second_and_follow_sees_it(tmp_path, monkey
     w.close()
 
 
+def test_a_write_that_fails_is_handed_to_the_owner_once_and_the_file_keeps_its_steps(tmp_path):
+    """A full disk mid-session raised out of the recording's listener and stopped the lecture's
+    training. With `on_error` the writer hands over one line, once, stops writing, and leaves the
+    file as last committed; the recording in memory carries on. (A read-only database stands in
+    for the full disk: sqlite refuses the write the same way.)"""
+    rec = Recording()
+    got: list[str] = []
+    path = tmp_path / "f.gradviz"
+    writer = RunFileWriter(path, rec, on_error=got.append)
+    filled(rec, steps=20)
+    writer.flush()
+    writer._db.execute("PRAGMA query_only=ON")  # every write from here fails
+    for s in range(20, 40):
+        rec.append("plain", s, {"loss": 0.5, "grad_norm": np.ones(5), "act_grad_norm": np.ones(2)})
+    writer.flush()
+    rec.add_event(30, "plain", "toggle", "norm on")  # an event flushes at once: no second message
+    assert len(got) == 1 and got[0].startswith(f"{path}: cannot write run file (") and "\n" not in got[0]
+    assert writer.error == got[0] and writer.closed
+    assert rec.metric("plain", "loss")[0][-1] == 39  # memory goes on
+    back = gradviz.open_run(path)
+    assert back.metric("plain", "loss")[0].tolist() == list(range(20))  # the file keeps what it had
+    with pytest.raises(RunFileError, match="cannot write run file"):  # without on_error: raised, as before
+        w2 = RunFileWriter(tmp_path / "g.gradviz", Recording())
+        w2._db.execute("PRAGMA query_only=ON")
+        w2._on("event", (rec.event_objects()[0],))
+
+
+def test_the_log_file_never_prints_tracebacks(tmp_path, capsys):
+    """On a full disk every log record printed "--- Logging error ---" and two tracebacks over the
+    terminal (`gradviz run` showed them between its progress lines). The log is best effort."""
+    import logging
+
+    from gradviz.paths import QuietFileHandler
+
+    handler = QuietFileHandler(tmp_path / "gradviz.log", encoding="utf-8")
+    handler.stream = open("/dev/full", "w")  # noqa: SIM115 - every flush fails with ENOSPC
+    log = logging.getLogger("gradviz-test-quiet")
+    log.addHandler(handler)
+    try:
+        log.error("cannot write")
+        log.error("again")
+    finally:
+        log.removeHandler(handler)
+    assert capsys.readouterr().err == ""
+
+
 def test_killed_writer_leaves_a_readable_file(tmp_path):
     import subprocess
     import sys

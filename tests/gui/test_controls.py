@@ -455,6 +455,16 @@ def test_session_fields_show_only_what_the_model_is_built_from(qtbot):
         assert form.isRowVisible(panel.optimizer) and form.isRowVisible(panel.lr)
 
 
+def _window_on(qtbot, worker):
+    """A shown MainWindow over a started `worker`, once it has trained five steps."""
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.show()
+    assert worker.ready.wait(60)
+    qtbot.waitUntil(lambda: worker.recording.last_step() >= 5, timeout=30000)
+    return win
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_run_file_that_cannot_be_created_is_said_and_training_goes_on(qtbot, tmp_path, kind, tiny):
     """A run file in a folder that cannot exist (its parent is a file): the status bar read
@@ -463,16 +473,36 @@ def test_a_run_file_that_cannot_be_created_is_said_and_training_goes_on(qtbot, t
     (tmp_path / "blocker").write_text("")
     cls = ProcessWorker if kind == "process" else Worker
     worker = cls(tiny(), path=tmp_path / "blocker" / "x.gradviz", max_rate=200.0).start()
-    win = MainWindow(worker.recording, session=worker)
-    qtbot.addWidget(win)
-    win.show()
+    win = _window_on(qtbot, worker)
     try:
-        assert worker.ready.wait(60)
-        qtbot.waitUntil(lambda: worker.recording.last_step() >= 5, timeout=30000)
         qtbot.waitUntil(lambda: win.path_label.text() != "", timeout=5000)
-        assert win.path_label.text() == "not recorded (the run file could not be created)"
+        assert win.path_label.text() == "not recorded (the run file could not be written)"
         assert "x.gradviz: cannot create run file" in win.path_label.toolTip()
+        assert any(m.startswith("not recorded: ") for m in worker.status().messages)  # kept, not overwritten
         assert win.device_label.text() == "cpu"
+    finally:
+        win.shutdown()
+
+
+def test_a_disk_that_fills_up_mid_lecture_stops_the_recording_not_the_training(qtbot, tmp_path, tiny):
+    """The run file stops taking writes mid-session (a full disk; a read-only database stands in):
+    the training stopped with "run 'residual' failed ... cannot write run file". It goes on,
+    unrecorded; the status bar says so and why, and the file keeps the steps written before."""
+    path = tmp_path / "live.gradviz"
+    worker = Worker(tiny(), path=path, max_rate=200.0).start()
+    win = _window_on(qtbot, worker)
+    try:
+        worker.writer.flush()
+        kept = len(open_run(path).metric("plain", "loss")[0])
+        worker.writer._db.execute("PRAGMA query_only=ON")  # every write from here fails
+        qtbot.waitUntil(lambda: worker.writer.error is not None, timeout=10000)
+        at = worker.recording.last_step()
+        qtbot.waitUntil(lambda: worker.recording.last_step() >= at + 20, timeout=30000)  # still training
+        qtbot.waitUntil(lambda: win.path_label.text() == "not recorded (the run file could not be written)", timeout=5000)
+        assert "cannot write run file" in win.path_label.toolTip()
+        assert worker.status().state != "error" and worker.status().error is None
+        assert any(m.startswith("recording stopped at step ") and m.endswith("training goes on") for m in worker.status().messages), worker.status().messages
+        assert len(open_run(path).metric("plain", "loss")[0]) >= kept > 0
     finally:
         win.shutdown()
 
