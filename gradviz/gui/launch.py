@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 log = logging.getLogger("gradviz")
 
@@ -74,10 +75,18 @@ def no_display_reason(env=os.environ, platform: str = sys.platform) -> str | Non
 
 def launch(args) -> int:
     reason = no_display_reason()
+    command = getattr(args, "command", None)
     if reason:
+        if command == "open":  # a file that cannot be opened anywhere says so first (it read "no display")
+            from ..core.runfile import RunFileError, RunFileReader
+
+            try:
+                RunFileReader(Path(args.run_file).expanduser()).close()
+            except RunFileError as exc:
+                print(f"gradviz: {exc}", file=sys.stderr)
+                return 2
         print(f"gradviz: {reason}", file=sys.stderr)
         return 2
-    command = getattr(args, "command", None)
     if command == "open":
         return _open(args)
     cfg = getattr(args, "config_obj", None)

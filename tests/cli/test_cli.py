@@ -161,12 +161,23 @@ def test_the_gui_without_a_display_says_so_in_one_line(tmp_path):
     """Over SSH or in a container Qt would abort with a screenful about platform plugins."""
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["GRADVIZ_HOME"] = str(tmp_path / "home")
+    from gradviz.core.recording import Recording
+    from gradviz.core.runfile import RunFileWriter
+
     run_file = tmp_path / "r.gradviz"
+    rec = Recording()
+    writer = RunFileWriter(run_file, rec)
+    rec.add_run("a", ["l0"], ["Linear"], [])
+    rec.append("a", 0, {"loss": 1.0})
+    writer.close()
     for args in ((), ("open", str(run_file))):
         res = subprocess.run([sys.executable, "-m", "gradviz", *args], capture_output=True, text=True, timeout=120, env=env)
         err = res.stderr.strip()
         assert res.returncode == 2, (args, err)
         assert len(err.splitlines()) == 1 and "no display" in err and "gradviz run" in err, (args, err)
+    # a file that cannot be opened anywhere says so first, not "no display"
+    res = subprocess.run([sys.executable, "-m", "gradviz", "open", str(tmp_path / "missing.gradviz")], capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2 and res.stderr.strip() == f"gradviz: {tmp_path / 'missing.gradviz'}: no such file", res.stderr
 
 
 def test_display_check_follows_the_platform_settings():
