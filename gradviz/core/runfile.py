@@ -178,7 +178,9 @@ class RunFileWriter:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise RunFileError(f"{self.path}: cannot create run file ({_one_line(exc)})") from None
+            blocker = next((a for a in self.path.parents if a.exists() and not a.is_dir()), None)
+            why = f"{blocker} is a file, not a folder" if blocker is not None else _one_line(exc)  # not "[Errno 17] File exists"
+            raise RunFileError(f"{self.path}: cannot create run file ({why})") from None
         self._run_ids: dict[str, int] = {}
         self._pending: dict[tuple[str, str], tuple[list, list]] = {}
         self._pending_hist: dict[tuple[str, str, int], tuple[list, list]] = {}

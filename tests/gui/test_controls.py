@@ -477,7 +477,7 @@ def test_a_run_file_that_cannot_be_created_is_said_and_training_goes_on(qtbot, t
     try:
         qtbot.waitUntil(lambda: win.path_label.text() != "", timeout=5000)
         assert win.path_label.text() == "not recorded (the run file could not be written)"
-        assert "x.gradviz: cannot create run file" in win.path_label.toolTip()
+        assert win.path_label.toolTip() == f"{tmp_path / 'blocker' / 'x.gradviz'}: cannot create run file ({tmp_path / 'blocker'} is a file, not a folder)"
         assert any(m.startswith("not recorded: ") for m in worker.status().messages)  # kept, not overwritten
         assert win.device_label.text() == "cpu"
     finally:
