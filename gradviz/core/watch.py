@@ -767,10 +767,23 @@ class Watch:
     def _update_due(self) -> bool:
         return (self.step // self.every) % self.update_every == 0
 
-    def _before_step(self, _opt, _args, _kwargs) -> None:
+    def _before_step(self, _opt, args, kwargs) -> None:
         # only a step whose forward pass we saw: `log` before `step`, or a closure optimiser
         # (LBFGS) whose gradients come later, leave the measuring to `log`
-        if not self._recorded() or not self._in_step or self._metrics is None:
+        if not self._recorded() or self._metrics is None:
+            return
+        if not self._in_step:
+            closure = args[0] if args else (kwargs or {}).get("closure")
+            if closure is not None and self._update_due():
+                # a closure step (LBFGS; PyTorch Lightning steps every optimizer so): the forward and
+                # backward run inside `step`, the gradients are read at `log`, and the weights
+                # before the step are these (update_ratio was never recorded for such a loop)
+                self._drain()
+                mt = self._metrics
+                with torch.no_grad():
+                    mt.snapshot([j for j, q in enumerate(mt.params) if q.requires_grad])
+                self._pending["snap"] = True
+                self._pending["closure"] = True
             return
         if not self._scaler_looked and self._bgn is not None:
             # once: every optimizer step of a scaled loop runs inside `scaler.step`
@@ -807,7 +820,7 @@ class Watch:
             p["snap"] = True
 
     def _after_step(self, _opt, _args, _kwargs) -> None:
-        if not self._recorded() or "grads" not in self._pending:
+        if not self._recorded() or ("grads" not in self._pending and not self._pending.get("closure")):
             return
         p, mt = self._pending, self._metrics
         p["stepped"] = True

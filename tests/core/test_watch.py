@@ -833,6 +833,42 @@ def test_watch_sees_the_mobile_activations(tmp_path):
     assert rec.meta["layer_activation"] == {"0": "relu", "2": "hardsigmoid", "4": "relu"}
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_a_closure_step_records_the_update(tmp_path, background):
+    """PyTorch Lightning steps every optimizer with a closure (`optimizer.step(closure)`, as LBFGS
+    needs): forward and backward run inside `step`, and update_ratio was never recorded. The
+    weights are taken before the step; from the second step on (the layers are learnt in the
+    first forward, inside the first closure) update_ratio and grad_norm equal the weights' actual
+    change and the gradients, per layer."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    want_u, want_g = [], []
+    with gradviz.watch(model, opt, path=tmp_path / "c.gradviz", name="c", update_every=1, background=background) as w:
+        for _ in range(4):
+            x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+
+            def closure(x=x, y=y):
+                opt.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                return loss
+
+            before = [[q.detach().clone() for q in model[k].parameters()] for k in (0, 2)]
+            loss = opt.step(closure)
+            want_g.append([float(torch.cat([q.grad.flatten() for q in model[k].parameters()]).norm()) for k in (0, 2)])
+            want_u.append([
+                float(torch.cat([(q.detach() - b).flatten() for q, b in zip(model[k].parameters(), bs, strict=True)]).norm() / torch.cat([b.flatten() for b in bs]).norm())
+                for k, bs in zip((0, 2), before, strict=True)
+            ])
+            w.log(loss=loss)
+    rec = gradviz.open_run(tmp_path / "c.gradviz")
+    steps, upd = rec.metric("c", "update_ratio")
+    assert steps.tolist() == [1, 2, 3]
+    close(upd, np.asarray(want_u)[1:], rtol=1e-5)
+    close(rec.metric("c", "grad_norm")[1], want_g, rtol=1e-5)
+
+
 def test_a_model_that_grows_mid_training_is_said_once(tmp_path):
     """A layer appended after the watch began (and given to the optimizer) was measured nowhere,
     without a word. The watch says so once, by a warning and an event naming the new parameters;
