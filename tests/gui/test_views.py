@@ -1609,6 +1609,33 @@ def test_a_loss_below_one_is_labelled_in_its_own_units(qtbot):
         assert float(t.replace("·10", "e").replace("²", "2")) == pytest.approx(10.0**v, rel=1e-6), (v, t)
 
 
+def test_depth_profile_says_what_was_not_recorded(qtbot):
+    """A watch without an optimizer has no update ratio, a model without blocks no block gradient:
+    the depth profile showed an empty plot under a "vanishing" band. It says which metric is
+    missing and why, in the middle of the plot, and shows the band and the profile again once the
+    metric is there; an empty session (no step yet) says nothing."""
+    from gradviz.gui.views.depth import DepthView
+
+    rec = Recording()
+    rec.set_meta({"kind": "watch", "optimizer": ""})
+    rec.add_run("kw", ["a", "b"], ["Linear", "Linear"], [])
+    depth = _draw_view(qtbot, DepthView(), rec, (800, 500))
+    assert not depth.nothing.isVisible()  # nothing trained yet: nothing to explain
+    rec.append("kw", 0, {"loss": 1.0, "grad_norm": np.full(2, 0.1, np.float32)})
+    depth.set_metric("update_ratio")
+    depth.refresh(rec)
+    assert depth.nothing.isVisible() and not depth.band.isVisible()
+    assert depth.nothing.toPlainText() == "no update / weight per layer recorded\n(watched without an optimizer: nothing to measure the step around)"
+    (x0, x1), (y0, y1) = depth.plot.viewRange()
+    assert depth.nothing.pos().x() == pytest.approx((x0 + x1) / 2) and depth.nothing.pos().y() == pytest.approx((y0 + y1) / 2)
+    depth.set_metric("act_grad_norm")
+    depth.refresh(rec)
+    assert depth.nothing.toPlainText().endswith("(no blocks in this model: pass blocks= to gradviz.watch)")
+    depth.set_metric("grad_norm")
+    depth.refresh(rec)
+    assert not depth.nothing.isVisible() and depth.band.isVisible()
+
+
 def test_depth_axis_follows_the_metric_between_layers_and_blocks(qtbot):
     """Six layers, three blocks: switching the profile to "gradient reaching each block" kept the
     six-layer x axis, and the blocks' profile sat in its left half (a transformer's three blocks in

@@ -87,6 +87,12 @@ class DepthView(View):
         self.plot.addItem(self.band, ignoreBounds=True)
         self.band_label = pg.TextItem("vanishing", anchor=(0, 1))
         self.plot.addItem(self.band_label, ignoreBounds=True)
+        # said in the plot when the runs trained but recorded none of the chosen metric (a watch
+        # without an optimizer has no update ratio; a model without blocks no block gradient): an
+        # empty plot looked broken
+        self.nothing = pg.TextItem("", anchor=(0.5, 0.5))
+        self.nothing.setVisible(False)
+        self.plot.addItem(self.nothing, ignoreBounds=True)
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -278,6 +284,7 @@ class DepthView(View):
                 self._apply_axes()
         self._zero_x, self._least = zero_x, least
         self._place_zeros()
+        self._say_nothing(recording, upto, drawn=bool(self._latest))
         any_zero = any(len(xs) for xs in zero_x.values())
         if any_zero != (self.zero_entry is not None):
             if any_zero:  # after the runs' entries: the key names the runs first
@@ -293,6 +300,32 @@ class DepthView(View):
             # markers stay off the frame), never shrink to hide vanishing ones
             self.decades[self.metric_name] = (lo, int(math.ceil(top)) + 1)
             self._sync_spins()
+
+    def _say_nothing(self, recording, upto: int | None, drawn: bool) -> None:
+        """Name what is missing, and why where the file says, when the runs trained but recorded
+        none of this metric."""
+        trained = any(upto_count(recording.metric(run, "loss")[0], upto) for run in recording.runs)
+        has_band = METRICS[self.metric_name][3] is not None
+        if drawn or not trained:
+            self.nothing.setVisible(False)
+            self.band.setVisible(has_band)
+            self.band_label.setVisible(has_band)
+            return
+        self.band.setVisible(False)  # a "vanishing" band over no data said something it could not
+        self.band_label.setVisible(False)
+        label = METRICS[self.metric_name][0]
+        meta = recording.meta or {}
+        why = ""
+        if self.metric_name in ("update_ratio", "weight_norm") and meta.get("kind") == "watch" and not meta.get("optimizer"):
+            why = "\n(watched without an optimizer: nothing to measure the step around)"
+        elif self.metric_name == "act_grad_norm" and not any(recording.info(run).blocks for run in recording.runs):
+            why = "\n(no blocks in this model: pass blocks= to gradviz.watch)"
+        self.nothing.setText(f"no {label} recorded{why}")
+        self.nothing.setColor(self.theme.foreground)
+        self.nothing.setFont(self.theme.font())
+        (x0, x1), (y0, y1) = self.plot.viewRange()
+        self.nothing.setPos((x0 + x1) / 2, (y0 + y1) / 2)  # view coordinates: log10 on this axis
+        self.nothing.setVisible(True)
 
     # ---- export -----------------------------------------------------------------------
     def csv(self) -> tuple[list[str], list[list]]:
