@@ -1634,6 +1634,18 @@ def test_depth_profile_says_what_was_not_recorded(qtbot):
     depth.set_metric("grad_norm")
     depth.refresh(rec)
     assert not depth.nothing.isVisible() and depth.band.isVisible()
+    # `w.log()` with no loss: the loss view says so rather than showing an empty plot
+    from gradviz.gui.views.loss import NO_LOSS, LossView
+
+    rec2 = Recording()
+    rec2.add_run("kw", ["a"], ["Linear"], [])
+    for i in range(3):
+        rec2.append("kw", i, {"loss": float("nan")})
+    loss = _draw_view(qtbot, LossView(), rec2, (600, 400))
+    assert loss.nothing.isVisible() and loss.nothing.toPlainText() == NO_LOSS
+    rec2.append("kw", 3, {"loss": 0.5})
+    loss.refresh(rec2)
+    assert not loss.nothing.isVisible()
 
 
 def test_depth_axis_follows_the_metric_between_layers_and_blocks(qtbot):

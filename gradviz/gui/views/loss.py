@@ -21,6 +21,7 @@ from .base import (
 
 SERIES = ("loss", "eval_loss")  # train solid, eval dashed
 EVAL_ENTRY = "eval (dashed)"
+NO_LOSS = "no loss recorded\n(gradviz.watch: pass it to log, w.log(loss=loss))"
 
 
 class LossView(View):
@@ -39,6 +40,11 @@ class LossView(View):
         self.plot.setLabel("left", "loss")
         self.plot.setLogMode(x=False, y=True)
         self.markers = Markers(self.plot)
+        # said in the plot when steps were recorded without a loss (`w.log()` with no loss=): an
+        # empty plot looked broken
+        self.nothing = pg.TextItem(NO_LOSS, anchor=(0.5, 0.5))
+        self.nothing.setVisible(False)
+        self.plot.addItem(self.nothing, ignoreBounds=True)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self._drawn: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.eval_entry: pg.PlotDataItem | None = None  # legend only: "eval (dashed)", after the runs
@@ -89,6 +95,14 @@ class LossView(View):
             self._apply_theme(self.theme)  # the new entries' fonts
             self._fit_legend()
         self.markers.update(recording.event_objects(), upto)
+        stepped = any(len(steps) for steps, _v in self._drawn.values())
+        empty = stepped and not any(np.isfinite(v).any() for _s, v in self._drawn.values())
+        if empty:
+            (x0, x1), (y0, y1) = self.plot.viewRange()
+            self.nothing.setPos((x0 + x1) / 2, (y0 + y1) / 2)
+            self.nothing.setColor(self.theme.foreground)
+            self.nothing.setFont(self.theme.font())
+        self.nothing.setVisible(empty)
 
     def _fit_legend(self, *_args) -> None:
         self.widget.fit_key()
