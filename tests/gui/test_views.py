@@ -743,6 +743,25 @@ def test_pool_rows_keeps_each_pixel_row_the_largest_of_its_bins():
     np.testing.assert_allclose(means[10], logs[30:33].mean(axis=0))
 
 
+def test_heatmap_rows_are_labelled_with_round_layer_numbers():
+    """A DenseNet's 242 layers were labelled 0, 31, 62, 93, ...; the demo's 62, whose switched-off
+    norms have no row, 0, 7, 15, 23, .... Many layers get round numbers (0, 50, 100 / 0, 10, 20) at
+    their place among the rows; a few keep the rows' own indices."""
+    from gradviz.gui.views.heatmap import row_ticks
+
+    dense = row_ticks(np.arange(242), 31)
+    assert [t for _y, t in dense] == ["0", "50", "100", "150", "200"]
+    assert [y for y, _t in dense] == [0.5, 50.5, 100.5, 150.5, 200.5]
+    demo = np.array([0, *range(1, 61, 2), 61])  # input, 30 Linear rows, head: the norms have none
+    ticks = row_ticks(demo, 4)
+    assert [t for _y, t in ticks] == ["0", "10", "20", "30", "40", "50", "60"]
+    for y, t in ticks:  # each at its layer's place: between the rows of the layers around it
+        below = np.searchsorted(demo, int(t), side="right") - 1
+        assert below + 0.5 <= y <= below + 1.5, (t, y)
+    assert [t for _y, t in row_ticks(np.array([0, 2]), 1)] == ["0", "2"]  # a few rows: their own indices
+    assert [t for _y, t in row_ticks(np.arange(12), 2)] == ["0", "2", "4", "6", "8", "10"]
+
+
 def test_heatmap_with_more_layers_than_pixels_draws_their_means(qtbot):
     """A 200-block twin has 402 layers: in a plot 200 px high the image lost half its rows to Qt's
     scaling. It is handed over pooled, one row per pixel at most, each the mean of its layers."""

@@ -21,6 +21,7 @@ from .base import (
     View,
     add_title,
     fit_run_titles,
+    nice_step,
     pool_rows,
     set_axis_label,
     share_step_axis,
@@ -32,6 +33,18 @@ from .base import (
 MAX_COLUMNS = 1200
 LEVELS = (-10.0, 1.0)  # log10 gradient norm: 1e-10 (dark) to 10 (bright)
 NARROW_EM = 30  # a pane narrower than this many font points gives its images the colour bar's label room
+
+
+def row_ticks(rows: np.ndarray, every: int) -> list[tuple[float, str]]:
+    """Row labels: every `every`-th row by its layer index; with many layers, round layer numbers
+    (0, 50, 100, ...) at their place among the rows instead (a DenseNet's 242 layers read 0, 31,
+    62, 93; the demo's, whose switched-off norms have no row, 0, 7, 15, 23)."""
+    first, last = int(rows[0]), int(rows[-1])
+    step = int(nice_step(every * (last - first + 1) / len(rows))) if every > 1 else 1  # in layers
+    if step < 5 or every >= len(rows) - 1:
+        return [(i + 0.5, str(int(rows[i]))) for i in range(0, len(rows), every)]
+    marks = range(-(-first // step) * step, last + 1, step)
+    return [(float(np.interp(m, rows, np.arange(len(rows)))) + 0.5, str(m)) for m in marks]
 
 
 class HeatmapView(View):
@@ -147,8 +160,7 @@ class HeatmapView(View):
             shown_rows = self._rows.get(run)
             if shown_rows is None or shown_rows[1] != every or not np.array_equal(shown_rows[0], rows):
                 self._rows[run] = (rows, every)
-                ticks = [(i + 0.5, str(int(rows[i]))) for i in range(0, len(rows), every)]
-                plot.getAxis("left").setTicks([ticks, []])
+                plot.getAxis("left").setTicks([row_ticks(rows, every), []])
             self._drawn[run] = (steps[idx], logv)
             self.markers[run].update(events, upto, run)
 
