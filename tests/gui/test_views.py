@@ -1310,7 +1310,8 @@ def test_one_runs_spike_is_clipped_so_the_others_histograms_show(qtbot):
     """The init preset: the zeros run's weights are 1024 values in one bin, the other runs' peak
     near 60; scaled to the spike, their histograms were a line along the bottom. The strip stops a
     little above the others' peaks and says, in the spike's colour beside it, how high it goes;
-    without a spike the strip shows every bin."""
+    without a spike (or with weight decay's peak, 4-5 times the other run's) the strip shows every
+    bin."""
     from gradviz.gui.views.histograms import HistogramsView
 
     rec = Recording()
@@ -1346,6 +1347,16 @@ def test_one_runs_spike_is_clipped_so_the_others_histograms_show(qtbot):
     hist.grab()
     assert not hist.clip_label.isVisible()
     assert hist.latest.getViewBox().viewRange()[1][1] >= 60
+    rec3 = Recording()
+    for run, peak in (("no-decay", 45.0), ("weight-decay", 200.0)):  # the weight-decay lesson's peak
+        rec3.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec3.set_edges(run, "weight", 1, edges)
+        rec3.append_histograms(run, 0, "weight", {1: peak * np.exp(-np.linspace(-3, 3, 64) ** 2)})
+        rec3.append(run, 0, {"loss": 1.0})
+    hist.refresh(rec3)
+    hist.set_selection("weight", 1)
+    hist.grab()
+    assert not hist.clip_label.isVisible() and hist.latest.getViewBox().viewRange()[1][1] >= 200
 
 
 def test_names_from_a_file_are_shown_as_text_never_markup(qtbot):
