@@ -904,9 +904,11 @@ def test_saturation_plot_names_what_was_counted(qtbot, meta, label):
 
 def test_a_mixed_run_marks_which_layers_count_saturated_units(qtbot):
     """A watched MobileNet counts dead units before its Hardswish layers and saturated ones before
-    its Hardsigmoid gates: one line joined both. The saturated-counted layers are hollow triangles,
-    the dead-counted ones dots, and the key says which is which; a run of one kind keeps its dots."""
+    its Hardsigmoid gates: one line joined both. Two series now: the dead-counted layers as dots on
+    a solid line, the saturated-counted ones as hollow triangles on a dashed one, and the key says
+    which is which; a run of one kind keeps its one curve."""
     import pyqtgraph as pg
+    from PySide6 import QtCore
 
     from gradviz.gui.views.activations import MIXED_NOTE, ActivationsView
 
@@ -918,7 +920,8 @@ def test_a_mixed_run_marks_which_layers_count_saturated_units(qtbot):
     qtbot.addWidget(acts)
     acts.refresh(rec)
     dots, tris = acts.marks["mine"]
-    assert acts.curves[("mine", "act_saturation")].opts["symbol"] is None
+    assert not acts.curves[("mine", "act_saturation")].isVisible()  # two series instead of one curve
+    assert dots.opts["pen"].style() == QtCore.Qt.PenStyle.SolidLine and tris.opts["pen"].style() != QtCore.Qt.PenStyle.SolidLine
     assert dots.isVisible() and list(dots.xData) == [0, 2] and list(dots.yData) == pytest.approx([0.5, 0.4])
     assert tris.isVisible() and list(tris.xData) == [1] and list(tris.yData) == pytest.approx([0.1]) and tris.opts["symbol"] == "t1"
     assert MIXED_NOTE in acts.key.full_text
@@ -936,7 +939,7 @@ def test_a_mixed_run_marks_which_layers_count_saturated_units(qtbot):
     one.add_run("mine", ["a", "b"], ["Conv2d"] * 2, [])
     one.append("mine", 0, {"loss": 1.0, "act_mean": np.zeros(2), "act_saturation": np.array([0.5, 0.4])})
     acts.refresh(one)
-    assert acts.curves[("mine", "act_saturation")].opts["symbol"] == "o"
+    assert acts.curves[("mine", "act_saturation")].isVisible() and acts.curves[("mine", "act_saturation")].opts["symbol"] == "o"
     assert not any(c.isVisible() for items in acts.marks.values() for c in items)
     assert MIXED_NOTE not in acts.key.full_text
 

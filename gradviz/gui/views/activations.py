@@ -50,8 +50,9 @@ def saturation_label(recording) -> str:
 
 
 MIXED_LABEL = "saturated (tanh, sigmoid) or dead (ReLU) fraction"
-# in such a run the layers counted as saturated are hollow triangles, the dead-counted dots; the key says so
-MIXED_NOTE = "△ saturated (tanh, sigmoid)  ● dead (ReLU family)"
+# in such a run the saturated-counted layers are hollow triangles on a dashed line, the dead-counted
+# dots on a solid one; the key says so
+MIXED_NOTE = "△ - - saturated (tanh, sigmoid)  ● — dead (ReLU family)"
 DEAD_KINDS = ("relu",)
 
 
@@ -216,16 +217,16 @@ class ActivationsView(View):
         self._show_key(recording)
 
     def _mark_saturating(self, recording) -> None:
-        """In a run that counts saturated units for some layers and dead ones for others, the
-        saturation curve's points say which: filled dots dead, hollow triangles saturated (the
-        line alone joins them)."""
+        """In a run that counts saturated units for some layers and dead ones for others, two
+        series instead of one curve: dead fractions as dots on a solid line, saturated ones as
+        hollow triangles on a dashed line (one line through both joined two different measures)."""
         for run in recording.runs:
             curve = self.curves.get((run, "act_saturation"))
             v = self._drawn.get((run, "act_saturation"))
             which = saturating_layers(recording, run) if v is not None else None
             mixed = which is not None and len(which) == len(v)
-            if curve is not None and (curve.opts["symbol"] is None) != mixed:
-                curve.setSymbol(None if mixed else "o")
+            if curve is not None:
+                curve.setVisible(not mixed)
             if not mixed:
                 for item in self.marks.get(run, ()):
                     item.setVisible(False)
@@ -233,8 +234,11 @@ class ActivationsView(View):
             if run not in self.marks:
                 color, size = self.run_color(recording, run), 3 + 2 * self.theme.line_width
                 plot = self.plots["act_saturation"]
-                dots = live_curve(plot, None, symbol="o", symbolSize=size, symbolBrush=pg.mkBrush(color), symbolPen=None)
-                tris = live_curve(plot, None, symbol="t1", symbolSize=2.5 * size, symbolBrush=pg.mkBrush(self.theme.background), symbolPen=pg.mkPen(color, width=2))
+                dots = live_curve(plot, self.theme.pen(color), symbol="o", symbolSize=size, symbolBrush=pg.mkBrush(color), symbolPen=None)
+                tris = live_curve(
+                    plot, self.theme.pen(color, dash=True), symbol="t1", symbolSize=2.5 * size,
+                    symbolBrush=pg.mkBrush(self.theme.background), symbolPen=pg.mkPen(color, width=2),
+                )
                 self.marks[run] = (dots, tris)
             ok = np.isfinite(v)
             for item, at in zip(self.marks[run], (np.flatnonzero(ok & ~which), np.flatnonzero(ok & which)), strict=True):
