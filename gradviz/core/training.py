@@ -219,10 +219,12 @@ def record_step(
 ) -> None:
     """Append one step's measurements (and, on the cadence, activation statistics, histograms and
     evaluation) to the recording. Shared by the experiment, `watch` and the benchmarks."""
-    values: dict = {"loss": metrics.loss, **(extra or {}), "grad_norm": metrics.grad_norm}
+    values: dict = {"loss": metrics.loss, **(extra or {})}
+    if len(probe.layer_names):  # a model without parameters has no layer: no per-layer series at all
+        values["grad_norm"] = metrics.grad_norm
     if len(probe.block_names):
         values["act_grad_norm"] = metrics.act_grad_norm
-    if metrics.weight_norm is not None:
+    if metrics.weight_norm is not None and len(probe.layer_names):
         values["weight_norm"] = metrics.weight_norm
         values["update_ratio"] = metrics.update_ratio
     if probe.is_hist_step(step):

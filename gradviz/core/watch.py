@@ -213,12 +213,12 @@ def find_blocks(model: nn.Module, explicit=None) -> list[tuple[str, nn.Module]]:
         for b in explicit:
             if isinstance(b, str):
                 if b not in by_name:
-                    raise ValueError(f"blocks: no module named {b!r} in the model")
+                    raise ValueError(f"gradviz.watch: blocks: no module named {b!r} in the model")
                 out.append((b, by_name[b]))
             elif isinstance(b, nn.Module) and id(b) in by_id:
                 out.append((by_id[id(b)], b))
             else:
-                raise ValueError(f"blocks: {b!r} is not a module of the model (give names or modules)")
+                raise ValueError(f"gradviz.watch: blocks: {b!r} is not a module of the model (give names or modules)")
         return out
     from .models.switches import blocks as switch_blocks
 
@@ -446,6 +446,13 @@ class Watch:
         self.recording = Recording()
         self._writer = RunFileWriter(self.path, self.recording)
         first_param = next(self.module.parameters(), None)
+        if first_param is None:  # an activation or a functional wrapper passed by mistake: say it
+            warnings.warn(
+                f"gradviz.watch: {type(self.module).__name__} has no parameters: no layer to measure, "
+                "only the loss and the scalars given to log are recorded",
+                RuntimeWarning,
+                stacklevel=4,  # the user's `gradviz.watch(...)` line
+            )
         on_cpu = first_param is None or first_param.device.type == "cpu"
         if background if background is not None else on_cpu:
             self._bg = Background("gradviz-watch")

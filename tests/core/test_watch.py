@@ -869,6 +869,27 @@ def test_a_closure_step_records_the_update(tmp_path, background):
     close(rec.metric("c", "grad_norm")[1], want_g, rtol=1e-5)
 
 
+def test_a_model_without_parameters_is_said_at_once(tmp_path):
+    """`gradviz.watch(nn.ReLU())` (the wrong module passed) said nothing and broke at its second step
+    (an empty per-layer series). A warning says so, pointing at the user's line, and the loss of
+    every step is recorded."""
+    import warnings
+
+    model = nn.ReLU()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with gradviz.watch(model, path=tmp_path / "r.gradviz", name="r", hist_every=1) as w:
+            for i in range(3):  # the second step broke the watch: "could not broadcast ... (0,) into (1,)"
+                model(torch.randn(3, requires_grad=True))
+                w.log(loss=float(i))
+    ours = [m for m in seen if "has no parameters" in str(m.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__
+    assert str(ours[0].message).startswith("gradviz.watch: ReLU has no parameters")
+    assert not [m for m in seen if "stopped recording" in str(m.message)]
+    rec = gradviz.open_run(tmp_path / "r.gradviz")
+    assert rec.metric("r", "loss")[1].tolist() == [0.0, 1.0, 2.0] and rec.layers("r") == [] and rec.events() == []
+
+
 def test_a_model_that_grows_mid_training_is_said_once(tmp_path):
     """A layer appended after the watch began (and given to the optimizer) was measured nowhere,
     without a word. The watch says so once, by a warning and an event naming the new parameters;

@@ -1667,6 +1667,17 @@ def test_depth_profile_says_what_was_not_recorded(qtbot):
     depth.set_metric("grad_norm")
     depth.refresh(rec)
     assert not depth.nothing.isVisible() and depth.band.isVisible()
+    # a model without parameters: no layer at all, said so; its empty heatmap strip keeps a plain title
+    from gradviz.gui.views.heatmap import HeatmapView
+
+    bare = Recording()
+    bare.set_meta({"kind": "watch", "optimizer": ""})
+    bare.add_run("r", [], [], [])
+    bare.append("r", 0, {"loss": 1.0})
+    depth.refresh(bare)
+    assert depth.nothing.toPlainText() == "no gradient norm per layer recorded\n(the model has no parameters: no layer to measure)"
+    heat = _draw_view(qtbot, HeatmapView(), bare, (600, 400))
+    assert [p.getAxis("left").labelString().count("x0.001") for p in heat.plots.values()] == [0]
     # `w.log()` with no loss: the loss view says so rather than showing an empty plot
     from gradviz.gui.views.loss import NO_LOSS, LossView
 

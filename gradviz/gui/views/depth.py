@@ -316,7 +316,9 @@ class DepthView(View):
         label = METRICS[self.metric_name][0]
         meta = recording.meta or {}
         why = ""
-        if self.metric_name in ("update_ratio", "weight_norm") and meta.get("kind") == "watch" and not meta.get("optimizer"):
+        if not any(recording.layers(run) for run in recording.runs):
+            why = "\n(the model has no parameters: no layer to measure)"
+        elif self.metric_name in ("update_ratio", "weight_norm") and meta.get("kind") == "watch" and not meta.get("optimizer"):
             why = "\n(watched without an optimizer: nothing to measure the step around)"
         elif self.metric_name == "act_grad_norm" and not any(recording.info(run).blocks for run in recording.runs):
             why = "\n(no blocks in this model: pass blocks= to gradviz.watch)"

@@ -90,6 +90,8 @@ class HeatmapView(View):
         first = None
         for i, run in enumerate(runs):
             plot = self.layout_.addPlot(row=1 + i, col=0, axisItems={"bottom": SpacedAxis("bottom", integer=True)})
+            # layer rows, labelled by `row_ticks`: no SI prefix (an empty strip's title read "r (x0.001)")
+            plot.getAxis("left").enableAutoSIPrefix(False)
             plot.setMenuEnabled(False)
             plot.setLabel("left", html.escape(run))  # "run: layer" was taller than a plot of three runs; the title says layer × step
             plot.setMouseEnabled(x=False, y=False)
