@@ -779,18 +779,22 @@ class Watch:
         # (LBFGS) whose gradients come later, leave the measuring to `log`
         if not self._recorded() or self._metrics is None:
             return
-        if not self._in_step:
-            closure = args[0] if args else (kwargs or {}).get("closure")
-            if closure is not None and self._update_due():
-                # a closure step (LBFGS; PyTorch Lightning steps every optimizer so): the forward and
-                # backward run inside `step`, the gradients are read at `log`, and the weights
-                # before the step are these (update_ratio was never recorded for such a loop)
+        closure = args[0] if args else (kwargs or {}).get("closure")
+        if closure is not None:
+            # a closure step (LBFGS; PyTorch Lightning steps every optimizer so): a forward and
+            # backward run inside `step`, so the gradients are read at `log`, complete (with
+            # gradient accumulation the last micro-batch's backward is in the closure: read here,
+            # they missed it); the weights before the step are these (update_ratio was never
+            # recorded for such a loop)
+            if self._update_due():
                 self._drain()
                 mt = self._metrics
                 with torch.no_grad():
                     mt.snapshot([j for j, q in enumerate(mt.params) if q.requires_grad])
                 self._pending["snap"] = True
-                self._pending["closure"] = True
+            self._pending["closure"] = True
+            return
+        if not self._in_step:
             return
         if not self._scaler_looked and self._bgn is not None:
             # once: every optimizer step of a scaled loop runs inside `scaler.step`

@@ -833,13 +833,16 @@ def test_watch_sees_the_mobile_activations(tmp_path):
     assert rec.meta["layer_activation"] == {"0": "relu", "2": "hardsigmoid", "4": "relu"}
 
 
+@pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("background", [False, True])
-def test_a_closure_step_records_the_update(tmp_path, background):
+def test_a_closure_step_records_the_update(tmp_path, background, accumulate):
     """PyTorch Lightning steps every optimizer with a closure (`optimizer.step(closure)`, as LBFGS
     needs): forward and backward run inside `step`, and update_ratio was never recorded. The
     weights are taken before the step; from the second step on (the layers are learnt in the
     first forward, inside the first closure) update_ratio and grad_norm equal the weights' actual
-    change and the gradients, per layer."""
+    change and the gradients, per layer. With gradient accumulation as Lightning does it (the first
+    micro-batch's backward outside `step`, the last one's inside the closure) the gradients were read
+    before the closure ran, without the last micro-batch."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -848,9 +851,14 @@ def test_a_closure_step_records_the_update(tmp_path, background):
         for _ in range(4):
             x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
 
-            def closure(x=x, y=y):
+            if accumulate:  # the first micro-batch, outside the step
                 opt.zero_grad()
-                loss = F.cross_entropy(model(x), y)
+                F.cross_entropy(model(x[:4]), y[:4]).backward()
+
+            def closure(x=x, y=y):
+                if not accumulate:
+                    opt.zero_grad()
+                loss = F.cross_entropy(model(x[4:] if accumulate else x), y[4:] if accumulate else y)
                 loss.backward()
                 return loss
 
@@ -864,8 +872,9 @@ def test_a_closure_step_records_the_update(tmp_path, background):
             w.log(loss=loss)
     rec = gradviz.open_run(tmp_path / "c.gradviz")
     steps, upd = rec.metric("c", "update_ratio")
-    assert steps.tolist() == [1, 2, 3]
-    close(upd, np.asarray(want_u)[1:], rtol=1e-5)
+    first = 0 if accumulate else 1  # accumulating, the first forward (and the layers) come before the step
+    assert steps.tolist() == list(range(first, 4))
+    close(upd, np.asarray(want_u)[first:], rtol=1e-5)
     close(rec.metric("c", "grad_norm")[1], want_g, rtol=1e-5)
 
 
