@@ -779,7 +779,8 @@ class Watch:
         # (LBFGS) whose gradients come later, leave the measuring to `log`
         if not self._recorded() or self._metrics is None:
             return
-        closure = args[0] if args else (kwargs or {}).get("closure")
+        # torch hands the hook step's own arguments, the optimizer first: `step(closure)` is (opt, closure)
+        closure = args[1] if len(args) > 1 else (kwargs or {}).get("closure")
         if closure is not None:
             # a closure step (LBFGS; PyTorch Lightning steps every optimizer so): a forward and
             # backward run inside `step`, so the gradients are read at `log`, complete (with
