@@ -136,16 +136,12 @@ def cmd_summary(args) -> int:
     cfg = build_config(args)
     # one table per distinct model: the depth preset's shallow and deep stacks each get theirs (only
     # the first run's was shown), a twin that differs only by its skip paths shares one
-    tables: dict[tuple, list[str]] = {}
-    heads: dict[tuple, tuple] = {}
+    tables: dict[tuple, list[str]] = {}  # (input shape, outputs, rows) -> the runs with that model
     for rc in cfg.runs:
         shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
         rows = summarize(build_model(rc.model, shape, outputs, seed=rc.train.seed), shape)
-        key = (shape, outputs, tuple(rows))
-        tables.setdefault(key, []).append(rc.name)
-        heads[key] = (shape, outputs, rows)
-    for k, (key, names) in enumerate(tables.items()):
-        shape, outputs, rows = heads[key]
+        tables.setdefault((shape, outputs, tuple(rows)), []).append(rc.name)
+    for k, ((shape, outputs, rows), names) in enumerate(tables.items()):
         who = f"run {names[0]!r}" if len(names) == 1 else "runs " + ", ".join(repr(n) for n in names)
         print(("\n" if k else "") + f"{cfg.name}: {who}, input {shape}, {outputs} outputs")
         print(format_table(rows))

@@ -427,7 +427,12 @@ def saturated_counts(a: torch.Tensor) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         flat = a.reshape(-1).float() if a.dtype in _LOW else a.reshape(-1)
         mag = flat.abs()
-        return {kind: (mag - thr).clamp_(min=0).sign_().sum() for kind, thr in SATURATION.items()}
+        return {kind: _beyond(mag - thr).sum() for kind, thr in SATURATION.items()}
+
+
+def _beyond(excess: torch.Tensor) -> torch.Tensor:
+    """1 where `excess` (|z| - threshold, a temporary) is positive, else 0, in place: sign(max(x, 0))."""
+    return excess.clamp_(min=0).sign_()
 
 
 def stacked_activation_summary(stack: torch.Tensor, threshold: float | None, sample: int) -> tuple:
@@ -441,7 +446,7 @@ def stacked_activation_summary(stack: torch.Tensor, threshold: float | None, sam
         total = flat.sum(1)
         dev = _vector_norm(flat - (total / n).unsqueeze(1), dim=1) if n > 1 else torch.zeros_like(total)
         if threshold is not None:
-            count = flat.abs().sub_(threshold).clamp_(min=0).sign_().sum(1)
+            count = _beyond(flat.abs().sub_(threshold)).sum(1)
         else:
             count = flat.clamp(min=0).sign_().sum(1)
         samples = flat if n <= sample else flat[:, :: n // sample][:, :sample]

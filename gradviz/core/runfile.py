@@ -279,7 +279,11 @@ class RunFileWriter:
         self._pending.clear()
         self._pending_hist.clear()
         self._ops.clear()
-        self.close()
+        self.closed = True  # not `close()`: it would try to write once more
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
         self.on_error(msg)
 
     def _write_op(self, kind: str, payload: tuple) -> None:

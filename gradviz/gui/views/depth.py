@@ -304,9 +304,9 @@ class DepthView(View):
     def _say_nothing(self, recording, upto: int | None, drawn: bool) -> None:
         """Name what is missing, and why where the file says, when the runs trained but recorded
         none of this metric."""
-        trained = any(upto_count(recording.metric(run, "loss")[0], upto) for run in recording.runs)
         has_band = METRICS[self.metric_name][3] is not None
-        if drawn or not trained:
+        # `drawn` first: the common case costs no look at the recording, at every refresh
+        if drawn or not any(upto_count(recording.metric(run, "loss")[0], upto) for run in recording.runs):
             self.nothing.setVisible(False)
             self.band.setVisible(has_band)
             self.band_label.setVisible(has_band)

@@ -95,8 +95,10 @@ class LossView(View):
             self._apply_theme(self.theme)  # the new entries' fonts
             self._fit_legend()
         self.markers.update(recording.event_objects(), upto)
+        # the newest value first: at every refresh a recorded loss ends the look there, not after a
+        # pass over the whole series
         stepped = any(len(steps) for steps, _v in self._drawn.values())
-        empty = stepped and not any(np.isfinite(v).any() for _s, v in self._drawn.values())
+        empty = stepped and not any(len(v) and (np.isfinite(v[-1]) or np.isfinite(v).any()) for _s, v in self._drawn.values())
         if empty:
             (x0, x1), (y0, y1) = self.plot.viewRange()
             self.nothing.setPos((x0 + x1) / 2, (y0 + y1) / 2)
