@@ -5,6 +5,8 @@ Found afresh on every cadence step, because a norm switch moves it between two s
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 # functions (`F.relu` in a forward) and as the modules that call them (`nn.ReLU` calls F.relu)
 ACTIVATION_FUNCTIONS = frozenset((
     F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardtanh, F.tanh, F.sigmoid,
-    F.hardswish, F.hardsigmoid, F.selu, F.celu, F.mish, F.softplus,
+    F.hardswish, F.hardsigmoid, F.selu, F.celu, F.mish, F.softplus, F.prelu, F.rrelu,
     torch.relu, torch.relu_, torch.tanh, torch.tanh_, torch.sigmoid, torch.sigmoid_,
     torch.Tensor.relu, torch.Tensor.relu_, torch.Tensor.tanh, torch.Tensor.tanh_, torch.Tensor.sigmoid, torch.Tensor.sigmoid_,
 ))  # fmt: skip
@@ -44,8 +46,27 @@ def module_kind(m: nn.Module) -> str:
 # every torch call of the forward (1.6 ms per cadence step of the demo's 30 blocks)
 ACTIVATION_MODULES = (
     nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid,
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.SELU, nn.CELU, nn.Mish, nn.Softplus,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.SELU, nn.CELU,
+    nn.Mish, nn.Softplus,
 )  # fmt: skip
+
+# activation modules of other libraries, known by their class names: Hugging Face's GPT-2, T5 and
+# GPT-J `NewGELUActivation`, BLOOM's `BloomGelu`, CLIP's `QuickGELUActivation` write GELU as its
+# tanh or sigmoid approximation, so the call inside them read as a tanh (or sigmoid) saturating and
+# their layers' dead fractions were counted as saturated ones
+_RELU_FAMILY_NAME = re.compile(r"gelu|silu|swish|mish|softplus", re.IGNORECASE)
+
+
+def is_activation_module(m: nn.Module) -> bool:
+    """An activation module: torch's, or a parameter-free leaf whose class name says GELU, SiLU,
+    Swish, Mish or Softplus (a `SwiGLU` feed-forward holds Linear layers, so it is not one)."""
+    if isinstance(m, ACTIVATION_MODULES):
+        return True
+    return (
+        _RELU_FAMILY_NAME.search(type(m).__name__) is not None
+        and not any(True for _ in m.children())
+        and not any(True for _ in m.parameters(recurse=False))
+    )
 
 
 class _ActivationSpy(TorchFunctionMode):
@@ -82,7 +103,7 @@ class ActivationFeeds:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.act_modules = [m for m in model.modules() if isinstance(m, ACTIVATION_MODULES)]
+        self.act_modules = [m for m in model.modules() if is_activation_module(m)]
         self._act_handles: list = []
         self.last: object | None = None
         self.fed: set = set()
@@ -91,21 +112,24 @@ class ActivationFeeds:
         self._exit_hook = None
         self._armed = False
         # None: not yet known (modules and the mode both watch the next forward); True: the model
-        # also calls activations outside its activation modules, so the mode watches it
+        # also calls activations outside its activation modules, so the mode watches it (and the
+        # modules, which own the calls inside them)
         self.mixed: bool | None = None if self.act_modules else True
-        self._inside = 0  # how deep the forward is in activation modules (during the discovery)
+        self._inside = 0  # how deep the forward is in activation modules
         self._outside_seen = False
 
     def arm(self) -> None:
         """Call right before the model's forward: watching ends when that forward returns."""
         self.disarm()  # a step that never reached its collection (a forward that raised)
         self.last, self.fed, self.kinds, self._armed = None, set(), {}, True
-        if self.mixed is None:  # the discovery: which calls happen outside the modules
+        if self.mixed is not False:
+            # the discovery (which calls happen outside the modules) and a mixed model: a call inside
+            # an activation module is the module's own (GPT-2's GELU has a torch.tanh inside)
             self._inside, self._outside_seen = 0, False
             for m in self.act_modules:
                 self._act_handles.append(m.register_forward_pre_hook(self._enter_module))
                 self._act_handles.append(m.register_forward_hook(self._leave_module))
-        elif not self.mixed:
+        else:  # the activations are all modules: a pre-hook on each does
             self._act_handles = [m.register_forward_pre_hook(self._on_module) for m in self.act_modules]
             return
         self._mode = _ActivationSpy(self)
@@ -116,7 +140,9 @@ class ActivationFeeds:
         self.last = key
 
     def on_activation(self, kind: str = "relu", functional: bool = False) -> None:
-        if functional and self._inside == 0:
+        if functional:
+            if self._inside:  # inside an activation module, which counted already
+                return
             self._outside_seen = True
         if self.last is not None:
             self.fed.add(self.last)

@@ -42,7 +42,8 @@ Blocks (the `act_grad_norm` columns), first rule that finds any wins:
    `Sequential` / `ModuleList` / `ModuleDict`, each with sub-modules and parameters: transformer
    layers (torch's `TransformerEncoderLayer`, GPT or BERT layers, ViT blocks), ConvNeXt or
    EfficientNet blocks, DenseNet's dense layers, and the model's own children of a repeated class
-   (Inception's modules, a U-Net's down and up blocks); a unit inside another is not a block.
+   (Inception's modules, a U-Net's down and up blocks) unless they hold a ModuleList of units
+   (T5's encoder and decoder stacks: their blocks are the units); a unit inside another is not a block.
    Without this a transformer had no `act_grad_norm` at all.
 The gradient of a block's output is caught with a tensor hook registered on the output in a forward
 hook; such hooks see the gradient of the value the block returned even when the caller later changes
@@ -74,7 +75,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .activation_feeds import ACTIVATION_MODULES, ActivationFeeds, module_kind
+from .activation_feeds import ActivationFeeds, is_activation_module, module_kind
 from .background import Background
 from .probes import (
     HIST_SAMPLE,
@@ -259,9 +260,15 @@ def repeated_units(named: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Mod
     units = _repeated(boxes)
     if named and not isinstance(named[0][1], _CONTAINERS):
         # the model's own children too: a GoogLeNet's Inception modules, not the pairs of convs in
-        # their branches' Sequentials (the outermost wins)
-        units |= _repeated(named[:1])
+        # their branches' Sequentials (the outermost wins); but a child that keeps its own blocks in
+        # a ModuleList is a stack (T5's encoder and decoder are one class): its blocks are the units
+        own = {id(m): m for m in named[0][1].children()}
+        units |= {i for i in _repeated(named[:1]) if not _holds_block_list(own[i], units)}
     return outermost([(n, m) for n, m in named if id(m) in units])
+
+
+def _holds_block_list(module: nn.Module, units: set[int]) -> bool:
+    return any(isinstance(sub, nn.ModuleList) and any(id(k) in units for k in sub.children()) for sub in module.modules())
 
 
 def _repeated(boxes: list[tuple[str, nn.Module]]) -> set[int]:
@@ -290,7 +297,7 @@ def guess_activation(model: nn.Module) -> str:
         return own
     counts: dict[str, int] = {}
     for m in model.modules():
-        if isinstance(m, ACTIVATION_MODULES):
+        if is_activation_module(m):
             kind = module_kind(m)
             counts[kind] = counts.get(kind, 0) + 1
     return max(counts, key=counts.get) if counts else "relu"

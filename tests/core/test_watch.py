@@ -491,6 +491,29 @@ def test_block_rule():
     assert [n for n, _ in find_blocks(r)] == plain and len(plain) == 8
 
 
+class _Stack(nn.Module):
+    """T5's `T5Stack`: blocks in a ModuleList, a final norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.ModuleList(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True) for _ in range(2))
+        self.final_layer_norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        for b in self.block:
+            x = b(x)
+        return self.final_layer_norm(x)
+
+
+class _EncoderDecoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.lm_head = _Stack(), _Stack(), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.lm_head(self.decoder(self.encoder(x)))
+
+
 def test_block_rule_finds_the_units_of_stacks():
     """Transformers, EfficientNet and ConvNeXt name their blocks otherwise ("EncoderLayer", "MBConv",
     "CNBlock"): the repeated units of their stacks are the blocks. Leaf layers and plain containers
@@ -500,6 +523,10 @@ def test_block_rule_finds_the_units_of_stacks():
     assert [n for n, _ in find_blocks(lm)] == ["1.layers.0", "1.layers.1", "1.layers.2"]
     mlp = nn.Sequential(*[nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(3)], nn.Linear(4, 2))
     assert find_blocks(mlp) == []  # plain containers of leaf layers: no blocks
+    # T5's encoder and decoder are one class among the model's own children: stacks, not units,
+    # because each keeps its blocks in a ModuleList (the two stacks had been its only blocks)
+    encdec = _EncoderDecoder()
+    assert [n for n, _ in find_blocks(encdec)] == ["encoder.block.0", "encoder.block.1", "decoder.block.0", "decoder.block.1"]
     tvm = pytest.importorskip("torchvision.models")
     for name, want, kinds in (
         ("efficientnet_b0", 16, {"MBConv"}),  # one of its stages holds a single block
@@ -831,6 +858,58 @@ def test_watch_sees_the_mobile_activations(tmp_path):
     assert {n: v for n, v in zip(names, sat[-1], strict=True) if np.isfinite(v)} == pytest.approx(expected, abs=1e-6)
     assert 0 < expected["2"] < 1
     assert rec.meta["layer_activation"] == {"0": "relu", "2": "hardsigmoid", "4": "relu"}
+
+
+class NewGELUActivation(nn.Module):
+    """Hugging Face's GPT-2 (and T5, GPT-J) activation, written as there: GELU's tanh approximation."""
+
+    def forward(self, x):
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+class QuickGELUActivation(nn.Module):
+    """CLIP's activation: GELU as x * sigmoid(1.702 x)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class SwiGLU(nn.Module):
+    """A LLaMA-style feed-forward: its name says SiLU, but it holds layers, so it is no activation."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.gate, self.up = nn.Linear(width, width), nn.Linear(width, width)
+
+    def forward(self, x):
+        return F.silu(self.gate(x)) * self.up(x)
+
+
+def test_watch_knows_gelu_written_as_its_approximations(tmp_path):
+    """GPT-2's `NewGELUActivation` computes GELU with a `torch.tanh` inside and CLIP's
+    `QuickGELUActivation` with a sigmoid: their layers were counted as saturating tanh (|z| > 2.65)
+    and sigmoid units (GPT-2, T5, BLOOM, CLIP: "saturated 0.0", meta activation "tanh"). They are of
+    the ReLU family (dead fraction z <= 0), as are PReLU and RReLU; a `SwiGLU` block, which holds
+    Linear layers, is not an activation. Checked against the layers' outputs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(4, 16), NewGELUActivation(), nn.Linear(16, 16), QuickGELUActivation(),
+        nn.Linear(16, 16), nn.PReLU(), SwiGLU(16), nn.Linear(16, 16), nn.RReLU(), nn.Linear(16, 2),
+    )  # fmt: skip
+    with torch.no_grad():
+        model[2].weight.mul_(6)  # large pre-activations: saturated and dead fractions differ
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    outs: dict[str, torch.Tensor] = {}
+    for name in ("0", "2", "4", "6.gate", "7"):
+        model.get_submodule(name).register_forward_hook(lambda _m, _i, o, name=name: outs.__setitem__(name, o.detach().clone()))
+    rec = _watched_steps(model, opt, torch.randn(64, 4), torch.randint(0, 2, (64,)), tmp_path / "g.gradviz")
+    names = rec.layers("m")
+    _, sat = rec.metric("m", "act_saturation")
+    expected = {name: float((out <= 0).double().mean()) for name, out in outs.items()}
+    assert {n: v for n, v in zip(names, sat[-1], strict=True) if np.isfinite(v)} == pytest.approx(expected, abs=1e-6)
+    for name, bound in (("0", 2.65), ("2", 4.6)):  # counted as tanh or sigmoid units they would differ
+        assert abs(float((outs[name].abs() > bound).double().mean()) - expected[name]) > 0.3
+    assert rec.meta["activation"] == "relu"
 
 
 @pytest.mark.parametrize("accumulate", [False, True])
