@@ -48,6 +48,7 @@ class LayerRow:
     output_shape: tuple[int, ...]  # one example, no batch dim; () when the forward skipped it
     params: int
     flops: int  # per example, see the module docstring
+    tied: int = 0  # of `params`, those an earlier row owns too (a tied embedding and output layer)
 
 
 def first_tensor(out: object) -> torch.Tensor | None:
@@ -101,6 +102,19 @@ def _linear_flops(m: nn.Linear, per_example: torch.Tensor) -> int:
     return rows * (2 * m.in_features * m.out_features + bias)
 
 
+def _is_hf_conv1d(m: nn.Module, per_example: torch.Tensor) -> bool:
+    """Hugging Face's `Conv1D` (GPT, GPT-2): weight (in, out), `nf` outputs; it counted 0 FLOPs."""
+    w = getattr(m, "weight", None)
+    return (
+        type(m).__name__ == "Conv1D"
+        and isinstance(w, torch.Tensor)
+        and w.dim() == 2
+        and getattr(m, "nf", None) == w.shape[1]
+        and per_example.dim() > 0
+        and per_example.shape[-1] == w.shape[1]
+    )
+
+
 def _attention_flops(m: nn.MultiheadAttention, per_example: torch.Tensor) -> int:
     length = per_example.shape[0] if per_example.dim() == 2 else 1
     e = m.embed_dim
@@ -135,6 +149,9 @@ def layer_flops(m: nn.Module, out: torch.Tensor) -> int:
         return _recurrent_flops(m, per_example)
     if isinstance(m, nn.Linear):
         return _linear_flops(m, per_example)
+    if _is_hf_conv1d(m, per_example):  # GPT-2's layers: a Linear with its weight transposed
+        bias = m.nf if getattr(m, "bias", None) is not None else 0
+        return per_example.numel() // m.nf * (2 * m.weight.numel() + bias)
     if isinstance(m, _CONVS):
         spatial = math.prod(per_example.shape[1:])
         kernel = math.prod(m.kernel_size)
@@ -215,12 +232,37 @@ def summarize(
     placed = [name for name, _ in by_first_run(layers, {id(modules[n]): k for k, n in enumerate(order)})]
 
     rows = []
-    for name in placed:
+    tied = tied_counts([modules[name] for name in placed])
+    for name, shared in zip(placed, tied, strict=True):
         m = modules[name]
         shape, flops = seen.get(name, ((), 0))
         params = sum(p.numel() for p in m.parameters(recurse=False))
-        rows.append(LayerRow(name, type(m).__name__, shape, params, flops))
+        rows.append(LayerRow(name, type(m).__name__, shape, params, flops, shared))
     return rows
+
+
+def tied_counts(layers: list[nn.Module]) -> list[int]:
+    """For each layer, how many of its own parameters' elements an earlier layer owns too: a GPT's
+    output layer tied to its embedding, T5's `shared` embedding. A total counts each once."""
+    seen: set[int] = set()
+    out = []
+    for m in layers:
+        own = list(m.parameters(recurse=False))
+        out.append(sum(p.numel() for p in own if id(p) in seen))
+        seen.update(id(p) for p in own)
+    return out
+
+
+def params_cell(params: int, tied: int) -> str:
+    """"19,200", or "19,200 (tied)" for a layer whose weights an earlier layer owns too."""
+    if not tied:
+        return f"{params:,}"
+    return f"{params:,} (tied)" if tied == params else f"{params:,} ({tied:,} tied)"
+
+
+def params_total(total: int, tied: int) -> str:
+    """The table's parameter total, each tied parameter counted once."""
+    return f"{total:,} parameters" + (" (tied ones counted once)" if tied else "")
 
 
 def _human(n: float) -> str:
@@ -238,12 +280,13 @@ def format_table(rows: list[LayerRow]) -> str:
             r.name,
             r.type,
             "(" + ", ".join(str(s) for s in r.output_shape) + ")" if r.output_shape else "-",
-            f"{r.params:,}",
+            params_cell(r.params, r.tied),
             f"{r.flops:,}",
         )
         for r in rows
     ]
-    total_params = sum(r.params for r in rows)
+    tied = sum(r.tied for r in rows)
+    total_params = sum(r.params for r in rows) - tied
     total_flops = sum(r.flops for r in rows)
     total = (
         f"total ({len(rows)} layers)",
@@ -264,8 +307,8 @@ def format_table(rows: list[LayerRow]) -> str:
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     lines = [fmt(header), rule, *(fmt(row) for row in body), rule, fmt(total)]
     lines.append(
-        f"{_human(total_params).rstrip()} parameters, {_human(total_flops)}FLOPs per example "
-        "(a multiply-add counts 2)"
+        f"{_human(total_params).rstrip()} parameters{' (tied ones counted once)' if tied else ''}, "
+        f"{_human(total_flops)}FLOPs per example (a multiply-add counts 2)"
     )
     if any(not r.output_shape for r in rows):
         lines.append(SKIPPED_NOTE)

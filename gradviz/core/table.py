@@ -10,7 +10,14 @@ SKIPPED_NOTE = "- : not in the forward pass now (a switch is off, or the layer i
 
 
 def summary_rows(model, input_shape) -> list[list]:
-    """Rows [name, type, output shape, params, flops] of `summarize`, as plain lists and ints."""
+    """Rows [name, type, output shape, params, flops, tied] of `summarize`, as plain lists and ints
+    (`tied`: of `params`, those an earlier row owns too; files written before it have five)."""
     from .summary import summarize
 
-    return [[r.name, r.type, list(r.output_shape), int(r.params), int(r.flops)] for r in summarize(model, input_shape)]
+    return [[r.name, r.type, list(r.output_shape), int(r.params), int(r.flops), int(r.tied)] for r in summarize(model, input_shape)]
+
+
+def row_fields(row: list) -> tuple:
+    """(name, type, shape, params, flops, tied) of a stored row of five fields or six."""
+    name, typ, shape, params, flops, *rest = row
+    return name, typ, shape, params, flops, (rest[0] if rest and isinstance(rest[0], int) else 0)

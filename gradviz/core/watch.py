@@ -90,7 +90,14 @@ from .probes import (
 )
 from .recording import BLOCK_METRICS, LAYER_METRICS, Recording
 from .runfile import RunFileWriter
-from .summary import borrowed_rows, computes_a_weight, example_shape, first_tensor, layer_flops
+from .summary import (
+    borrowed_rows,
+    computes_a_weight,
+    example_shape,
+    first_tensor,
+    layer_flops,
+    tied_counts,
+)
 from .training import loss_message, record_step
 
 _NAN = float("nan")
@@ -98,6 +105,21 @@ _BLOCK_NAME = re.compile(r"Residual|Res(?=idual|[A-Z_]).*(Block|Unit)|(^|_)res(i
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+def torch_optimizer(optimizer):
+    """The torch optimizer inside a wrapper, whose step hooks run: accelerate's `AcceleratedOptimizer`
+    (what Hugging Face's Trainer hands its callbacks; hooking it raised AttributeError) keeps it in
+    `.optimizer`, Lightning's `LightningOptimizer` in `._optimizer`. Anything else is refused in one
+    line, before any hook is placed."""
+    given = optimizer
+    for _ in range(4):
+        if optimizer is None or hasattr(optimizer, "_optimizer_step_pre_hooks"):
+            return optimizer
+        optimizer = getattr(optimizer, "optimizer", None) or getattr(optimizer, "_optimizer", None)
+        if optimizer is None:
+            break
+    raise TypeError(f"gradviz.watch: optimizer: a {type(given).__name__} is not a torch.optim.Optimizer (pass the optimizer, or None)")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -363,6 +385,7 @@ class Watch:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"gradviz.watch needs an nn.Module, got {type(model).__name__}")
+        optimizer = torch_optimizer(optimizer)
         if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
             raise TypeError("gradviz.watch: optimizer must be a torch.optim.Optimizer (torch >= 2.0)")
         if min(int(every), int(hist_every), int(update_every)) < 1:
@@ -678,9 +701,9 @@ class Watch:
         # the layer table as the engine's runs have it (a layer that did not run: "-", 0 FLOPs), so
         # the GUI's table tab shows shapes, parameters and FLOPs instead of empty columns
         rows = []
-        for name, m in layers:
+        for (name, m), tied in zip(layers, tied_counts([m for _, m in layers]), strict=True):
             shape, flops = self._shapes.get(id(m), ([], 0))
-            rows.append([name, type(m).__name__, shape, sum(p.numel() for p in m.parameters(recurse=False)), int(flops)])
+            rows.append([name, type(m).__name__, shape, sum(p.numel() for p in m.parameters(recurse=False)), int(flops), tied])
         self._shapes = {}
         meta = dict(self.recording.meta)
         meta["layer_table"] = {self.name: rows}

@@ -208,3 +208,60 @@ def test_a_batch_first_attention_and_an_unbatched_call():
 
     assert example_shape(attn, torch.zeros(5, e)) == (5, e)  # unbatched: the whole call is one example
     assert example_shape(nn.Linear(2, 3), torch.zeros(7, 3)) == (3,)
+
+
+class _TiedLM(nn.Module):
+    """A GPT's output layer tied to its embedding (and T5's `shared` embedding, owned twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+        self.mid = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 50)
+        self.out.weight = self.emb.weight  # its bias is its own
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.mid(self.emb(x.long().clamp(0, 49)).mean(1))))
+
+
+def test_tied_parameters_are_counted_once_in_the_total():
+    """GPT-2's table said 163 M parameters for its 124 M: the output layer's weight is the
+    embedding's, and the total counted it twice. The row keeps its own count, marked tied; the
+    total equals the model's own count of distinct parameters."""
+    model = _TiedLM()
+    rows = summarize(model, (5,))
+    assert [(r.name, r.params, r.tied) for r in rows] == [("emb", 400, 0), ("mid", 72, 0), ("out", 450, 400)]
+    distinct = sum(p.numel() for p in model.parameters())  # torch counts a shared tensor once
+    assert distinct == 522
+    text = format_table(rows)
+    total = next(line for line in text.splitlines() if line.startswith("total"))
+    assert f"{distinct:,}" in total.split()
+    assert any(line.startswith("out") and "450 (400 tied)" in line for line in text.splitlines())
+    assert "522 parameters (tied ones counted once)" in text
+
+
+class Conv1D(nn.Module):
+    """Hugging Face's GPT-2 layer, as written there: a Linear whose weight is stored (in, out)."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.nf, self.nx = nf, nx
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        size_out = x.size()[:-1] + (self.nf,)
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
+
+
+def test_gpt2_conv1d_layers_count_their_flops():
+    """GPT-2's attention and feed-forward layers are `Conv1D`s: the table gave them 0 FLOPs (GPT-2
+    small read 0.6 GFLOPs per 8 tokens, its output layer's alone). Each output element costs a
+    multiply-add per input feature, and one add for the bias."""
+    tokens, nx, nf = 8, 12, 36
+    rows = summarize(nn.Sequential(Conv1D(nf, nx), nn.Tanh(), Conv1D(nx, nf)), (tokens, nx))
+    assert [(r.output_shape, r.flops) for r in rows] == [
+        ((tokens, nf), tokens * nf * (2 * nx + 1)),
+        ((tokens, nx), tokens * nx * (2 * nf + 1)),
+    ]
+

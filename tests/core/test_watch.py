@@ -860,6 +860,63 @@ def test_watch_sees_the_mobile_activations(tmp_path):
     assert rec.meta["layer_activation"] == {"0": "relu", "2": "hardsigmoid", "4": "relu"}
 
 
+class AcceleratedOptimizer(torch.optim.Optimizer):
+    """accelerate's wrapper, as Hugging Face's Trainer hands it to callbacks: an Optimizer subclass
+    that never ran `Optimizer.__init__`, its torch optimizer in `.optimizer`."""
+
+    def __init__(self, optimizer) -> None:
+        self.optimizer = optimizer
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    def zero_grad(self, set_to_none=True):
+        self.optimizer.zero_grad(set_to_none)
+
+    def step(self, closure=None):
+        self.optimizer.step(closure)
+
+
+class LightningOptimizer:
+    """Lightning's wrapper: no Optimizer at all, the optimizer in `._optimizer`."""
+
+    def __init__(self, optimizer) -> None:
+        self._optimizer = optimizer
+
+    def step(self, closure=None):
+        return self._optimizer.step(closure)
+
+
+@pytest.mark.parametrize("wrapper", [AcceleratedOptimizer, LightningOptimizer])
+def test_an_optimizer_wrapper_is_watched_through_its_optimizer(tmp_path, wrapper):
+    """Hugging Face's Trainer gives its callbacks accelerate's `AcceleratedOptimizer`: gradviz.watch
+    raised AttributeError ('_optimizer_step_pre_hooks') in the user's training. The optimizer inside
+    is hooked: the update ratio is the weights' real change, the meta names the real optimizer; a
+    thing that is no optimizer at all is refused in one line."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    inner = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt = wrapper(inner)
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    want = []
+    with gradviz.watch(model, opt, path=tmp_path / "w.gradviz", name="m", update_every=1) as w:
+        for _ in range(3):
+            inner.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            before = torch.cat([p.detach().flatten().double() for p in model[0].parameters()])
+            opt.step()
+            after = torch.cat([p.detach().flatten().double() for p in model[0].parameters()])
+            want.append(float((after - before).norm() / before.norm()))
+            w.log(loss=1.0)
+    rec = gradviz.open_run(tmp_path / "w.gradviz")
+    _, ur = rec.metric("m", "update_ratio")
+    close(ur[:, 0], want)
+    assert rec.meta["optimizer"] == "SGD"
+    with pytest.raises(TypeError, match=r"^gradviz.watch: optimizer: a dict is not a torch.optim.Optimizer"):
+        gradviz.watch(model, {"lr": 0.1}, path=tmp_path / "x.gradviz")
+
+
 class NewGELUActivation(nn.Module):
     """Hugging Face's GPT-2 (and T5, GPT-J) activation, written as there: GELU's tanh approximation."""
 
@@ -1092,6 +1149,9 @@ def test_a_weight_tied_output_layer_reads_its_shared_gradient(tmp_path):
     close(gn[:, names.index("out")], want_gn)
     close(gn[:, names.index("emb")], want_gn)
     close(ur[:, names.index("out")], want_ur)
+    # the layer table says the output layer's weight is the embedding's (its total counts it once)
+    table = {row[0]: row for row in rec.meta["layer_table"]["m"]}
+    assert [table[n][3:] for n in names] == [[160, 0, 0], [72, 2 * 64 + 8, 0], [160, 2 * 160, 160]]
 
 
 def test_sparse_embedding_gradients_are_measured(tmp_path):
@@ -1191,9 +1251,9 @@ def test_a_watched_run_carries_its_layer_table(tmp_path):
     table = rec.meta["layer_table"]["m"]
     assert [r[0] for r in table] == rec.layers("m") == ["conv", "fc", "spare"]
     conv, fc, spare = table
-    assert conv == ["conv", "Conv2d", [4, 8, 8], 3 * 4 * 9 + 4, 2 * 3 * 9 * 4 * 64 + 4 * 64]
-    assert fc == ["fc", "Linear", [10], 256 * 10 + 10, 2 * 256 * 10 + 10]
-    assert spare == ["spare", "Linear", [], 110, 0]
+    assert conv == ["conv", "Conv2d", [4, 8, 8], 3 * 4 * 9 + 4, 2 * 3 * 9 * 4 * 64 + 4 * 64, 0]
+    assert fc == ["fc", "Linear", [10], 256 * 10 + 10, 2 * 256 * 10 + 10, 0]
+    assert spare == ["spare", "Linear", [], 110, 0, 0]
 
 
 def test_a_watched_transformer_layer_table_has_attention_shapes_and_flops(tmp_path):
@@ -1215,9 +1275,9 @@ def test_a_watched_transformer_layer_table_has_attention_shapes_and_flops(tmp_pa
     rec = gradviz.open_run(tmp_path / "tr.gradviz")
     table = {r[0]: r for r in rec.meta["layer_table"]["tr"]}
     assert rec.layers("tr")[:2] == ["self_attn", "self_attn.out_proj"]
-    assert table["self_attn"][2:] == [[length, e], 3 * e * e + 3 * e, length * (2 * e * 3 * e + 3 * e) + 4 * length * length * e]
-    assert table["self_attn.out_proj"][2:] == [[length, e], e * e + e, length * (2 * e * e + e)]
-    assert table["linear1"][2:] == [[length, ff], e * ff + ff, length * (2 * e * ff + ff)]
+    assert table["self_attn"][2:5] == [[length, e], 3 * e * e + 3 * e, length * (2 * e * 3 * e + 3 * e) + 4 * length * length * e]
+    assert table["self_attn.out_proj"][2:5] == [[length, e], e * e + e, length * (2 * e * e + e)]
+    assert table["linear1"][2:5] == [[length, ff], e * ff + ff, length * (2 * e * ff + ff)]
     assert all(r[2] for r in table.values())  # every layer ran or was used: none reads "-"
 
 
@@ -1401,8 +1461,8 @@ def test_parametrized_layers_are_left_alone_and_measured(tmp_path):
         assert torch.equal(a, b), name  # power-iteration vectors included
     assert rec.layers("m") == ["0", "0.parametrizations.weight", "2", "2.parametrizations.weight", "4"]
     table = {r[0]: r for r in rec.meta["layer_table"]["m"]}
-    assert table["0.parametrizations.weight"][1:] == ["ParametrizationList", [16, 8], 16 + 16 * 8, 0]
-    assert table["0"][1:] == ["ParametrizedLinear", [16], 16, 2 * 8 * 16 + 16]
+    assert table["0.parametrizations.weight"][1:] == ["ParametrizationList", [16, 8], 16 + 16 * 8, 0, 0]
+    assert table["0"][1:] == ["ParametrizedLinear", [16], 16, 2 * 8 * 16 + 16, 0]
     _, mean = rec.metric("m", "act_mean")
     assert np.isnan(mean[:, [1, 3]]).all() and np.isfinite(mean[:, [0, 2, 4]]).all()
     steps, _, counts = rec.histograms("m", "weight", 1)  # weight_norm's direction v, 16 x 8

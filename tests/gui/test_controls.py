@@ -95,7 +95,7 @@ def test_layer_table_follows_a_batchnorm_flip(live, qtbot, kind):
 
     def norm_cells(run):
         table = worker.recording.meta.get("layer_table", {}).get(run, [])
-        return [(shape, flops) for _name, typ, shape, _p, flops in table if typ.startswith("BatchNorm")]
+        return [(shape, flops) for _name, typ, shape, _p, flops, _tied in table if typ.startswith("BatchNorm")]
 
     qtbot.waitUntil(lambda: bool(norm_cells("plain")), timeout=10000)
     assert all(shape == [] and flops == 0 for shape, flops in norm_cells("plain"))  # off at start

@@ -241,7 +241,7 @@ def test_layer_table_rebuilt_from_the_config_of_a_file(qtbot, recorded):
     data = load_data(rc.data, seed=rc.train.seed)
     expect = summarize(build_model(rc.model, data.input_shape, data.n_outputs, seed=rc.train.seed), data.input_shape)
     header, rows = layers.csv()
-    assert header == ["layer", "name", "type", "output shape", "params", "FLOPs"]
+    assert header == ["layer", "name", "type", "output shape", "params", "FLOPs", "tied params"]
     assert [r[1] for r in rows] == [e.name for e in expect]
     assert [r[4] for r in rows] == [e.params for e in expect]
     assert [r[5] for r in rows] == [e.flops for e in expect]
@@ -283,11 +283,11 @@ def test_layer_table_fits_a_narrow_pane_without_scrolling_sideways(qtbot, width)
         assert view.hidden_columns == [] and "narrow" not in view.total_label.text()
     if width == 480:
         assert "shape" in names  # names are elided before the shape goes
-    name, typ, shape, params, flops = rows[5]
+    name, typ, shape, params, flops, _tied = rows[5]
     tip = t.item(5, 1).toolTip()
     assert all(part in tip for part in (name, typ, f"{params:,}", f"{flops:,}", "(" + ", ".join(map(str, shape)) + ")")), tip
     header, csv_rows = view.csv()
-    assert len(header) == 6 and [r[5] for r in csv_rows] == [r[4] for r in rows]
+    assert len(header) == 7 and [r[5] for r in csv_rows] == [r[4] for r in rows]
     assert "not in the forward pass" not in view.total_label.text()  # every layer of this one runs
     rows = [list(r) for r in rows]  # a new table, as the worker stores after a switch flips
     rows[2][2] = []  # as a switched-off norm reads
@@ -321,8 +321,26 @@ def test_layer_table_prefers_the_table_the_worker_stored(qtbot, recorded):
     (layers,) = [v for v in make_views() if v.name == "layers"]
     qtbot.addWidget(layers)
     layers.refresh(rec)
-    assert layers.csv()[1] == [[0, "a", "Linear", "(4)", 12, 24], [1, "b", "Linear", "(2)", 10, 18]]
+    # rows of five fields (files of earlier versions): nothing tied
+    assert layers.csv()[1] == [[0, "a", "Linear", "(4)", 12, 24, 0], [1, "b", "Linear", "(2)", 10, 18, 0]]
     assert "22 parameters" in layers.total_label.text()
+
+
+def test_layer_table_counts_tied_weights_once(qtbot):
+    """A tied output layer (a GPT's, T5's `shared` embedding) says "(tied)" and the total counts
+    its weight once: GPT-2's read 163 M parameters for 124 M. The CSV has a tied column."""
+    rec = Recording()
+    rows = [["emb", "Embedding", [8], 400, 0, 0], ["mid", "Linear", [8], 72, 128, 0], ["out", "Linear", [50], 450, 800, 400]]
+    rec.set_meta({"layer_table": {"lm": rows}})
+    rec.add_run("lm", ["emb", "mid", "out"], ["Embedding", "Linear", "Linear"], [])
+    (layers,) = [v for v in make_views() if v.name == "layers"]
+    qtbot.addWidget(layers)
+    layers.resize(900, 500)
+    layers.refresh(rec)
+    assert [layers.table.item(i, 4).text() for i in range(3)] == ["400", "72", "450 (400 tied)"]
+    assert "522 parameters (tied ones counted once)" in layers.total_label.text()
+    header, csv_rows = layers.csv()
+    assert header[-1] == "tied params" and [r[-1] for r in csv_rows] == [0, 0, 400]
 
 
 def _synthetic(first_over_last: float, steps: int = 12) -> Recording:

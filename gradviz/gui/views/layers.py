@@ -12,11 +12,12 @@ import logging
 
 from PySide6 import QtCore, QtWidgets
 
-from ...core.table import SKIPPED_NOTE, summary_rows
+from ...core.summary import params_cell, params_total
+from ...core.table import SKIPPED_NOTE, row_fields, summary_rows
 from .base import View
 
 log = logging.getLogger("gradviz")
-HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs"]  # the CSV's
+HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs", "tied params"]  # the CSV's
 # on screen the index column is as narrow as its numbers, and "shape" leaves the column as narrow
 # as "(128)" (the tooltip and the CSV say "output shape")
 SHOWN_HEADER = ["#", "name", "type", "shape", "params", "FLOPs"]
@@ -66,7 +67,7 @@ class LayersView(View):
         bar.addStretch(1)
         bar.addWidget(QtWidgets.QLabel("run"))
         bar.addWidget(self.run_box)
-        self.table = QtWidgets.QTableWidget(0, len(HEADER))
+        self.table = QtWidgets.QTableWidget(0, len(SHOWN_HEADER))
         self.table.setHorizontalHeaderLabels(SHOWN_HEADER)
         # a narrow pane keeps a name's end, its most specific part: "…12.linear", "…0.conv1"
         self.table.setTextElideMode(QtCore.Qt.TextElideMode.ElideLeft)
@@ -148,8 +149,9 @@ class LayersView(View):
         t.setUpdatesEnabled(False)
         t.setRowCount(len(rows))
         right = QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
-        for i, (name, typ, shape, params, flops) in enumerate(rows):
-            cells = [str(i), name, typ, _shape(shape) if shape is not None else "", f"{params:,}" if params is not None else "", f"{flops:,}" if flops is not None else ""]
+        for i, row in enumerate(rows):
+            name, typ, shape, params, flops, tied = row_fields(row)
+            cells = [str(i), name, typ, _shape(shape) if shape is not None else "", params_cell(params, tied) if params is not None else "", f"{flops:,}" if flops is not None else ""]
             for j, text in enumerate(cells):
                 item = QtWidgets.QTableWidgetItem(text)
                 if j in (0, 4, 5):
@@ -194,9 +196,11 @@ class LayersView(View):
     def _update_total(self) -> None:
         rows = self._rows
         if rows and rows[0][3] is not None:
-            total_p = sum(r[3] for r in rows)
-            total_f = sum(r[4] for r in rows)
-            text = f"{len(rows)} layers, {total_p:,} parameters, {total_f:,} FLOPs per example (a multiply-add counts 2)"
+            fields = [row_fields(r) for r in rows]
+            tied = sum(f[5] for f in fields)
+            total_p = sum(f[3] for f in fields) - tied
+            total_f = sum(f[4] for f in fields)
+            text = f"{len(rows)} layers, {params_total(total_p, tied)}, {total_f:,} FLOPs per example (a multiply-add counts 2)"
             if any(not r[2] for r in rows) and not self.table.isColumnHidden(3):
                 text += ". " + SKIPPED_NOTE
         else:
@@ -213,8 +217,10 @@ class LayersView(View):
 
     def csv(self) -> tuple[list[str], list[list]]:
         rows = []
-        for i, (name, typ, shape, params, flops) in enumerate(self._rows):
-            rows.append([i, name, typ, _shape(shape) if shape is not None else "", params if params is not None else "", flops if flops is not None else ""])
+        for i, row in enumerate(self._rows):
+            name, typ, shape, params, flops, tied = row_fields(row)
+            known = params is not None
+            rows.append([i, name, typ, _shape(shape) if shape is not None else "", params if known else "", flops if flops is not None else "", tied if known else ""])
         return list(HEADER), rows
 
     def export_size(self, size: QtCore.QSize) -> QtCore.QSize:
