@@ -42,8 +42,9 @@ Blocks (the `act_grad_norm` columns), first rule that finds any wins:
    `Sequential` / `ModuleList` / `ModuleDict`, each with sub-modules and parameters: transformer
    layers (torch's `TransformerEncoderLayer`, GPT or BERT layers, ViT blocks), ConvNeXt or
    EfficientNet blocks, DenseNet's dense layers, and the model's own children of a repeated class
-   (Inception's modules, a U-Net's down and up blocks) unless they hold a ModuleList of units
-   (T5's encoder and decoder stacks: their blocks are the units); a unit inside another is not a block.
+   (Inception's modules, a U-Net's down and up blocks); a unit that keeps units of its own in a
+   stack named `blocks`, `layers`, `block`, `layer` or `h` (timm's stages, T5's encoder and decoder)
+   yields to them; a unit inside another is not a block.
    Without this a transformer had no `act_grad_norm` at all.
 The gradient of a block's output is caught with a tensor hook registered on the output in a forward
 hook; such hooks see the gradient of the value the block returned even when the caller later changes
@@ -282,15 +283,36 @@ def repeated_units(named: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Mod
     units = _repeated(boxes)
     if named and not isinstance(named[0][1], _CONTAINERS):
         # the model's own children too: a GoogLeNet's Inception modules, not the pairs of convs in
-        # their branches' Sequentials (the outermost wins); but a child that keeps its own blocks in
-        # a ModuleList is a stack (T5's encoder and decoder are one class): its blocks are the units
-        own = {id(m): m for m in named[0][1].children()}
-        units |= {i for i in _repeated(named[:1]) if not _holds_block_list(own[i], units)}
+        # their branches' Sequentials (the outermost wins)
+        units |= _repeated(named[:1])
+    by_id = {id(m): m for _, m in named}
+    units = {i for i in units if not _is_stage(by_id[i], units)}
     return outermost([(n, m) for n, m in named if id(m) in units])
 
 
-def _holds_block_list(module: nn.Module, units: set[int]) -> bool:
-    return any(isinstance(sub, nn.ModuleList) and any(id(k) in units for k in sub.children()) for sub in module.modules())
+# where a module keeps a stack of its blocks, by the names PyTorch code gives them: timm's stages
+# `blocks`, GPT-2's `h`, `layers`; a ModuleList `block` or `layer` (T5's stacks, BERT's encoder), where
+# a Sequential `block` is a residual branch (torchvision's MBConv and CNBlock); a list of attention
+# heads (`heads`) or a GoogLeNet branch (`branch2`) is no stack
+_STACK_NAMES = frozenset(("blocks", "layers", "h"))
+_LIST_NAMES = frozenset(("block", "layer"))
+
+
+def _is_stage(module: nn.Module, units: set[int]) -> bool:
+    """A unit that keeps units of its own in a stack: a stage of timm's ConvNeXt, Swin, CSPNet or
+    MetaFormer (their stages had been the only blocks: 4 for ConvNeXt's 12), T5's encoder and
+    decoder. Its own units are the blocks; the stage's output is every few blocks' stream only."""
+    for name, sub in module.named_modules():
+        if sub is module or not isinstance(sub, _CONTAINERS):
+            continue
+        last = name.rsplit(".", 1)[-1]
+        inner = [type(k) for k in sub.children() if id(k) in units]
+        if inner and last in _STACK_NAMES:
+            return True
+        # T5's block keeps its attention and feed-forward in a ModuleList `layer`: one of each, no stack
+        if last in _LIST_NAMES and isinstance(sub, nn.ModuleList) and len(inner) > len(set(inner)):
+            return True
+    return False
 
 
 def _repeated(boxes: list[tuple[str, nn.Module]]) -> set[int]:

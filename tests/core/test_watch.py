@@ -491,18 +491,110 @@ def test_block_rule():
     assert [n for n, _ in find_blocks(r)] == plain and len(plain) == 8
 
 
+class _T5Part(nn.Module):
+    """A T5 sub-layer: x + f(norm(x))."""
+
+    def __init__(self, e: int) -> None:
+        super().__init__()
+        self.layer_norm, self.ff = nn.LayerNorm(e), nn.Linear(e, e)
+
+    def forward(self, x):
+        return x + self.ff(self.layer_norm(x))
+
+
+class _T5Attention(_T5Part):
+    pass
+
+
+class _T5Block(nn.Module):
+    """T5's block: its attention and feed-forward parts in a ModuleList `layer`, one of each."""
+
+    def __init__(self, e: int) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList([_T5Attention(e), _T5Part(e)])
+
+    def forward(self, x):
+        for part in self.layer:
+            x = part(x)
+        return x
+
+
 class _Stack(nn.Module):
-    """T5's `T5Stack`: blocks in a ModuleList, a final norm."""
+    """T5's `T5Stack`: blocks in a ModuleList `block`, a final norm."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.block = nn.ModuleList(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True) for _ in range(2))
+        self.block = nn.ModuleList(_T5Block(8) for _ in range(2))
         self.final_layer_norm = nn.LayerNorm(8)
 
     def forward(self, x):
         for b in self.block:
             x = b(x)
         return self.final_layer_norm(x)
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return x + self.norm(self.conv(x))
+
+
+class _Stage(nn.Module):
+    """timm's `ConvNeXtStage`: a downsampling conv, then its blocks in a Sequential `blocks`."""
+
+    def __init__(self, c: int, depth: int) -> None:
+        super().__init__()
+        self.downsample = nn.Conv2d(c, c, 2, stride=2)
+        self.blocks = nn.Sequential(*[_ConvBlock(c) for _ in range(depth)])
+
+    def forward(self, x):
+        return self.blocks(self.downsample(x))
+
+
+class _Head(nn.Module):
+    def __init__(self, e: int) -> None:
+        super().__init__()
+        self.key, self.query, self.value = nn.Linear(e, e), nn.Linear(e, e), nn.Linear(e, e)
+
+    def forward(self, x):
+        w = (self.query(x) @ self.key(x).transpose(-2, -1)).softmax(-1)
+        return w @ self.value(x)
+
+
+class _MultiHead(nn.Module):
+    def __init__(self, e: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(_Head(e) for _ in range(2))
+        self.proj = nn.Linear(2 * e, e)
+
+    def forward(self, x):
+        return self.proj(torch.cat([h(x) for h in self.heads], -1))
+
+
+class _LectureBlock(nn.Module):
+    def __init__(self, e: int) -> None:
+        super().__init__()
+        self.sa, self.ffwd = _MultiHead(e), nn.Sequential(nn.Linear(e, 4 * e), nn.ReLU(), nn.Linear(4 * e, e))
+
+    def forward(self, x):
+        x = x + self.sa(x)
+        return x + self.ffwd(x)
+
+
+class _LectureGPT(nn.Module):
+    """The GPT of the "let's build GPT" lecture: heads in a ModuleList, blocks in a Sequential."""
+
+    def __init__(self, e: int = 8) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, e)
+        self.blocks = nn.Sequential(*[_LectureBlock(e) for _ in range(3)])
+        self.head = nn.Linear(e, 10)
+
+    def forward(self, idx):
+        return self.head(self.blocks(self.emb(idx)))
 
 
 class _EncoderDecoder(nn.Module):
@@ -524,9 +616,16 @@ def test_block_rule_finds_the_units_of_stacks():
     mlp = nn.Sequential(*[nn.Sequential(nn.Linear(4, 4), nn.ReLU()) for _ in range(3)], nn.Linear(4, 2))
     assert find_blocks(mlp) == []  # plain containers of leaf layers: no blocks
     # T5's encoder and decoder are one class among the model's own children: stacks, not units,
-    # because each keeps its blocks in a ModuleList (the two stacks had been its only blocks)
+    # because each keeps its blocks in a stack (`block`; the two stacks had been its only blocks)
     encdec = _EncoderDecoder()
     assert [n for n, _ in find_blocks(encdec)] == ["encoder.block.0", "encoder.block.1", "decoder.block.0", "decoder.block.1"]
+    # timm's stages (ConvNeXt, Swin, CSPNet, MetaFormer) keep their blocks in `blocks`: the blocks,
+    # not the 4 stages, are the units; a GPT written as in a lecture keeps its attention heads in a
+    # ModuleList `heads`: its blocks stay the units, not the heads
+    staged = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Sequential(_Stage(4, 2), _Stage(4, 3)))
+    assert [n for n, _ in find_blocks(staged)] == ["1.0.blocks.0", "1.0.blocks.1", "1.1.blocks.0", "1.1.blocks.1", "1.1.blocks.2"]
+    gpt = _LectureGPT()
+    assert [n for n, _ in find_blocks(gpt)] == ["blocks.0", "blocks.1", "blocks.2"]
     tvm = pytest.importorskip("torchvision.models")
     for name, want, kinds in (
         ("efficientnet_b0", 16, {"MBConv"}),  # one of its stages holds a single block
