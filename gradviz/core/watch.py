@@ -476,6 +476,8 @@ class Watch:
             # the hooks, and the other steps one without.
             self._feeds.mixed = True
         self._order: dict[int, int] = {}  # id(layer) -> rank of first execution
+        self._block_order: dict[int, int] = {}  # id(block) -> rank of first call
+        self._block_perm: list[int] = []  # forward-order position -> index in `self._blocks`
         self._shapes: dict[int, tuple[list, int]] = {}  # id(layer) -> (output shape, FLOPs) in that pass
         self._order_handles: list = []
         self._index: dict[int, int] = {}
@@ -561,6 +563,9 @@ class Watch:
             self._order_handles = [m.register_forward_pre_hook(self._guard(self._seen)) for _, m in hookable]
             # the layer table's output shapes and FLOPs, from the same first forward pass
             self._order_handles += [m.register_forward_hook(self._guard(self._shaped)) for _, m in hookable]
+            # the blocks' forward order too: a diffusers U-Net registers its middle block after its
+            # up blocks, and the block profile read "input -> output" in that order
+            self._order_handles += [b.register_forward_pre_hook(self._guard(self._block_seen)) for _, b in self._blocks]
             learn = self._guard(self._after_forward)
             if self._compiled and self._top is self.module:  # run as Python, not traced: dynamo warned that it cannot trace the run file's json
                 learn = torch.compiler.disable(learn)
@@ -579,6 +584,9 @@ class Watch:
 
     @property
     def blocks(self) -> list[str]:
+        """The blocks' names: in forward order once the first step ran, as found before."""
+        if getattr(self, "_metrics", None) is not None:
+            return list(self._metrics.block_names)
         return [n for n, _ in getattr(self, "_blocks", [])]
 
     def __enter__(self) -> Watch:
@@ -696,6 +704,10 @@ class Watch:
         if torch.is_grad_enabled() and id(mod) in self._layer_ids:
             self._order.setdefault(id(mod), len(self._order))
 
+    def _block_seen(self, mod, _args) -> None:
+        if torch.is_grad_enabled():
+            self._block_order.setdefault(id(mod), len(self._block_order))
+
     def _shaped(self, mod, _args, out) -> None:
         if torch.is_grad_enabled() and id(mod) in self._layer_ids and id(mod) not in self._shapes:
             t = first_tensor(out)
@@ -716,7 +728,12 @@ class Watch:
             self._learn_handle.remove()
             self._learn_handle = None
         layers = by_first_run(self._all_layers, self._order)
-        self._metrics = _Metrics(self.module, layers, self._blocks, self._activation, self.hist_every, self.update_every)
+        found = {id(b): i for i, (_, b) in enumerate(self._blocks)}
+        blocks = by_first_run(self._blocks, self._block_order)
+        # the block hooks keep their indices (the first backward is still to come); `_block_norms`
+        # hands their values over in forward order
+        self._block_perm = [found[id(b)] for _, b in blocks]
+        self._metrics = _Metrics(self.module, layers, blocks, self._activation, self.hist_every, self.update_every)
         self._index = {id(m): i for i, (_, m) in enumerate(layers)}
         mt = self._metrics
         self.recording.add_run(self.name, mt.layer_names, mt.layer_types, mt.block_names)
@@ -821,7 +838,10 @@ class Watch:
         self.recording.set_meta(meta)
 
     def _block_norms(self) -> list:
-        return self._bgn.values() if self._bgn is not None else []
+        if self._bgn is None:
+            return []
+        values = self._bgn.values()
+        return [values[i] for i in self._block_perm]
 
     def _update_due(self) -> bool:
         return (self.step // self.every) % self.update_every == 0

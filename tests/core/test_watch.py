@@ -668,6 +668,48 @@ class _TinyUNet(nn.Module):
         return self.out(self.dec1(torch.cat([self.up(d2), d1], 1)))
 
 
+class _MidLastUNet(_TinyUNet):
+    """A U-Net whose middle block is registered after its up path (as diffusers' `UNet2DModel`
+    does): named_modules() order is down1, dec1, down2; the forward runs down1, down2, dec1."""
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
+        self.down1 = _DoubleConv(1, 4)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.dec1 = _DoubleConv(8, 4)
+        self.out = nn.Conv2d(4, 2, 1)
+        self.down2 = _DoubleConv(4, 8)
+
+
+def test_blocks_are_recorded_in_forward_order(tmp_path):
+    """diffusers registers a U-Net's middle block after its up blocks: the block columns (and the
+    block profile, drawn "input -> output") followed named_modules(), the middle block last. They
+    follow the first forward pass now, each with its own gradient (checked against autograd)."""
+    torch.manual_seed(0)
+    model = _MidLastUNet()
+    assert [n for n, _ in find_blocks(model)] == ["down1", "dec1", "down2"]
+    x, y = torch.randn(2, 1, 8, 8), torch.randint(0, 2, (2, 8, 8))
+    twin = copy.deepcopy(model)
+    taps = {}
+    for name in ("down1", "down2", "dec1"):
+        twin.get_submodule(name).register_forward_hook(lambda _m, _i, o, name=name: taps.__setitem__(name, o))
+    loss = F.cross_entropy(twin(x), y)
+    want = dict(zip(taps, (float(g.norm()) for g in torch.autograd.grad(loss, list(taps.values()))), strict=True))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with gradviz.watch(model, opt, path=tmp_path / "u.gradviz", name="u") as w:
+        for _ in range(2):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            w.log(loss=1.0)
+        assert w.blocks == ["down1", "down2", "dec1"]
+    rec = gradviz.open_run(tmp_path / "u.gradviz")
+    assert rec.blocks("u") == ["down1", "down2", "dec1"]
+    _, agn = rec.metric("u", "act_grad_norm")
+    for k in range(2):
+        close(agn[k], [want[n] for n in ("down1", "down2", "dec1")])
+
+
 def test_a_unet_of_attributes_gets_act_grad_norm_per_block(tmp_path):
     """A U-Net's DoubleConv blocks are attributes of the model: no block at all was found. They are
     now, and their act_grad_norm (down1's gradient arrives by the skip concatenation and through
