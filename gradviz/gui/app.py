@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from . import gc_guard
 from .controls import ControlPanel
+from .elided_label import ElidedLabel
 from .theme import Theme, apply_to_app, make_theme, size_check_boxes
 from .views import make_views
 from .views.readout import Readout
@@ -129,21 +130,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.step_label = QtWidgets.QLabel("step -")
         self.rate_label = QtWidgets.QLabel("")
         self.device_label = QtWidgets.QLabel("")
-        self.path_label = QtWidgets.QLabel("")
-        self.message_label = QtWidgets.QLabel("")
-        self.message_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        for lab in (self.step_label, self.rate_label, self.device_label, self.path_label, self.message_label):
+        # long paths and messages are elided (the path in the middle, keeping its file name), never
+        # allowed to widen the window; their tooltips hold the whole text
+        self.path_label = ElidedLabel(QtCore.Qt.TextElideMode.ElideMiddle)
+        self.message_label = ElidedLabel(QtCore.Qt.TextElideMode.ElideRight)
+        for lab in (self.step_label, self.rate_label, self.device_label):
             # run names and paths come from files: "<b>" in one is text, never markup
             lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        for lab in (self.path_label, self.message_label):
-            # long paths and messages are cut, never allowed to widen the window
-            lab.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.path_label.setMinimumWidth(200)
         sb.addWidget(self.step_label)
         sb.addWidget(self.rate_label)
-        sb.addWidget(self.message_label, 1)
+        sb.addWidget(self.message_label, 3)  # a message matters more than where the file is
         sb.addPermanentWidget(self.device_label)
-        sb.addPermanentWidget(self.path_label, 1)
+        sb.addPermanentWidget(self.path_label, 2)
 
     def _build_shortcuts(self) -> None:
         c = self.controls
@@ -300,6 +299,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 last = rec.last_step()
                 self.step_label.setText(f"step {last if self.upto_step is None else min(last, self.upto_step)}")
                 self.path_label.setText(rec.source or "")
+                self.path_label.setToolTip(rec.source or "")
             return
         s = w.status()
         self.step_label.setText(f"step {s.step}")

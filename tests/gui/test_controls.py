@@ -377,6 +377,27 @@ def test_a_batchnorm_the_training_cannot_run_is_refused_in_one_line(qtbot, tmp_p
         win.shutdown()
 
 
+def test_the_status_bar_elides_on_a_1024_projector(live, qtbot):
+    """At 1024 x 768 in presentation mode the status bar cut both "H shows them again" and the run
+    file's path mid-word at their right ends. The message now shows whole, the path is elided in
+    the middle (its file name stays), both fit their labels, and text() and the tooltip keep the
+    whole path."""
+    win, worker = live()
+    win.resize(1024, 768)
+    win.set_presentation(True)
+    qtbot.keyClick(win, Qt.Key.Key_H)
+    qtbot.waitUntil(lambda: win.path_label.text().startswith("recording to "), timeout=5000)
+    qtbot.wait(200)
+    msg, path = win.message_label, win.path_label
+    assert msg.text() == msg.shown_text() and "H shows them again" in msg.text()
+    fm = path.fontMetrics()
+    shown = path.shown_text()
+    assert fm.horizontalAdvance(path.text()) > path.contentsRect().width()  # the case is not trivial
+    assert "…" in shown and fm.horizontalAdvance(shown) <= path.contentsRect().width()
+    assert shown.startswith("recording to") and shown.endswith(".gradviz")
+    assert path.text() == f"recording to {worker.path}" and path.toolTip() == str(worker.path)
+
+
 def test_h_hides_the_controls_for_the_charts_and_the_keys_still_work(live, qtbot):
     """On a 1280 x 720 projector in presentation mode the controls dock and the lecture note took
     over a quarter of the width. H hides both (the charts take the room), the status bar says how to
