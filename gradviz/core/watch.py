@@ -123,6 +123,24 @@ def torch_optimizer(optimizer):
     raise TypeError(f"gradviz.watch: optimizer: a {type(given).__name__} is not a torch.optim.Optimizer (pass the optimizer, or None)")
 
 
+def sharded_by(model: nn.Module) -> str:
+    """What shards the model's parameters, "" when nothing does: FSDP (`fully_shard`, whose
+    parameters are DTensors outside a pass and views of a freed all-gather buffer inside one, or
+    the FullyShardedDataParallel wrapper), or tensor parallelism's DTensors."""
+    fsdp: tuple[type, ...] = ()
+    try:
+        from torch.distributed import fsdp as _fsdp
+
+        fsdp = tuple(t for t in (getattr(_fsdp, "FSDPModule", None), getattr(_fsdp, "FullyShardedDataParallel", None)) if t)
+    except Exception:  # noqa: BLE001 - a torch built without distributed has no FSDP either
+        pass
+    if fsdp and any(isinstance(m, fsdp) for m in model.modules()):
+        return "FSDP"
+    if any(type(p).__name__ == "DTensor" for p in model.parameters()):
+        return "DTensor parameters"
+    return ""
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The module that holds the layers: inside DistributedDataParallel / DataParallel and
     `torch.compile` wrappers, so layer names are those of the plain model."""
@@ -443,6 +461,16 @@ class Watch:
         self.update_every = int(update_every)
         self.rank, self.world_size = dist_rank()
         self.active = self.rank == 0 or bool(record_all_ranks)
+        shards = sharded_by(self.module)
+        if shards and self.active:
+            warnings.warn(
+                f"gradviz.watch: the model's parameters are sharded ({shards}): a layer's gradient norm needs "
+                "every rank's shard, and the shards' storage is freed between passes; not supported yet, "
+                "nothing is recorded (your training is not touched)",
+                RuntimeWarning,
+                stacklevel=4,  # the user's `gradviz.watch(...)` line
+            )
+            self.active = False
         self.step = 0
         self.closed = False
         self.recording: Recording | None = None
