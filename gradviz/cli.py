@@ -132,6 +132,7 @@ def cmd_summary(args) -> int:
     from .core.data import data_shape
     from .core.models import build_model
     from .core.summary import format_table, summarize
+    from .core.training import model_input_message
 
     cfg = build_config(args)
     # one table per distinct model: the depth preset's shallow and deep stacks each get theirs (only
@@ -139,7 +140,11 @@ def cmd_summary(args) -> int:
     tables: dict[tuple, list[str]] = {}  # (input shape, outputs, rows) -> the runs with that model
     for rc in cfg.runs:
         shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
-        rows = summarize(build_model(rc.model, shape, outputs, seed=rc.train.seed), shape)
+        model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
+        try:
+            rows = summarize(model, shape)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot take the data: one line
+            raise ValueError(model_input_message(rc.name, rc.model.kind, shape, exc)) from exc
         tables.setdefault((shape, outputs, tuple(rows)), []).append(rc.name)
     for k, ((shape, outputs, rows), names) in enumerate(tables.items()):
         who = f"run {names[0]!r}" if len(names) == 1 else "runs " + ", ".join(repr(n) for n in names)

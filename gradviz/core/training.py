@@ -85,6 +85,15 @@ def uses_batch_norm(model: nn.Module) -> bool:
     return has_bn and sw.state(model)["norm"]
 
 
+def model_input_message(run: str, kind: str, shape: tuple, exc: BaseException) -> str:
+    """One line for a model whose forward pass fails on the data's examples (torchvision's ViT needs
+    224 x 224 images, Inception v3 at least 75 x 75; MNIST's are 28 x 28 or resized)."""
+    text = " ".join(str(exc).split())
+    side = "x".join(str(s) for s in shape)
+    hint = " (image sets take data.resize=N)" if len(shape) == 3 else ""
+    return f"{run}: model {kind} cannot take this data's {side} examples{hint}: {type(exc).__name__}: {text}"
+
+
 @dataclass
 class TrainingRun:
     cfg: RunConfig
@@ -123,7 +132,10 @@ class TrainingRun:
         self.optimizer = make_optimizer(tc.optimizer, model.parameters(), self.base_lr, tc.momentum, tc.weight_decay)
         self.loss_fn = make_loss(loss_name)
         example = torch.zeros((2, *self.data.input_shape), dtype=dtype, device=self.device)
-        layers = forward_order(model, example)
+        try:
+            layers = forward_order(model, example)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot take the data: one line, not a traceback
+            raise ValueError(model_input_message(self.name, mc.kind, self.data.input_shape, exc)) from exc
         if getattr(self, "probe", None) is not None:
             self.probe.remove()
         self.probe = Probe(

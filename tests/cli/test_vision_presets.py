@@ -153,6 +153,22 @@ def test_any_torchvision_model_with_the_residual_switch(tmp_path, monkeypatch):
     assert rec.metric("plain", "loss")[1][0] != rec.metric("residual", "loss")[1][0]
 
 
+@pytest.mark.parametrize("command", ["run", "summary"])
+def test_a_torchvision_model_too_big_for_the_images_is_one_line(tmp_path, command):
+    """Inception v3 needs at least 75 x 75 pixels; on MNIST's (resized to 32) `gradviz run` and
+    `gradviz summary` ended in a 40-line traceback. One line now, naming the run, the model, the
+    examples' shape and the fix, and exit code 2."""
+    root = write_mnist(tmp_path / "data", n_train=8, n_test=4)
+    extra = ["--steps", "1", "--quiet", "--out", str(tmp_path / "x.gradviz")] if command == "run" else []
+    res = gv(command, "--preset", "resnet18-mnist", "--model", "torchvision:inception_v3", "--data-root", str(root), *extra, tmp_path=tmp_path)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("gradviz: plain: model torchvision:inception_v3 cannot take this data's 1x32x32 examples")
+    assert "data.resize=N" in lines[0] and "Kernel size can't be greater than actual input size" in lines[0]
+    assert not (tmp_path / "x.gradviz").exists()
+
+
 def test_download_flag_maps_to_the_config(tmp_path):
     args = cli.make_parser().parse_args(["run", "--preset", "resnet18-mnist", "--data-root", str(tmp_path), "--download"])
     cfg = cli.build_config(args)
