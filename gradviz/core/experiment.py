@@ -42,6 +42,22 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def unswitched_notes(runs: list) -> list[str]:
+    """A line for each switch the runs are set apart by that their model does not have: a
+    torchvision MobileNet under the ResNet-18 preset keeps its own skip connections in the "plain"
+    twin too, so the twins differed only by their learning rates, without a word."""
+    notes = []
+    for key, what in (("residual", "skip path"), ("norm", "normalisation layer"), ("dropout", "dropout layer")):
+        values = {getattr(run.cfg.model, key) for run in runs}
+        stuck = [run for run in runs if not run.supports.get(key, True)]
+        if len(values) > 1 and stuck:
+            kinds = ", ".join(dict.fromkeys(run.cfg.model.kind for run in stuck))
+            names = [run.name for run in stuck]
+            who = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
+            notes.append(f"model.{key} changes nothing in {kinds} (no {what} gradviz can switch): runs {who} have the same layers either way")
+    return notes
+
+
 def default_threads() -> int:
     """Leave one core to the GUI (and to the OS when headless on a small machine)."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -79,6 +95,8 @@ class Experiment:
                 run.build(switches=old["switches"], lr=old["lr"])
             runs.append(run)
         self.runs = runs
+        if keep is None:  # said once per session, not at every restart
+            self.messages += unswitched_notes(runs)
         rec = self.recording
         if not rec.meta:
             rec.set_meta({

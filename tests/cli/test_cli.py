@@ -130,6 +130,26 @@ def test_a_run_file_that_stops_taking_writes_ends_the_run_in_one_line(tmp_path, 
     assert 0 < len(kept) < 40
 
 
+def test_a_switch_the_model_lacks_is_noted_when_it_sets_runs_apart(tmp_path, monkeypatch, capsys):
+    """Twins told apart by a switch their model does not have are the same network: a torchvision
+    MobileNet under the ResNet-18 preset kept its skip connections in the "plain" twin too, and
+    nothing said so. LeNet has no skip path: two of its runs set apart by model.residual get a note
+    in the summary (and in the window's status line, which shows the experiment's messages); runs
+    that agree on a switch their model lacks get none."""
+    from gradviz import cli
+
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path / "home"))
+    argv = ["run", "--preset", "batchnorm-init", "--steps", "2", "--quiet", "--out", str(tmp_path / "b.gradviz")]
+    assert cli.main([*argv, "--set", "lenet-normal.model.residual=true"]) == 0
+    notes = [ln.strip() for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("note:")]
+    assert notes == [
+        "note: model.residual changes nothing in lenet (no skip path gradviz can switch): "
+        "runs lenet-default, lenet-normal and lenet-bn-normal have the same layers either way"
+    ]
+    assert cli.main([*argv, "--set", "model.residual=true", "--out", str(tmp_path / "c.gradviz")]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nactivation = "swish"\n')
