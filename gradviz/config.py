@@ -154,6 +154,13 @@ RANGES = {
     ("train", "eval_every"): (1, 1 << 30),
     ("train", "hist_every"): (1, 1 << 30),
     ("train", "update_every"): (1, 1 << 30),
+    # a negative weight decay, decay rate or noise, or momentum >= 1 (no decay at all) trained on
+    # without a word, or diverged
+    ("train", "momentum"): (0.0, 0.999),
+    ("train", "weight_decay"): (0.0, 100.0),
+    ("train", "lr_decay"): (0.0, 1e6),
+    ("data", "noise"): (0.0, 100.0),
+    ("data", "resize"): (0, 4096),
 }
 
 

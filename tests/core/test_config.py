@@ -1,5 +1,7 @@
 """Config files and --set flags: one-line errors naming file, line, key and accepted values."""
 
+import re
+
 import pytest
 
 from gradviz.config import ConfigError, load, load_preset, loads, parse_set, preset_names
@@ -54,6 +56,28 @@ def test_toml_syntax_error_names_the_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(path)
     assert str(path) in str(info.value) and "line 2" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "shown"),
+    [("train.momentum=2", "2.0"), ("train.momentum=-0.5", "-0.5"), ("train.weight_decay=-1", "-1.0"),
+     ("train.lr_decay=-1", "-1.0"), ("data.noise=-1", "-1.0"), ("data.resize=-1", "-1")],
+)
+def test_settings_that_trained_on_without_a_word_are_refused(setting, shown, tmp_path):
+    """A negative weight decay, decay rate or noise, a negative resize, momentum >= 1: each ran
+    (or diverged) silently. Each is refused in one line with its accepted range, by --set and in a
+    TOML file (with its line)."""
+    key, value = setting.split("=")
+    with pytest.raises(ConfigError, match=rf"^--set {re.escape(key)} = {re.escape(shown)}: accepted range is "):
+        load_preset("demo").with_overrides(parse_set([setting]))
+    section, name = key.split(".")
+    path = tmp_path / "bad.toml"
+    path.write_text(f'name = "bad"\n\n[{section}]\n{name} = {value}\n\n[[runs]]\nname = "a"\n')
+    with pytest.raises(ConfigError, match="accepted range") as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}:4: {key} = {shown}: accepted range is ")
+    ok = load_preset("demo").with_overrides(parse_set([f"{key}=0"]))  # the bound itself is fine
+    assert getattr(getattr(ok.runs[0], section), name) == 0
 
 
 def test_set_flags():
