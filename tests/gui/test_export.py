@@ -214,6 +214,8 @@ def test_csv_layers_and_steps(views, recording, tmp_path):
     header, rows = read_csv(tmp_path / "depth.csv")
     assert header == [str(h) for h in views["depth"].csv()[0]]
     assert header[0] == "layer" and len(rows) == len(recording.layers("plain"))
+    # each row names its layer (a transformer's "layer 37" says little read later)
+    assert header[1] == "name" and [r[1] for r in rows] == recording.layers("plain")
     _, grad = recording.metric("residual", "grad_norm")
     col = header.index(next(h for h in header if h.startswith("residual")))
     np.testing.assert_allclose([num(r[col]) for r in rows], grad[-1], rtol=1e-6, equal_nan=True)
@@ -222,6 +224,24 @@ def test_csv_layers_and_steps(views, recording, tmp_path):
     steps, _ = recording.metric("plain", "loss")
     assert len(rows) == len(steps) == STEPS
     assert [int(r[0]) for r in rows] == list(steps)
+
+
+def test_histogram_csv_names_its_layer(views, recording, tmp_path):
+    """The histograms CSV's columns read "plain weight [-0.1, -0.09)": which layer was not said
+    anywhere in the file. Every column names the run's layer, and its counts are that layer's
+    histograms as the file holds them."""
+    view = views["histograms"]
+    view.layer_box.setCurrentIndex(3)
+    view.refresh(recording)
+    ex.export_view(view, tmp_path, "csv")
+    header, rows = read_csv(tmp_path / "histograms.csv")
+    for run in recording.runs:
+        name = recording.layers(run)[3]
+        cols = [i for i, h in enumerate(header) if h.startswith(f"{run} ")]
+        assert cols and all(header[i].startswith(f"{run} weight of 3: {name} [") for i in cols)
+        steps, _, counts = recording.histograms(run, "weight", 3)
+        assert [int(r[0]) for r in rows] == list(steps)
+        np.testing.assert_allclose([[num(r[i]) for i in cols] for r in rows], counts)
 
 
 def test_export_at_a_step(views, recording, tmp_path):

@@ -88,7 +88,10 @@ def test_depth_profile_selector_and_step_limit(views, recorded):
     assert steps[row] == 10
     np.testing.assert_allclose(depth.curves["residual"].getOriginalDataset()[1], finite_positive(u[row])[1], rtol=1e-6)
     assert depth.drawn_upto == 10
-    assert f"@ step {steps[row]}" in depth.csv()[0][1]
+    assert f"@ step {steps[row]}" in depth.csv()[0][2]
+    depth.set_metric("act_grad_norm")  # a block profile's rows are blocks, named
+    header, rows = depth.csv()
+    assert header[:2] == ["block", "name"] and [r[1] for r in rows] == rec.blocks("plain")
 
 
 def test_depth_profile_axes_fixed_by_default_and_vanishing_band(views, recorded):

@@ -15,6 +15,7 @@ from .base import (
     View,
     add_title,
     fit_plot_title,
+    index_names,
     live_curve,
     run_key,
     style_plot,
@@ -118,6 +119,7 @@ class ActivationsView(View):
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self.marks: dict[str, tuple] = {}  # run -> (dots on dead-counted layers, triangles on saturated ones): mixed runs
         self._drawn: dict[tuple[str, str], np.ndarray] = {}
+        self._names: dict[str, list[str]] = {}  # run -> its layer names, for the CSV
         self._step: dict[str, int] = {}
         self.scale: dict[str, float | None] = dict.fromkeys(SCALED)  # symlog's linear range, None: linear
         lay = QtWidgets.QVBoxLayout(self)
@@ -170,7 +172,7 @@ class ActivationsView(View):
     def _draw(self, recording, upto: int | None) -> None:
         if saturation_label(recording) != getattr(self, "_sat_label", None):  # live: meta may come late
             self._label_saturation(recording)
-        self._drawn = {}
+        self._drawn, self._names = {}, {run: list(recording.info(run).layers) for run in recording.runs}
         self._recorded = False  # whether any run recorded activation statistics at all (the key's note)
         for run in recording.runs:
             color = self.run_color(recording, run)
@@ -277,9 +279,10 @@ class ActivationsView(View):
 
     def csv(self) -> tuple[list[str], list[list]]:
         keys = list(self._drawn)
-        header = ["layer"] + [f"{run} {stat} @ step {self._step.get(run, '')}" for run, stat in keys]
+        header = ["layer", "name"] + [f"{run} {stat} @ step {self._step.get(run, '')}" for run, stat in keys]
         width = max((len(v) for v in self._drawn.values()), default=0)
-        rows = [[i, *(float(self._drawn[k][i]) if i < len(self._drawn[k]) else float("nan") for k in keys)] for i in range(width)]
+        names = index_names({run: self._names.get(run, []) for run, _ in keys}, width)
+        rows = [[i, names[i], *(float(self._drawn[k][i]) if i < len(self._drawn[k]) else float("nan") for k in keys)] for i in range(width)]
         return header, rows
 
     def plot_items(self) -> list:

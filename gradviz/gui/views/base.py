@@ -37,6 +37,16 @@ def positive(values: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(v) & (v > 0), v, np.nan)
 
 
+def index_names(names_by_run: dict[str, list[str]], width: int) -> list[str]:
+    """A CSV's name column: each index's layer (or block) name; where runs name it differently
+    (the depth preset's shallow and deep stacks), their names joined by " / "."""
+    out = []
+    for i in range(width):
+        names = dict.fromkeys(names[i] for names in names_by_run.values() if i < len(names))
+        out.append(" / ".join(names))
+    return out
+
+
 def fmt_num(x: float) -> str:
     if x is None or not math.isfinite(x):
         return ""

@@ -21,6 +21,7 @@ from .base import (
     SpacedAxis,
     View,
     WrapBar,
+    index_names,
     live_curve,
     positive,
     upto_count,
@@ -107,6 +108,7 @@ class DepthView(View):
         self._least = np.inf  # log10 of the least positive value drawn
         self._width = 0  # layers (or blocks) on the x axis
         self._latest: dict[str, tuple[int, np.ndarray]] = {}  # run -> (step, values) drawn bold
+        self._names: dict[str, list[str]] = {}  # run -> its layer (or block) names, for the CSV
         self._sync_spins()
         self._apply_theme(self.theme)
         self.plot.getViewBox().sigResized.connect(self._place_zeros)  # rows are a symbol apart on screen
@@ -242,7 +244,7 @@ class DepthView(View):
             item.setSymbolSize(size)
 
     def _draw(self, recording, upto: int | None) -> None:
-        self._latest = {}
+        self._latest, self._names = {}, {}
         top, least = -np.inf, np.inf
         zero_x: dict[str, np.ndarray] = {}
         for run in recording.runs:
@@ -266,6 +268,8 @@ class DepthView(View):
                 top = max(top, float(np.log10(v[ok].max())))
                 least = min(least, float(np.log10(v[ok].min())))
             self._latest[run] = (int(steps[n - 1]), values[n - 1])
+            info = recording.info(run)
+            self._names[run] = list(info.blocks if self.metric_name == "act_grad_norm" else info.layers)
             for tier, t in zip(TRAIL_TIERS, trail):
                 rows = [n - 1 - k * TRAIL_STRIDE for k in tier if n - 1 - k * TRAIL_STRIDE >= 0]
                 if not rows:
@@ -332,11 +336,13 @@ class DepthView(View):
     # ---- export -----------------------------------------------------------------------
     def csv(self) -> tuple[list[str], list[list]]:
         runs = list(self._latest)
-        header = ["layer"] + [f"{r} {self.metric_name} @ step {self._latest[r][0]}" for r in runs]
+        unit = "block" if self.metric_name == "act_grad_norm" else "layer"
+        header = [unit, "name"] + [f"{r} {self.metric_name} @ step {self._latest[r][0]}" for r in runs]
         width = max((len(self._latest[r][1]) for r in runs), default=0)
+        names = index_names(self._names, width)
         rows = []
         for i in range(width):
-            row: list = [i]
+            row: list = [i, names[i]]
             for r in runs:
                 vals = self._latest[r][1]
                 row.append(float(vals[i]) if i < len(vals) else float("nan"))
