@@ -8,8 +8,10 @@ is ever executed or unpickled. Any problem surfaces as one `RunFileError` line n
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -152,6 +154,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _locked(method):
+    """One thread in the writer at a time: watches sharing a file (a GAN's two models) write from
+    their own worker threads, and two transactions at once broke both ("cannot start a transaction
+    within a transaction")."""
+
+    @functools.wraps(method)
+    def serialized(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return serialized
+
+
 class RunFileWriter:
     """Listens to a Recording and persists every change, committing at least every 0.5 s.
 
@@ -165,6 +180,7 @@ class RunFileWriter:
         self.path = Path(path)
         self.on_error = on_error
         self.error: str | None = None  # why writing stopped, once it has
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
@@ -198,6 +214,7 @@ class RunFileWriter:
         recording.add_listener(self._on)
         recording.source = str(self.path)
 
+    @_locked
     def _on(self, kind: str, payload: tuple) -> None:
         if self.closed:
             return
@@ -224,6 +241,7 @@ class RunFileWriter:
         if time.monotonic() - self._last_commit >= FLUSH_SECONDS:
             self.flush()
 
+    @_locked
     def flush(self) -> None:
         if self.closed:
             return
@@ -311,6 +329,7 @@ class RunFileWriter:
                 (ev.step, ev.run, ev.kind, ev.detail),
             )
 
+    @_locked
     def close(self) -> None:
         """Flush, checkpoint the WAL into the main file and leave a single self-contained file."""
         if self.closed:

@@ -184,6 +184,48 @@ def compiled_fullgraph(model: nn.Module) -> bool:
 _OPEN_WATCHES: dict[int, list[weakref.ref]] = {}
 
 
+class _SharedFile:
+    """One run file that several open watches record into, each its own run: a GAN's generator
+    and discriminator, an actor and its critic. The second watch of the same path had opened a
+    second writer that replaced the first's file (the generator's run was lost without a word)."""
+
+    def __init__(self, path: Path) -> None:
+        self.recording = Recording()
+        self.writer = RunFileWriter(path, self.recording)
+        self.names: set[str] = set()
+
+
+_SHARED_FILES: dict[str, _SharedFile] = {}  # resolved path -> the file its open watches share
+
+
+def _join_file(path: Path, name: str) -> _SharedFile:
+    key = str(path.expanduser().resolve())
+    shared = _SHARED_FILES.get(key)
+    if shared is not None and name in shared.names:
+        raise ValueError(
+            f"gradviz.watch: {path} already records a run named {name!r} for another watch; "
+            "give this one another name= (one run per model in a shared file)"
+        )
+    if shared is None:
+        shared = _SHARED_FILES[key] = _SharedFile(path)
+    shared.names.add(name)
+    return shared
+
+
+def _leave_file(path: Path, name: str, bg: Background | None) -> None:
+    """This watch is done with its file: its worker stops; the last watch of the file closes it."""
+    if bg is not None:
+        bg.stop()
+    key = str(path.expanduser().resolve())
+    shared = _SHARED_FILES.get(key)
+    if shared is None:
+        return
+    shared.names.discard(name)
+    if not shared.names:
+        del _SHARED_FILES[key]
+        shared.writer.close()
+
+
 def _watch_key(path, name: str) -> tuple[str, str]:
     """What makes two watches of one model the same recording: the file, or for watches given no
     path (each gets a new file) the run's name."""
@@ -525,8 +567,12 @@ class Watch:
         self.path = rank_path(path, self.rank) if record_all_ranks else Path(path)
         self._activation = activation or guess_activation(self.module)
         self._blocks = find_blocks(self.module, blocks)
-        self.recording = Recording()
-        self._writer = RunFileWriter(self.path, self.recording)
+        try:
+            shared = _join_file(self.path, self.name)  # another open watch's file, or a new one
+        except ValueError:
+            self.closed = True  # it never began: a later watch of this model has nothing to close
+            raise
+        self.recording, self._writer = shared.recording, shared.writer
         first_param = next(self.module.parameters(), None)
         if first_param is None:  # an activation or a functional wrapper passed by mistake: say it
             warnings.warn(
@@ -538,11 +584,11 @@ class Watch:
         on_cpu = first_param is None or first_param.device.type == "cpu"
         if background if background is not None else on_cpu:
             self._bg = Background("gradviz-watch")
-        self._finalizer = weakref.finalize(self, _finish_files, self._bg, self._writer)
+        self._finalizer = weakref.finalize(self, _leave_file, self.path, self.name, self._bg)
         from .. import __version__
 
         first = next(self.module.parameters(), None)
-        self.recording.set_meta({
+        settings = {
             "kind": "watch",
             "name": self.name,
             "model": type(self.module).__name__,
@@ -559,7 +605,12 @@ class Watch:
             "gradviz_version": __version__,
             "torch_version": torch.__version__,
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        })
+        }
+        # a file shared with other watches keeps the first one's settings on top, and each
+        # watch's own under "watches"
+        meta = dict(self.recording.meta) or dict(settings)
+        meta["watches"] = {**meta.get("watches", {}), self.name: settings}
+        self.recording.set_meta(meta)
         self._all_layers = param_layers(self.module)
         self._layer_ids = {id(m) for _, m in self._all_layers}
         # a TorchScript part of the model (a scripted block) takes no Python hook: left out of the
@@ -667,7 +718,7 @@ class Watch:
         self._pending.clear()
         if self.active:
             self._finalizer.detach()
-            _finish_files(self._bg, self._writer)
+            _leave_file(self.path, self.name, self._bg)
 
     # ---- hooks ----------------------------------------------------------------------------
     def _guard(self, fn):
@@ -773,7 +824,7 @@ class Watch:
             rows.append([name, type(m).__name__, shape, sum(p.numel() for p in m.parameters(recurse=False)), int(flops), tied])
         self._shapes = {}
         meta = dict(self.recording.meta)
-        meta["layer_table"] = {self.name: rows}
+        meta["layer_table"] = {**meta.get("layer_table", {}), self.name: rows}  # other watches' runs too
         self.recording.set_meta(meta)
 
     def _arm_activations(self) -> None:
@@ -851,14 +902,22 @@ class Watch:
     def _note_kinds(self, by_layer: dict[str, str]) -> None:
         """Say in the meta what act_saturation counted, where it changed: one kind, or "mixed" with
         each layer's."""
-        found = set(by_layer.values())
-        if not found:
+        if not by_layer:
             return
         meta = dict(self.recording.meta)
-        kind = found.pop() if len(found) == 1 else "mixed"
-        layer_kinds = by_layer if kind == "mixed" else None
-        if meta.get("activation") == kind and meta.get("layer_activation") == layer_kinds:
+        watches = {name: dict(v) for name, v in (meta.get("watches") or {}).items()}
+        mine = watches.setdefault(self.name, {})
+        if mine.get("layer_kinds") == by_layer:
             return
+        mine["layer_kinds"] = by_layer  # this run's own (a shared file's runs may reuse layer names)
+        meta["watches"] = watches
+        merged: dict[str, str] = {}
+        found: set[str] = set()
+        for w in watches.values():
+            merged.update(w.get("layer_kinds") or {})
+            found.update((w.get("layer_kinds") or {}).values())
+        kind = found.pop() if len(found) == 1 else "mixed"
+        layer_kinds = merged if kind == "mixed" else None
         meta["activation"] = kind
         meta.pop("layer_activation", None)
         if layer_kinds:
@@ -1065,12 +1124,6 @@ class Watch:
             self._bgn.reset()
             self._bgn.enabled = self._recorded()
         self._in_step = self._scripted
-
-
-def _finish_files(bg: Background | None, writer: RunFileWriter) -> None:
-    if bg is not None:
-        bg.stop()
-    writer.close()
 
 
 def watch(

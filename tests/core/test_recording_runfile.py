@@ -118,6 +118,39 @@ def test_the_log_file_never_prints_tracebacks(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_two_threads_appending_share_one_writer(tmp_path, monkeypatch):
+    """Watches that share a file (a GAN's generator and discriminator) append from their own worker
+    threads: two transactions at once failed both ("cannot start a transaction within a
+    transaction", "cannot commit - no transaction is active") and the watches stopped recording.
+    With a commit at every append, both threads' steps all reach the file."""
+    monkeypatch.setattr(runfile, "FLUSH_SECONDS", 0.0)
+    rec = Recording()
+    path = tmp_path / "shared.gradviz"
+    writer = RunFileWriter(path, rec)
+    for run in ("G", "D"):
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+    errors = []
+
+    def steps(run):
+        try:
+            for k in range(300):
+                rec.append(run, k, {"loss": float(k), "grad_norm": np.full(2, k, np.float32)})
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=steps, args=(run,)) for run in ("G", "D")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert writer.error is None and not errors
+    writer.close()
+    back = gradviz.open_run(path)
+    for run in ("G", "D"):
+        got_steps, loss = back.metric(run, "loss")
+        assert got_steps.tolist() == list(range(300)) and loss.tolist() == [float(k) for k in range(300)]
+
+
 def test_killed_writer_leaves_a_readable_file(tmp_path):
     import subprocess
     import sys

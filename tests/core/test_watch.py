@@ -1001,6 +1001,54 @@ def test_watch_sees_the_mobile_activations(tmp_path):
     assert rec.meta["layer_activation"] == {"0": "relu", "2": "hardsigmoid", "4": "relu"}
 
 
+def test_two_models_watched_into_one_file_each_keep_their_run(tmp_path):
+    """A GAN's generator and discriminator watched into one file: the second watch opened a second
+    writer that replaced the first's file, and the generator's run was gone without a word. Both
+    runs are kept now (gradients checked against autograd), whichever watch closes first; each
+    run's layer table and activation kinds are its own although their layer names collide; a
+    second run of the same name in the file is refused in one line, and the first goes on."""
+    torch.manual_seed(0)
+    gen = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    disc = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    og, od = torch.optim.SGD(gen.parameters(), lr=0.05), torch.optim.SGD(disc.parameters(), lr=0.05)
+    path = tmp_path / "gan.gradviz"
+    wg = gradviz.watch(gen, og, path=path, name="G", hist_every=1)
+    wd = gradviz.watch(disc, od, path=path, name="D", hist_every=1)
+    with pytest.raises(ValueError, match=r"already records a run named 'D' for another watch; give this one another name="):
+        gradviz.watch(nn.Linear(2, 1), None, path=path, name="D")
+    bce = nn.BCEWithLogitsLoss()
+    want = {"G": [], "D": []}
+    for step in range(4):
+        real, z = torch.randn(16, 2) + 2, torch.randn(16, 4)
+        od.zero_grad()
+        loss_d = bce(disc(real), torch.ones(16, 1)) + bce(disc(gen(z).detach()), torch.zeros(16, 1))
+        loss_d.backward()
+        want["D"].append([float(disc[0].weight.grad.square().sum().add(disc[0].bias.grad.square().sum()).sqrt())])
+        od.step()
+        wd.log(loss=loss_d)
+        og.zero_grad()
+        loss_g = bce(disc(gen(z)), torch.ones(16, 1))
+        loss_g.backward()
+        want["G"].append([float(gen[0].weight.grad.square().sum().add(gen[0].bias.grad.square().sum()).sqrt())])
+        og.step()
+        if not wg.closed:
+            wg.log(loss=loss_g)
+        if step == 2:
+            wg.close()  # the generator's watch ends first; the file stays open for the other
+    wd.close()
+    rec = gradviz.open_run(path)
+    assert sorted(rec.runs) == ["D", "G"]
+    assert rec.metric("G", "loss")[0].tolist() == [0, 1, 2] and rec.metric("D", "loss")[0].tolist() == [0, 1, 2, 3]
+    close(rec.metric("G", "grad_norm")[1][:, :1], want["G"][:3])
+    close(rec.metric("D", "grad_norm")[1][:, :1], want["D"])
+    assert set(rec.meta["layer_table"]) == {"G", "D"} and set(rec.meta["watches"]) == {"G", "D"}
+    assert rec.meta["watches"]["G"]["layer_kinds"] == {"0": "tanh"} and rec.meta["watches"]["D"]["layer_kinds"] == {"0": "relu"}
+    assert rec.meta["activation"] == "mixed"
+    from gradviz.gui.views.activations import saturating_layers
+
+    assert saturating_layers(rec, "G").tolist() == [True, False] and saturating_layers(rec, "D").tolist() == [False, False]
+
+
 class AcceleratedOptimizer(torch.optim.Optimizer):
     """accelerate's wrapper, as Hugging Face's Trainer hands it to callbacks: an Optimizer subclass
     that never ran `Optimizer.__init__`, its torch optimizer in `.optimizer`."""

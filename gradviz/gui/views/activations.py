@@ -42,6 +42,8 @@ def saturation_label(recording) -> str:
     kind = model.get("kind", "")
     if act == "mixed":  # a watched model whose layers feed different activations: each counted for its own
         kinds = set((meta.get("layer_activation") or {}).values())
+        for w in (meta.get("watches") or {}).values():  # a shared file: each run's own kinds
+            kinds |= set((w.get("layer_kinds") or {}).values())
         if "relu" in kinds and kinds - {"relu"}:
             return MIXED_LABEL
         act = "relu" if "relu" in kinds else "tanh"
@@ -64,6 +66,8 @@ def saturating_layers(recording, run: str) -> np.ndarray | None:
     kinds = meta.get("layer_activation") if meta.get("activation") == "mixed" else None
     if not kinds or saturation_label(recording) != MIXED_LABEL:
         return None
+    # a file that several watches share holds each run's own kinds (their layer names may collide)
+    kinds = (((meta.get("watches") or {}).get(run) or {}).get("layer_kinds")) or kinds
     return np.array([kinds.get(name, "relu") not in DEAD_KINDS for name in recording.layers(run)], bool)
 
 
