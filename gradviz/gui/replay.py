@@ -286,7 +286,7 @@ class ReplayBar(QtWidgets.QWidget):
 class Follower(QtCore.QObject):
     """Tails a run file that another process is writing into the window's recording."""
 
-    def __init__(self, window, reader: RunFileReader, rec, bar: ReplayBar, interval_ms: int = FOLLOW_INTERVAL_MS):
+    def __init__(self, window, reader: RunFileReader, rec, bar: ReplayBar, path="", interval_ms: int = FOLLOW_INTERVAL_MS):
         super().__init__(window)
         self.window = window
         self.reader = reader
@@ -294,6 +294,8 @@ class Follower(QtCore.QObject):
         self.bar = bar
         self.polls = 0
         self.failed = False
+        self.path = path
+        self._runs = list(rec.runs)  # named in the message
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.poll)
@@ -310,6 +312,11 @@ class Follower(QtCore.QObject):
             return 0
         self.polls += 1
         if new:
+            runs = list(self.recording.runs)
+            if runs != self._runs:  # a run that joined later (a second watch of a shared file)
+                self._runs = runs
+                if self.window.message_label.text().startswith("Following "):  # never over a warning
+                    _message(self.window, following_text(self.path, runs))
             self.bar.sync()
             if self.bar.at_end():
                 self.bar._apply()
@@ -323,6 +330,10 @@ class Follower(QtCore.QObject):
             except Exception:  # noqa: BLE001
                 pass
             self.reader = None
+
+
+def following_text(path, runs) -> str:
+    return f"Following {path} as it grows: runs {', '.join(runs) or 'no runs yet'}"
 
 
 def _message(window, text: str) -> None:
@@ -356,12 +367,12 @@ def _attach(window, path: Path, rec, reader: RunFileReader | None) -> None:
     bar = _bar_for(window)
     bar.set_recording(rec, following=reader is not None)
     if reader is not None:
-        window.follower = Follower(window, reader, rec, bar)
+        window.follower = Follower(window, reader, rec, bar, path)
     window.run_path = str(path)
     runs = ", ".join(rec.runs) or "no runs yet"
     n = len(bar.steps)
     if reader is not None:  # a count here went stale at once beside the live slider
-        text = f"Following {path} as it grows: runs {runs}"
+        text = following_text(path, rec.runs)
     else:
         text = f"Replaying {path}: {n} steps, runs {runs}"
     warns = list(getattr(rec, "warnings", []) or [])

@@ -154,6 +154,30 @@ WRITER = textwrap.dedent(
 )
 
 
+def test_following_names_a_run_that_joins_later(opened, qtbot, tmp_path):
+    """A GAN's discriminator watch writes first, its generator's joins the shared file later: the
+    views drew the new run, but the status line kept saying "runs D". It names both now."""
+    from gradviz.core import runfile
+    from gradviz.core.recording import Recording
+
+    path = tmp_path / "gan.gradviz"
+    rec = Recording()
+    writer = runfile.RunFileWriter(path, rec)
+    rec.add_run("D", ["0", "2"], ["Linear", "Linear"], [])
+    for s in range(5):
+        rec.append("D", s, {"loss": 1.0, "grad_norm": np.ones(2, np.float32)})
+    writer.flush()
+    w = opened(path, follow=True)
+    assert w.message_label.text() == f"Following {path} as it grows: runs D"
+    rec.add_run("G", ["0", "2"], ["Linear", "Linear"], [])
+    for s in range(5):
+        rec.append("G", s, {"loss": 0.5, "grad_norm": np.ones(2, np.float32)})
+    writer.flush()
+    qtbot.waitUntil(lambda: "G" in w.recording.runs, timeout=5000)
+    qtbot.waitUntil(lambda: w.message_label.text() == f"Following {path} as it grows: runs D, G", timeout=3000)
+    writer.close()
+
+
 def test_follow_a_file_another_process_writes(opened, qtbot, tmp_path):
     path, go = tmp_path / "live.gradviz", tmp_path / "go"
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -1648,6 +1648,22 @@ def test_a_loss_within_one_decade_still_has_numbers_on_its_axis(qtbot):
     assert {"0.1", "1", "10"} <= set(labels), labels
 
 
+def test_a_loss_under_a_decade_across_one_is_labelled_on_both_sides(qtbot):
+    """A GAN's discriminator loss between 0.55 and 1.6: pyqtgraph's log ticks labelled 0.6 ... 0.9
+    and 1, and the upper two fifths of the axis (1 to 1.6) had no label. Round values, 1-2-5
+    spaced, now label both sides, each at its own height."""
+    view, _rec = _drawn_loss_view(qtbot, 1.075 + 0.525 * np.sin(np.arange(80) / 6.0), run="D")
+    axis = view.plot.getAxis("left")
+    lo, hi = view.plot.getViewBox().viewRange()[1]
+    levels = axis.tickValues(lo, hi, float(axis.geometry().height()))
+    pairs = [(v, t) for sp, vals in levels for v, t in zip(vals, axis.tickStrings(vals, 1.0, sp), strict=True) if t and lo <= v <= hi]
+    values = [float(t) for _, t in pairs]
+    for v, t in pairs:
+        assert float(t) == pytest.approx(10.0**v, rel=1e-9), (v, t)
+    assert any(x > 1.1 for x in values) and any(x < 0.9 for x in values), values
+    assert max(values) - min(values) >= 0.6 * (10.0**hi - 10.0**lo)  # labels spread over the axis
+
+
 def test_a_loss_below_one_is_labelled_in_its_own_units(qtbot):
     """A watched model's loss between 0.6 and 0.8: pyqtgraph scaled the log axis to milli, as it
     does a linear one, and labelled 0.7 "7·10²" on an axis titled "loss (x0.001)". The labels, as

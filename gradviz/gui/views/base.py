@@ -212,12 +212,22 @@ class DecadeAxis(pg.AxisItem):
     def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 - pyqtgraph API
         ticks = super().logTickValues(minVal, maxVal, size, stdTicks)
         self._fine = None
+        if not maxVal > minVal or not math.isfinite(maxVal - minVal):
+            return ticks
         inside = [v for _, vals in ticks for v in vals if minVal <= v <= maxVal]
-        if len(inside) >= 2 or not maxVal > minVal or not math.isfinite(maxVal - minVal):
+        span = maxVal - minVal
+        # under a decade across a decade's boundary (a GAN's losses between 0.55 and 1.6) one side
+        # can have no tick at all: 0.6 ... 0.9 and 1 labelled, nothing above 1
+        bare_end = bool(inside) and span < 1 and max(min(inside) - minVal, maxVal - max(inside)) > span / 3
+        if len(inside) >= 2 and not bare_end:
             return ticks
         lo, hi = 10.0**minVal, 10.0**maxVal
         step = nice_step((hi - lo) / 4)
         values = np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step)
+        while len(values) < 3:  # 0.5 to 1.7 in steps of 0.5 left two labels: the next finer 1-2-5 step
+            base = 10.0 ** math.floor(math.log10(step) + 1e-9)
+            step = {1: 0.5, 2: 1.0, 5: 2.0}.get(round(step / base), 0.5) * base
+            values = np.arange(math.ceil(lo / step) * step, hi + step * 1e-6, step)
         self._fine = step
         return [(None, [float(np.log10(v)) for v in values if v > 0])]
 
