@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import FOLDER_DATASETS, ExperimentConfig
+from ..config import FOLDER_DATASETS, ConfigError, ExperimentConfig
 from ..core.recording import Recording
 
 log = logging.getLogger("gradviz")
@@ -54,6 +54,18 @@ def session_path(cfg: ExperimentConfig, path: str | Path | None, record: bool) -
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _user_line(exc: BaseException) -> str:
+    """`_one_line`, less the type name where the message is gradviz's own, written for the user
+    (a config, data or model that cannot be used: "ValueError: plain: model ... cannot take ...");
+    the command line prints those the same way."""
+    from ..core.data import DataError
+    from ..core.runfile import RunFileError
+
+    if isinstance(exc, ConfigError | DataError | RunFileError | ValueError) and str(exc).strip():
+        return " ".join(str(exc).strip("'\"").split())
+    return _one_line(exc)
 
 
 class Worker:
@@ -168,7 +180,7 @@ class Worker:
         try:
             exp = Experiment(self.cfg, self.recording)
         except Exception as exc:  # noqa: BLE001 - a bad config, model or data set: one line
-            msg = f"cannot start {self.cfg.name}: {_one_line(exc)}"
+            msg = f"cannot start {self.cfg.name}: {_user_line(exc)}"
             if type(exc).__name__ == "DataError" and self.cfg.data.name in FOLDER_DATASETS:
                 msg += "; or choose it under Session: data folder"  # the window's own way
             log.exception(msg)

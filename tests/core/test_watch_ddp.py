@@ -102,7 +102,7 @@ def test_watch_in_a_two_process_ddp_job(tmp_path):
 
 FSDP_SCRIPT = textwrap.dedent(
     """
-    import json, sys, warnings
+    import json, os, sys, warnings
     import torch, torch.distributed as dist
     import torch.nn.functional as F
     from torch import nn
@@ -142,7 +142,11 @@ FSDP_SCRIPT = textwrap.dedent(
     bare = train(False)
     with open(f"{out}/fsdp{rank}.json", "w") as f:
         json.dump({"watched": watched, "bare": bare, "warnings": [str(m.message) for m in seen if "gradviz" in str(m.message)]}, f)
-    dist.destroy_process_group()
+    dist.barrier()
+    # FSDP2 over gloo aborted now and then at the end ("terminate called without an active
+    # exception", 1 run in 8 here; the watch is inactive for FSDP: no thread, no hook): the
+    # results are written, leave without the teardown (12 runs in 12 passed so)
+    os._exit(0)
     """
 )
 
