@@ -281,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         from .core.runfile import RunFileError
 
         if isinstance(exc, DataError | RunFileError | ValueError | KeyError | OSError):
-            msg = str(exc).strip("'\"") or type(exc).__name__
-            print(f"gradviz: {' '.join(msg.split())}", file=sys.stderr)
+            from .core.experiment import user_text
+
+            print(f"gradviz: {user_text(exc) or type(exc).__name__}", file=sys.stderr)
             logging.getLogger("gradviz").exception("command failed")
             return 2
         raise

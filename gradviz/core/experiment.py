@@ -42,6 +42,12 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def user_text(exc: BaseException) -> str:
+    """A message gradviz wrote for the user, as one line without the type name (a KeyError's
+    quotes dropped); "" when it has none. The command line and the window say it so."""
+    return " ".join(str(exc).strip("'\"").split())
+
+
 def unswitched_notes(runs: list) -> list[str]:
     """A line for each switch the runs are set apart by that their model does not have: a
     torchvision MobileNet under the ResNet-18 preset keeps its own skip connections in the "plain"

@@ -260,9 +260,9 @@ def params_cell(params: int, tied: int) -> str:
     return f"{params:,} (tied)" if tied == params else f"{params:,} ({tied:,} tied)"
 
 
-def params_total(total: int, tied: int) -> str:
-    """The table's parameter total, each tied parameter counted once."""
-    return f"{total:,} parameters" + (" (tied ones counted once)" if tied else "")
+def params_total(total: str, tied: int) -> str:
+    """The table's parameter total (`total` as the table writes numbers), each tied one counted once."""
+    return f"{total} parameters" + (" (tied ones counted once)" if tied else "")
 
 
 def _human(n: float) -> str:
@@ -307,7 +307,7 @@ def format_table(rows: list[LayerRow]) -> str:
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     lines = [fmt(header), rule, *(fmt(row) for row in body), rule, fmt(total)]
     lines.append(
-        f"{_human(total_params).rstrip()} parameters{' (tied ones counted once)' if tied else ''}, "
+        f"{params_total(_human(total_params).rstrip(), tied)}, "
         f"{_human(total_flops)}FLOPs per example (a multiply-add counts 2)"
     )
     if any(not r.output_shape for r in rows):

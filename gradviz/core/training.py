@@ -88,10 +88,11 @@ def uses_batch_norm(model: nn.Module) -> bool:
 def model_input_message(run: str, kind: str, shape: tuple, exc: BaseException) -> str:
     """One line for a model whose forward pass fails on the data's examples (torchvision's ViT needs
     224 x 224 images, Inception v3 at least 75 x 75; MNIST's are 28 x 28 or resized)."""
-    text = " ".join(str(exc).split())
+    from .experiment import one_line  # experiment imports this module
+
     side = "x".join(str(s) for s in shape)
     hint = " (image sets take data.resize=N)" if len(shape) == 3 else ""
-    return f"{run}: model {kind} cannot take this data's {side} examples{hint}: {type(exc).__name__}: {text}"
+    return f"{run}: model {kind} cannot take this data's {side} examples{hint}: {one_line(exc)}"
 
 
 @dataclass

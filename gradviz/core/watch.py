@@ -198,8 +198,11 @@ class _SharedFile:
 _SHARED_FILES: dict[str, _SharedFile] = {}  # resolved path -> the file its open watches share
 
 
-def _join_file(path: Path, name: str) -> _SharedFile:
-    key = str(path.expanduser().resolve())
+def _file_key(path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def _join_file(key: str, path: Path, name: str) -> _SharedFile:
     shared = _SHARED_FILES.get(key)
     if shared is not None and name in shared.names:
         raise ValueError(
@@ -212,11 +215,11 @@ def _join_file(path: Path, name: str) -> _SharedFile:
     return shared
 
 
-def _leave_file(path: Path, name: str, bg: Background | None) -> None:
-    """This watch is done with its file: its worker stops; the last watch of the file closes it."""
+def _leave_file(key: str, name: str, bg: Background | None) -> None:
+    """This watch is done with its file: its worker stops; the last watch of the file closes it.
+    `key` is the one taken when it joined: the working directory may have changed since."""
     if bg is not None:
         bg.stop()
-    key = str(path.expanduser().resolve())
     shared = _SHARED_FILES.get(key)
     if shared is None:
         return
@@ -231,7 +234,7 @@ def _watch_key(path, name: str) -> tuple[str, str]:
     path (each gets a new file) the run's name."""
     if path is None:
         return ("default", str(name))
-    return ("path", str(Path(path).expanduser().resolve()))
+    return ("path", _file_key(path))
 
 
 def scripted(m: nn.Module) -> bool:
@@ -468,8 +471,6 @@ class Watch:
         if not isinstance(model, nn.Module):
             raise TypeError(f"gradviz.watch needs an nn.Module, got {type(model).__name__}")
         optimizer = torch_optimizer(optimizer)
-        if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
-            raise TypeError("gradviz.watch: optimizer must be a torch.optim.Optimizer (torch >= 2.0)")
         if min(int(every), int(hist_every), int(update_every)) < 1:
             raise ValueError(
                 f"gradviz.watch: every, hist_every and update_every must be >= 1, got {every}, {hist_every}, {update_every}"
@@ -547,7 +548,7 @@ class Watch:
             self._feeds.mixed = True
         self._order: dict[int, int] = {}  # id(layer) -> rank of first execution
         self._block_order: dict[int, int] = {}  # id(block) -> rank of first call
-        self._block_perm: list[int] = []  # forward-order position -> index in `self._blocks`
+        self._block_perm: list[int] | None = None  # forward-order position -> index in `self._blocks`; None: the same
         self._shapes: dict[int, tuple[list, int]] = {}  # id(layer) -> (output shape, FLOPs) in that pass
         self._order_handles: list = []
         self._index: dict[int, int] = {}
@@ -568,7 +569,8 @@ class Watch:
         self._activation = activation or guess_activation(self.module)
         self._blocks = find_blocks(self.module, blocks)
         try:
-            shared = _join_file(self.path, self.name)  # another open watch's file, or a new one
+            self._file = _file_key(self.path)
+            shared = _join_file(self._file, self.path, self.name)  # another open watch's file, or a new one
         except ValueError:
             self.closed = True  # it never began: a later watch of this model has nothing to close
             raise
@@ -584,7 +586,7 @@ class Watch:
         on_cpu = first_param is None or first_param.device.type == "cpu"
         if background if background is not None else on_cpu:
             self._bg = Background("gradviz-watch")
-        self._finalizer = weakref.finalize(self, _leave_file, self.path, self.name, self._bg)
+        self._finalizer = weakref.finalize(self, _leave_file, self._file, self.name, self._bg)
         from .. import __version__
 
         first = next(self.module.parameters(), None)
@@ -718,7 +720,7 @@ class Watch:
         self._pending.clear()
         if self.active:
             self._finalizer.detach()
-            _leave_file(self.path, self.name, self._bg)
+            _leave_file(self._file, self.name, self._bg)
 
     # ---- hooks ----------------------------------------------------------------------------
     def _guard(self, fn):
@@ -811,7 +813,8 @@ class Watch:
         blocks = by_first_run(self._blocks, self._block_order)
         # the block hooks keep their indices (the first backward is still to come); `_block_norms`
         # hands their values over in forward order
-        self._block_perm = [found[id(b)] for _, b in blocks]
+        perm = [found[id(b)] for _, b in blocks]
+        self._block_perm = None if perm == sorted(perm) else perm
         self._metrics = _Metrics(self.module, layers, blocks, self._activation, self.hist_every, self.update_every)
         self._index = {id(m): i for i, (_, m) in enumerate(layers)}
         mt = self._metrics
@@ -928,7 +931,7 @@ class Watch:
         if self._bgn is None:
             return []
         values = self._bgn.values()
-        return [values[i] for i in self._block_perm]
+        return values if self._block_perm is None else [values[i] for i in self._block_perm]
 
     def _update_due(self) -> bool:
         return (self.step // self.every) % self.update_every == 0

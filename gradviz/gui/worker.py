@@ -61,11 +61,11 @@ def _user_line(exc: BaseException) -> str:
     (a config, data or model that cannot be used: "ValueError: plain: model ... cannot take ...");
     the command line prints those the same way."""
     from ..core.data import DataError
+    from ..core.experiment import user_text
     from ..core.runfile import RunFileError
 
-    if isinstance(exc, ConfigError | DataError | RunFileError | ValueError) and str(exc).strip():
-        return " ".join(str(exc).strip("'\"").split())
-    return _one_line(exc)
+    text = user_text(exc)
+    return text if text and isinstance(exc, ConfigError | DataError | RunFileError | ValueError) else _one_line(exc)
 
 
 class Worker:

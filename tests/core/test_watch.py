@@ -1049,6 +1049,29 @@ def test_two_models_watched_into_one_file_each_keep_their_run(tmp_path):
     assert saturating_layers(rec, "G").tolist() == [True, False] and saturating_layers(rec, "D").tolist() == [False, False]
 
 
+def test_a_relative_path_is_finished_after_a_change_of_directory(tmp_path, monkeypatch):
+    """The shared-file registry is keyed by the resolved path: resolved again at close, after the
+    notebook's `os.chdir`, the key missed and the file was never finished (its WAL left beside it)."""
+    from gradviz.core import watch as watch_module
+
+    monkeypatch.chdir(tmp_path)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    w = gradviz.watch(model, opt, path="rel.gradviz", name="a")
+    for _ in range(3):
+        opt.zero_grad()
+        loss = model(torch.randn(4, 2)).square().mean()
+        loss.backward()
+        opt.step()
+        w.log(loss=loss)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    w.close()
+    assert str(tmp_path / "rel.gradviz") not in watch_module._SHARED_FILES
+    assert not (tmp_path / "rel.gradviz-wal").exists()
+    assert gradviz.open_run(tmp_path / "rel.gradviz").metric("a", "loss")[0].tolist() == [0, 1, 2]
+
+
 class AcceleratedOptimizer(torch.optim.Optimizer):
     """accelerate's wrapper, as Hugging Face's Trainer hands it to callbacks: an Optimizer subclass
     that never ran `Optimizer.__init__`, its torch optimizer in `.optimizer`."""

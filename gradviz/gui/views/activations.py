@@ -123,7 +123,6 @@ class ActivationsView(View):
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         self.marks: dict[str, tuple] = {}  # run -> (dots on dead-counted layers, triangles on saturated ones): mixed runs
         self._drawn: dict[tuple[str, str], np.ndarray] = {}
-        self._names: dict[str, list[str]] = {}  # run -> its layer names, for the CSV
         self._step: dict[str, int] = {}
         self.scale: dict[str, float | None] = dict.fromkeys(SCALED)  # symlog's linear range, None: linear
         lay = QtWidgets.QVBoxLayout(self)
@@ -176,7 +175,7 @@ class ActivationsView(View):
     def _draw(self, recording, upto: int | None) -> None:
         if saturation_label(recording) != getattr(self, "_sat_label", None):  # live: meta may come late
             self._label_saturation(recording)
-        self._drawn, self._names = {}, {run: list(recording.info(run).layers) for run in recording.runs}
+        self._drawn = {}
         self._recorded = False  # whether any run recorded activation statistics at all (the key's note)
         for run in recording.runs:
             color = self.run_color(recording, run)
@@ -285,7 +284,7 @@ class ActivationsView(View):
         keys = list(self._drawn)
         header = ["layer", "name"] + [f"{run} {stat} @ step {self._step.get(run, '')}" for run, stat in keys]
         width = max((len(v) for v in self._drawn.values()), default=0)
-        names = index_names({run: self._names.get(run, []) for run, _ in keys}, width)
+        names = index_names(self.row_names(dict.fromkeys(run for run, _ in keys)), width)
         rows = [[i, names[i], *(float(self._drawn[k][i]) if i < len(self._drawn[k]) else float("nan") for k in keys)] for i in range(width)]
         return header, rows
 

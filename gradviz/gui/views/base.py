@@ -95,6 +95,14 @@ class View(QtWidgets.QWidget):
             self.invalidate()
             self.refresh(self.recording, upto)
 
+    def row_names(self, runs, blocks: bool = False) -> dict[str, list[str]]:
+        """Each run's layer (or block) names, for a CSV's name column: read when it is written,
+        not at every 30 Hz redraw."""
+        rec = self.recording
+        if rec is None:
+            return {}
+        return {run: list(rec.info(run).blocks if blocks else rec.info(run).layers) for run in runs if run in rec.runs}
+
     def csv(self) -> tuple[list[str], list[list]]:
         raise NotImplementedError
 

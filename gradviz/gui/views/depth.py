@@ -108,7 +108,6 @@ class DepthView(View):
         self._least = np.inf  # log10 of the least positive value drawn
         self._width = 0  # layers (or blocks) on the x axis
         self._latest: dict[str, tuple[int, np.ndarray]] = {}  # run -> (step, values) drawn bold
-        self._names: dict[str, list[str]] = {}  # run -> its layer (or block) names, for the CSV
         self._sync_spins()
         self._apply_theme(self.theme)
         self.plot.getViewBox().sigResized.connect(self._place_zeros)  # rows are a symbol apart on screen
@@ -244,7 +243,7 @@ class DepthView(View):
             item.setSymbolSize(size)
 
     def _draw(self, recording, upto: int | None) -> None:
-        self._latest, self._names = {}, {}
+        self._latest = {}
         top, least = -np.inf, np.inf
         zero_x: dict[str, np.ndarray] = {}
         for run in recording.runs:
@@ -268,8 +267,6 @@ class DepthView(View):
                 top = max(top, float(np.log10(v[ok].max())))
                 least = min(least, float(np.log10(v[ok].min())))
             self._latest[run] = (int(steps[n - 1]), values[n - 1])
-            info = recording.info(run)
-            self._names[run] = list(info.blocks if self.metric_name == "act_grad_norm" else info.layers)
             for tier, t in zip(TRAIL_TIERS, trail):
                 rows = [n - 1 - k * TRAIL_STRIDE for k in tier if n - 1 - k * TRAIL_STRIDE >= 0]
                 if not rows:
@@ -339,7 +336,7 @@ class DepthView(View):
         unit = "block" if self.metric_name == "act_grad_norm" else "layer"
         header = [unit, "name"] + [f"{r} {self.metric_name} @ step {self._latest[r][0]}" for r in runs]
         width = max((len(self._latest[r][1]) for r in runs), default=0)
-        names = index_names(self._names, width)
+        names = index_names(self.row_names(runs, blocks=self.metric_name == "act_grad_norm"), width)
         rows = []
         for i in range(width):
             row: list = [i, names[i]]

@@ -76,7 +76,6 @@ class HistogramsView(View):
         self.clip_label.setVisible(False)
         self.latest.addItem(self.clip_label, ignoreBounds=True)
         self._drawn: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # steps, edges, counts
-        self._drawn_layer: dict[str, str] = {}  # run -> "index: name" of the layer drawn
         # an export resizes without a redraw; a bound method (not a lambda), so Qt drops the
         # connection with this view (a lambda outliving it crashed the interpreter's exit)
         self.latest.getViewBox().sigResized.connect(self._on_latest_resized)
@@ -159,7 +158,7 @@ class HistogramsView(View):
             self._fill_layers(recording)
         self._build(recording)
         events = recording.event_objects()
-        self._drawn, self._drawn_layer = {}, {}
+        self._drawn = {}
         title = self._title()
         self.title_label.setText(title, size=f"{int(self.theme.font_pt * 1.3)}pt", color=self.theme.foreground)
         fit_run_titles(self.plots, self.theme, {run: self.run_color(recording, run) for run in self.plots})
@@ -193,8 +192,6 @@ class HistogramsView(View):
             self.plots[run].setYRange(float(edges[0]), float(edges[-1]), padding=0)
             curve.setData(edges, counts[-1])
             self._drawn[run] = (steps[idx], edges, counts[idx])
-            names = recording.layers(run)
-            self._drawn_layer[run] = f"{self.layer}: {names[self.layer]}" if self.layer < len(names) else f"layer {self.layer}"
         self._fit_latest()
 
     def _on_latest_resized(self, *_args) -> None:
@@ -266,7 +263,8 @@ class HistogramsView(View):
         for run in runs:
             steps, edges, counts = self._drawn[run]
             # the layer in every column: a CSV read later has no layer picker beside it
-            layer = self._drawn_layer.get(run, f"layer {self.layer}")
+            names = self.row_names([run]).get(run, [])
+            layer = f"{self.layer}: {names[self.layer]}" if self.layer < len(names) else f"layer {self.layer}"
             for b in range(counts.shape[1]):
                 header.append(f"{run} {self.kind} of {layer} [{edges[b]:.4g}, {edges[b + 1]:.4g})")
             idx = np.clip(np.searchsorted(steps, ref, side="right") - 1, 0, len(steps) - 1)

@@ -200,7 +200,7 @@ class LayersView(View):
             tied = sum(f[5] for f in fields)
             total_p = sum(f[3] for f in fields) - tied
             total_f = sum(f[4] for f in fields)
-            text = f"{len(rows)} layers, {params_total(total_p, tied)}, {total_f:,} FLOPs per example (a multiply-add counts 2)"
+            text = f"{len(rows)} layers, {params_total(format(total_p, ','), tied)}, {total_f:,} FLOPs per example (a multiply-add counts 2)"
             if any(not r[2] for r in rows) and not self.table.isColumnHidden(3):
                 text += ". " + SKIPPED_NOTE
         else:
