@@ -28,6 +28,7 @@ _DTYPES = {"f4": np.dtype("<f4"), "f8": np.dtype("<f8"), "u2": np.dtype("<u2")}
 # and sparse histogram counts shrink several-fold, at ~0.1 ms per half-second flush.
 _LEVEL = 1
 _MAX_ROWS_PER_CHUNK = 10_000_000
+_TABLES = ("meta", "runs", "chunks", "hist_edges", "hist_chunks", "events")  # what a reader SELECTs from
 
 SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -148,6 +149,10 @@ class _SeriesBytes:
 
 class RunFileError(Exception):
     """A run file cannot be read or written; the message is one line naming the file."""
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -373,6 +378,8 @@ class RunFileReader:
         try:
             uri = p.resolve().as_uri() + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._db.text_factory = _lenient_text  # a name that is not UTF-8 reads, marked, not fails the file
+            self._db.execute("PRAGMA trusted_schema=OFF")  # no side-effecting SQL functions from the file
             app = self._db.execute("PRAGMA application_id").fetchone()[0]
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
@@ -385,6 +392,22 @@ class RunFileReader:
             )
         if version < 1:
             raise RunFileError(f"{p}: gradviz run file without a schema version (incomplete or damaged)")
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        """Refuse a file whose tables are not plain tables. Reading a view runs its query, and a
+        virtual generated column computes on every read: a crafted file could make a plain SELECT
+        loop for ever (a recursive view) or allocate a gigabyte per row. Nothing is executed but
+        SQLite's own SELECTs over stored rows."""
+        marks = ",".join("?" * len(_TABLES))
+        rows = self._query(f"SELECT name, type, sql FROM sqlite_master WHERE name IN ({marks})", _TABLES)
+        for name, kind, sql in rows:
+            if kind != "table" or str(sql or "").lstrip().upper().startswith("CREATE VIRTUAL"):
+                what = "a virtual table" if kind == "table" else f"a {kind}"
+                raise RunFileError(f"{self.path}: not a gradviz run file ('{name}' is {what}, not a table)")
+            for col in self._query(f"PRAGMA table_xinfo('{name}')"):
+                if col[-1] in (1, 2):  # hidden: a virtual table's column, or a computed-on-read one
+                    raise RunFileError(f"{self.path}: not a gradviz run file ('{name}.{col[1]}' is computed, not stored)")
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:
@@ -406,7 +429,7 @@ class RunFileReader:
             for key, value in self._query("SELECT key, value FROM meta"):
                 try:
                     meta[str(key)] = json.loads(value)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, RecursionError):  # RecursionError: absurdly nested JSON
                     self.warnings.append(f"meta {key!r} unreadable")
             if meta:
                 rec.set_meta(meta)
@@ -420,7 +443,7 @@ class RunFileReader:
                 lay, typ, blk = json.loads(layers), json.loads(types), json.loads(blocks)
                 if not all(isinstance(x, list) and all(isinstance(s, str) for s in x) for x in (lay, typ, blk)):
                     raise ValueError("layer lists must be lists of strings")
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:
                 raise RunFileError(f"{self.path}: damaged run table for {name!r} ({_one_line(exc)})") from None
             rec.add_run(str(name), lay, typ, blk)
             self._runs[rid] = str(name)
@@ -429,7 +452,7 @@ class RunFileReader:
             key = (run, kind, layer)
             if key in self._edges_seen or run not in self._runs:
                 continue
-            if not isinstance(edges, bytes) or len(edges) % 8 or len(edges) < 16:
+            if not isinstance(edges, bytes) or len(edges) % 8 or len(edges) < 16 or not isinstance(layer, int):
                 self.warnings.append(f"histogram edges {key} unreadable")
                 continue
             rec.set_edges(self._runs[run], str(kind), int(layer), np.frombuffer(edges, "<f8"))
@@ -472,7 +495,10 @@ class RunFileReader:
             "SELECT id, step, run, kind, detail FROM events WHERE id > ? ORDER BY id", (self._last["events"],)
         ):
             self._last["events"] = eid
-            rec.add_event(int(step), str(run), str(kind), str(detail))
+            if not isinstance(step, int):
+                self.warnings.append(f"event {eid!r} unreadable (step {step!r})")
+                continue
+            rec.add_event(step, str(run), str(kind), str(detail))
             new += 1
         return new
 

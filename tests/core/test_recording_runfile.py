@@ -1,6 +1,8 @@
 """Recording (bounded, thread-safe views) and run file (round trip, follow, hostile files)."""
 
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -216,6 +218,65 @@ def test_hostile_files_give_one_line_errors(tmp_path):
         assert "\n" not in msg and str(path) in msg, (what, msg)
     assert "newer gradviz" in str(pytest.raises(RunFileError, gradviz.open_run, newer).value)
     assert "not a gradviz run file" in str(pytest.raises(RunFileError, gradviz.open_run, other).value)
+
+
+def crafted(tmp_path, name, *statements):
+    """A good run file altered by SQL statements, as someone crafting a file to share could."""
+    path = tmp_path / name
+    rec = Recording()
+    w = RunFileWriter(path, rec)
+    filled(rec)
+    w.close()
+    db = sqlite3.connect(path)
+    for sql in statements:
+        db.execute(sql)
+    db.commit()
+    db.close()
+    return path
+
+
+def test_a_crafted_schema_is_refused_before_any_query_runs(tmp_path):
+    """A view runs its query when read: a recursive one made open_run loop for ever, its memory
+    growing; a virtual generated column would allocate what it likes on every row read."""
+    view = crafted(
+        tmp_path,
+        "view.gradviz",
+        "DROP TABLE meta",
+        "CREATE VIEW meta AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT 'k' || x AS key, '1' AS value FROM c",
+    )
+    computed = crafted(
+        tmp_path,
+        "computed.gradviz",
+        "ALTER TABLE chunks RENAME TO stored",
+        "CREATE TABLE chunks(id INTEGER PRIMARY KEY, run INTEGER, name TEXT, n INTEGER, width INTEGER, dtype TEXT,"
+        " steps BLOB, raw BLOB, vals BLOB AS (zeroblob(900000000)) VIRTUAL)",
+        "INSERT INTO chunks(id, run, name, n, width, dtype, steps, raw) SELECT id, run, name, n, width, dtype, steps, vals FROM stored",
+        "DROP TABLE stored",
+    )
+    # a subprocess: with the old reader, opening the view never returned
+    code = "import sys, gradviz\ntry:\n    gradviz.open_run(sys.argv[1])\nexcept gradviz.RunFileError as e:\n    print(e)"
+    for path, what in ((view, "'meta' is a view"), (computed, "'chunks.vals' is computed")):
+        res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+        out = res.stdout.strip()
+        assert res.returncode == 0 and "\n" not in out and str(path) in out and what in out, (out, res.stderr[-500:])
+
+
+def test_crafted_fields_are_skipped_with_a_warning_and_the_rest_is_read(tmp_path):
+    path = crafted(
+        tmp_path,
+        "fields.gradviz",
+        "INSERT INTO events(step, run, kind, detail) VALUES ('soon', 'plain', 'toggle', 'x')",
+        "UPDATE hist_edges SET layer = 'one'",
+        "UPDATE runs SET name = CAST(x'ff706c61696e' AS TEXT) WHERE name = 'plain'",  # not UTF-8
+        "UPDATE meta SET value = '" + "[" * 100_000 + "]" * 100_000 + "' WHERE key = 'kind'",
+    )
+    back = gradviz.open_run(path)
+    assert back.runs == ["\ufffdplain", "residual"]
+    assert len(back.metric("residual", "grad_norm")[0]) == 50
+    assert [e[:3] for e in back.events()] == [(7, "plain", "toggle")]  # the unreadable one skipped
+    assert back.meta["config"] == {"a": 1} and "kind" not in back.meta
+    said = " ".join(back.warnings)
+    assert "event" in said and "histogram edges" in said and "meta 'kind' unreadable" in said
 
 
 def test_damaged_chunk_is_skipped_and_the_rest_is_read(tmp_path):
