@@ -129,6 +129,8 @@ def cmd_presets() -> int:
 
 
 def cmd_summary(args) -> int:
+    import torch
+
     from .core.data import data_shape
     from .core.models import build_model
     from .core.summary import format_table, summarize
@@ -140,11 +142,15 @@ def cmd_summary(args) -> int:
     tables: dict[tuple, list[str]] = {}  # (input shape, outputs, rows) -> the runs with that model
     for rc in cfg.runs:
         shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
-        model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
-        try:
-            rows = summarize(model, shape)
-        except Exception as exc:  # noqa: BLE001 - a model that cannot take the data: one line
-            raise ValueError(model_input_message(rc.name, rc.model.kind, shape, exc)) from exc
+        try:  # shapes only, on torch's meta device: a model far larger than the memory still gets its table
+            with torch.device("meta"):
+                rows = summarize(build_model(rc.model, shape, outputs, seed=rc.train.seed), shape, device="meta")
+        except Exception:  # noqa: BLE001 - an op without a meta kernel, or a real error: the real build says
+            model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
+            try:
+                rows = summarize(model, shape)
+            except Exception as exc:  # noqa: BLE001 - a model that cannot take the data: one line
+                raise ValueError(model_input_message(rc.name, rc.model.kind, shape, exc)) from exc
         tables.setdefault((shape, outputs, tuple(rows)), []).append(rc.name)
     for k, ((shape, outputs, rows), names) in enumerate(tables.items()):
         who = f"run {names[0]!r}" if len(names) == 1 else "runs " + ", ".join(repr(n) for n in names)

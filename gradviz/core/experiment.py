@@ -22,6 +22,7 @@ from .. import __version__
 from ..config import ExperimentConfig, to_dict
 from . import commands as C
 from .data import load_data
+from .footprint import check_fits
 from .models import switches as sw
 from .recording import Recording
 from .training import (
@@ -90,13 +91,16 @@ class Experiment:
     # ---- construction ---------------------------------------------------------------------
     def _build(self, keep: dict | None = None) -> None:
         self._streams = {}
-        runs = []
         for rc in self.cfg.runs:
             key = (rc.data, rc.model.dtype)
             if key not in self._data:
                 self._data[key] = load_data(rc.data, seed=rc.train.seed, dtype=DTYPES[rc.model.dtype])
+        data = [self._data[(rc.data, rc.model.dtype)] for rc in self.cfg.runs]
+        check_fits([(rc, d.input_shape, d.n_outputs) for rc, d in zip(self.cfg.runs, data, strict=True)], self.device)
+        runs = []
+        for rc, d in zip(self.cfg.runs, data, strict=True):
             old = keep.get(rc.name) if keep else None
-            run = TrainingRun(rc, self._data[key], self.device)
+            run = TrainingRun(rc, d, self.device)
             if old:
                 run.build(switches=old["switches"], lr=old["lr"])
             runs.append(run)

@@ -150,9 +150,25 @@ def test_a_switch_the_model_lacks_is_noted_when_it_sets_runs_apart(tmp_path, mon
     assert "note:" not in capsys.readouterr().out
 
 
+def test_summary_of_a_model_larger_than_the_memory_is_told_from_shapes_alone(tmp_path):
+    """3.4 G parameters (13 GB a twin): `summary` built both twins for real and the out-of-memory
+    killer ended it (exit 137 here, after 24 GB). Built on torch's meta device, nothing is allocated."""
+    import resource
+
+    w, d = 4096, 200
+    res = gv("summary", "--preset", "demo", "--set", f"model.width={w}", "--set", f"model.depth={d}", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    # input Linear 2->w, per block a w x w Linear and a BatchNorm (weight, bias), head w->4
+    params = (2 * w + w) + d * (w * w + w + 2 * w) + (4 * w + 4)
+    total = next(ln for ln in res.stdout.splitlines() if ln.startswith("total"))
+    assert f"{params:,}" in total.split() and "total (402 layers)" in total
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 3 * 1024 * 1024  # KiB: under 3 GiB
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\nactivation = "swish"\n')
+    huge = ("--preset", "demo", "--set", "model.kind=conv", "--set", "data.name=shapes", "--set", "model.width=4096")
     cases = [
         (("run", "--config", str(bad)), f"{bad}:2: model.activation"),
         (("run", "--preset", "nope"), "unknown preset 'nope'"),
@@ -167,6 +183,8 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         (("run", "--preset", "rgb", "--set", "train.loss=cross_entropy", "--steps", "1"), "needs class labels"),
         # BatchNorm on batches of one raised at step 0 with torch's "Expected more than 1 value per channel"
         (("run", "--set", "train.batch_size=1", "--set", "model.norm=true", "--steps", "1"), "BatchNorm needs at least 2 examples per batch"),
+        # 148 G parameters: Linux's out-of-memory killer ended the process without a word
+        (("run", *huge, "--steps", "1"), "the models need at least"),
     ]
     for args, words in cases:
         res = gv(*args, tmp_path=tmp_path)

@@ -558,6 +558,38 @@ def test_a_session_that_cannot_start_says_why_in_the_large_text(qtbot, tmp_path,
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_session_too_big_for_the_machine_is_refused_and_the_window_stays(qtbot, tmp_path, tiny, kind, monkeypatch):
+    """The session box's largest width on convolutions (148 G parameters): the window said
+    nothing and vanished (the out-of-memory killer); now the large text says how much is needed and
+    what to lower, and a session that fits starts from the same window."""
+    monkeypatch.setenv("GRADVIZ_WORKER", kind)
+    cls = ProcessWorker if kind == "process" else Worker
+    small = tiny(**{"model.kind": "conv", "data.name": "shapes", "model.width": 4})
+    worker = cls(small, path=tmp_path / "x.gradviz").start()
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        qtbot.waitUntil(lambda: worker.recording.last_step() >= 1, timeout=60000)
+        win.controls.width_.setValue(4096)  # 6 blocks of 4096-channel convolutions: 148 G parameters
+        win.controls.width_.editingFinished.emit()
+        big = win.session
+        assert big is not worker and big.cfg.model.width == 4096
+        qtbot.waitUntil(lambda: big.status().state == "error", timeout=60000)
+        err = win.readout.error_label
+        qtbot.waitUntil(lambda: err.isVisible(), timeout=5000)
+        assert "the models need at least" in err.text() and "lower model.depth or model.width" in err.text()
+        assert "\n" not in err.text() and win.isVisible()
+        frames = win.frame_count
+        qtbot.waitUntil(lambda: win.frame_count > frames, timeout=5000)  # still drawing
+        win.controls.width_.setValue(4)
+        win.controls.width_.editingFinished.emit()
+        qtbot.waitUntil(lambda: win.recording.last_step() >= 1 and not err.isVisible(), timeout=60000)
+    finally:
+        win.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_switches_the_model_lacks_are_greyed_out_and_r_says_so(live, qtbot, kind, tiny):
     """LeNet's blocks change width, so it has no skip path: its residual box is greyed out with a
     tooltip, R names the reason instead of recording a toggle that changes nothing, and the switches
