@@ -284,12 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - user-facing errors from data, models, files
         from .core.data import DataError
+        from .core.experiment import out_of_memory_text, user_text
         from .core.runfile import RunFileError
 
-        if isinstance(exc, DataError | RunFileError | ValueError | KeyError | OSError):
-            from .core.experiment import user_text
-
-            print(f"gradviz: {user_text(exc) or type(exc).__name__}", file=sys.stderr)
+        memory = out_of_memory_text(exc)
+        if memory or isinstance(exc, DataError | RunFileError | ValueError | KeyError | OSError):
+            print(f"gradviz: {memory or user_text(exc) or type(exc).__name__}", file=sys.stderr)
             logging.getLogger("gradviz").exception("command failed")
             return 2
         raise

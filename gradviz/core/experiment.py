@@ -11,6 +11,7 @@ import datetime as _dt
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from .. import __version__
 from ..config import ExperimentConfig, to_dict
 from . import commands as C
 from .data import load_data
-from .footprint import check_fits
+from .footprint import check_fits, check_step_fits, run_shape, scaled
 from .models import switches as sw
 from .recording import Recording
 from .training import (
@@ -39,8 +40,28 @@ log = logging.getLogger("gradviz")
 
 
 def one_line(exc: BaseException) -> str:
+    memory = out_of_memory_text(exc)
+    if memory:
+        return memory
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_CPU_ALLOC = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes")
+_GPU_ALLOC = re.compile(r"out of memory\. Tried to allocate ([\d.]+ [KMGT]?i?B)")
+
+
+def out_of_memory_text(exc: BaseException) -> str:
+    """A failed allocation said as such: "out of memory (tried to allocate 8 GB)", not the
+    allocator's "[enforce fail at alloc_cpu.cpp:127] err == 0 ..."; "" for any other error."""
+    text = str(exc)
+    if (m := _CPU_ALLOC.search(text)) is not None:
+        return f"out of memory (tried to allocate {scaled(int(m.group(1)), 'B')} more)"
+    if (m := _GPU_ALLOC.search(text)) is not None:
+        return f"out of memory on the GPU (tried to allocate {m.group(1)} more)"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return ""
 
 
 def user_text(exc: BaseException) -> str:
@@ -91,12 +112,14 @@ class Experiment:
     # ---- construction ---------------------------------------------------------------------
     def _build(self, keep: dict | None = None) -> None:
         self._streams = {}
+        shapes = [run_shape(rc) for rc in self.cfg.runs] if keep is None else None  # a restart fitted before
+        if shapes:
+            check_fits(shapes, self.device)  # before the data are drawn and the models built
         for rc in self.cfg.runs:
             key = (rc.data, rc.model.dtype)
             if key not in self._data:
                 self._data[key] = load_data(rc.data, seed=rc.train.seed, dtype=DTYPES[rc.model.dtype])
         data = [self._data[(rc.data, rc.model.dtype)] for rc in self.cfg.runs]
-        check_fits([(rc, d.input_shape, d.n_outputs) for rc, d in zip(self.cfg.runs, data, strict=True)], self.device)
         runs = []
         for rc, d in zip(self.cfg.runs, data, strict=True):
             old = keep.get(rc.name) if keep else None
@@ -104,6 +127,8 @@ class Experiment:
             if old:
                 run.build(switches=old["switches"], lr=old["lr"])
             runs.append(run)
+        if shapes:
+            check_step_fits(runs, self.device)  # what is left, with the models built
         self.runs = runs
         if keep is None:  # said once per session, not at every restart
             self.messages += unswitched_notes(runs)

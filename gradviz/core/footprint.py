@@ -1,17 +1,21 @@
-"""Whether the runs' models fit in memory, said before any weight is allocated.
+"""Whether a session fits in memory, said before anything big is allocated.
 
-Asking for more than the machine holds (depth 200 × width 4096 is 3.4 G parameters per run) did
-not fail cleanly: Linux hands out the pages lazily and its out-of-memory killer then ends the
-whole process, the lecturer's window with it, without a word. So the models are first built on
-torch's `meta` device (shapes only, a few ms), and their weights, gradients and optimiser state are
-weighed against the memory free on the device. It is a lower bound (activations come on top), so a
-refusal is certain to be right.
+Asking for more than the machine holds (depth 200 × width 4096 is 3.4 G parameters a run; a full
+batch of a million examples through 4096-wide layers is 16 GB a layer) did not fail cleanly: Linux
+hands out pages lazily and its out-of-memory killer then ends the whole process, the lecturer's
+window with it, without a word. So before the data are drawn and the models built, each model is
+built on torch's `meta` device (shapes only, a few ms) and every run's weights, gradients, update
+copy and optimiser state, with the data sets drawn in memory, are weighed against the memory free
+on the device; once the models exist, one batch's activations are weighed against what is left
+(the runs step one after another). Each part is a lower bound, so a refusal is certain to be right.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+from typing import Any, NamedTuple
 
 import torch
 
@@ -19,11 +23,29 @@ import torch
 # keeps for ‖Δw‖, and the optimiser's own state
 _STATE = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2}
 _PER_PARAMETER = 3
+_SIZED_KINDS = {"mlp", "conv"}  # the kinds whose size depth and width set
+
+
+class RunShape(NamedTuple):
+    cfg: Any  # a RunConfig
+    input_shape: tuple[int, ...]
+    n_outputs: int
+    data_examples: int  # examples a synthetic set draws into memory (0: a set read from disk)
+
+
+def run_shape(rc) -> RunShape:
+    """A run config's shapes, without drawing or reading its data set."""
+    from .data import SYNTHETIC, data_shape
+
+    shape, outputs = data_shape(rc.data, seed=rc.train.seed)
+    d = rc.data
+    return RunShape(rc, shape, outputs, d.n_train + d.n_test if d.name in SYNTHETIC else 0)  # a set on disk: read in its loader
 
 
 def parameter_count(model_cfg, input_shape: tuple[int, ...], n_outputs: int) -> int | None:
-    """The model's parameter count from a shapes-only build; None when it cannot be built so (the
-    real build then says why)."""
+    """The model's parameter count from a build on the meta device (shapes only; a forward pass
+    there would import torch._dynamo, over a second of launch time); None when it cannot be built
+    so (the real build says why)."""
     from .models import build_model
 
     try:
@@ -32,6 +54,32 @@ def parameter_count(model_cfg, input_shape: tuple[int, ...], n_outputs: int) -> 
     except Exception:  # noqa: BLE001 - the real build reports the problem
         return None
     return sum(p.numel() for p in model.parameters())
+
+
+def activation_elements(model: torch.nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
+    """Elements the modules' outputs hold per example, from a forward pass over 2 examples
+    without a graph (the modules' own outputs are what backward keeps, at the least)."""
+    seen: dict[int, torch.Tensor] = {}  # kept alive, so no id is reused; an identity adds nothing
+
+    def count(_m, _inp, out) -> None:
+        if isinstance(out, torch.Tensor):
+            seen[id(out)] = out
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if next(m.children(), None) is None]
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    modes = [(m, m.training) for m in model.modules()]  # put back module by module
+    try:
+        x = torch.zeros((2, *input_shape), dtype=dtype, device=device)
+        with torch.no_grad():
+            model.eval()  # BatchNorm's running statistics untouched, no dropout draws from the RNG
+            model(x)
+    finally:
+        for m, training in modes:
+            m.training = training
+        for h in hooks:
+            h.remove()
+    seen.pop(id(x), None)
+    return sum(t.numel() for t in seen.values()) // 2
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -55,44 +103,75 @@ def free_bytes(device: torch.device) -> int | None:
         return None
 
 
-def _scaled(n: float, unit: str) -> str:
+def scaled(n: float, unit: str) -> str:
     for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if n >= scale:
             return f"{n / scale:.3g} {prefix}{unit}"
     return f"{n:.0f} {unit}"
 
 
-def check_fits(runs: list[tuple], device: torch.device, free: int | None = None, weights_only: bool = False) -> None:
-    """Raise ValueError (one line) if the runs' parameters alone need more memory than is free.
-
-    `runs`: (run config, input shape, outputs) per run; twins that differ only by their switches
-    are built once. Training holds every run's weights, gradients and optimiser state at once;
-    `weights_only` (`gradviz summary`, one model built at a time) asks only that the largest
-    model's weights fit."""
+def needs(runs: list[RunShape]) -> dict[str, int] | None:
+    """Bytes the runs hold before their first step, at least: {"state", "data", "parameters"};
+    None when a model cannot be built on the meta device."""
     counts: dict[tuple, int | None] = {}
-    sizes = []  # (bytes, parameters) per run
-    for rc, shape, outputs in runs:
-        m = rc.model
-        key = (repr(dataclasses.replace(m, residual=False, norm=False, dropout=0.0)), tuple(shape), outputs)
+    state = parameters = 0
+    data: dict[tuple, int] = {}  # a data set shared by runs is drawn once
+    for r in runs:
+        m, itemsize = r.cfg.model, 8 if r.cfg.model.dtype == "float64" else 4
+        # the switches change no module, so twins are built once
+        key = (repr(dataclasses.replace(m, residual=False, norm=False, dropout=0.0)), tuple(r.input_shape), r.n_outputs)
         if key not in counts:
-            counts[key] = parameter_count(m, tuple(shape), outputs)
+            counts[key] = parameter_count(m, tuple(r.input_shape), r.n_outputs)
         n = counts[key]
         if n is None:
-            return
-        per = 1 if weights_only else _PER_PARAMETER + _STATE.get(rc.train.optimizer, 2)
-        sizes.append((n * (8 if m.dtype == "float64" else 4) * per, n))
-    need, params = max(sizes) if weights_only else (sum(b for b, _ in sizes), sum(n for _, n in sizes))
-    free = free_bytes(device) if free is None else free
-    if free is None or need <= free:
+            return None
+        parameters += n
+        state += n * itemsize * (_PER_PARAMETER + _STATE.get(r.cfg.train.optimizer, 2))
+        data[(repr(r.cfg.data), m.dtype)] = r.data_examples * math.prod(r.input_shape) * itemsize
+    return {"state": state, "data": sum(data.values()), "parameters": parameters}
+
+
+def check_fits(runs: list[RunShape], device: torch.device, free: int | None = None) -> None:
+    """Before anything is built: raise ValueError (one line) if the runs' weights, gradients,
+    optimiser state and data need more memory than is free."""
+    need = needs(runs)
+    if need is None:
         return
-    where = "on the GPU" if device.type == "cuda" else "here"
-    sized = {rc.model.kind for rc, _, _ in runs} <= {"mlp", "conv"}  # the kinds whose size is set by depth and width
-    hint = "lower model.depth or model.width" if sized else "choose a smaller model"
-    if weights_only:
-        what = f"the model needs at least {_scaled(need, 'B')} for its weights ({_scaled(params, '')} parameters)"
+    total = need["state"] + need["data"]
+    free = free_bytes(device) if free is None else free
+    if free is None or total <= free:
+        return
+    if need["state"] >= need["data"]:
+        hint = "lower model.depth or model.width" if {r.cfg.model.kind for r in runs} <= _SIZED_KINDS else "choose a smaller model"
     else:
-        what = (
-            f"the models need at least {_scaled(need, 'B')} for their weights, gradients and optimiser state "
-            f"({len(runs)} run{'s' if len(runs) != 1 else ''}, {_scaled(params, '')} parameters in all)"
-        )
-    raise ValueError(f"{what}, more than the {_scaled(free, 'B')} free {where}; {hint}")
+        hint = "lower data.n_train or data.n_test"
+    n = len(runs)
+    said = f"weights, gradients and optimiser state {scaled(need['state'], 'B')} ({n} run{'s' if n != 1 else ''}, {scaled(need['parameters'], '')} parameters)"
+    if need["data"]:
+        said += f", data {scaled(need['data'], 'B')}"
+    where = "on the GPU" if device.type == "cuda" else "here"
+    raise ValueError(f"training needs at least {scaled(total, 'B')} ({said}), more than the {scaled(free, 'B')} free {where}; {hint}")
+
+
+def check_step_fits(runs: list, device: torch.device, free: int | None = None) -> None:
+    """Once the models are built (`runs`: TrainingRuns): raise ValueError (one line) if one batch's
+    activations need more memory than is left free (the runs step one after another, so the
+    largest counts)."""
+    from .training import examples_per_batch
+
+    worst, batch = 0, 0
+    for run in runs:
+        b = examples_per_batch(run.cfg.train.batch_size, run.data) or 0
+        itemsize = 8 if run.cfg.model.dtype == "float64" else 4
+        need = activation_elements(run.model, tuple(run.data.input_shape), device) * b * itemsize
+        if need > worst:
+            worst, batch = need, b
+    free = free_bytes(device) if free is None else free
+    if free is None or worst <= free:
+        return
+    hint = "lower train.batch_size" + (" or model.width" if {r.cfg.model.kind for r in runs} <= _SIZED_KINDS else "")
+    where = "on the GPU" if device.type == "cuda" else "here"
+    raise ValueError(
+        f"a training step needs at least {scaled(worst, 'B')} for a batch's activations ({batch:,} examples), "
+        f"more than the {scaled(free, 'B')} free {where}; {hint}"
+    )

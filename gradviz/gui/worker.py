@@ -52,8 +52,9 @@ def session_path(cfg: ExperimentConfig, path: str | Path | None, record: bool) -
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    from ..core.experiment import one_line
+
+    return one_line(exc)
 
 
 def _user_line(exc: BaseException) -> str:

@@ -184,7 +184,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
         # BatchNorm on batches of one raised at step 0 with torch's "Expected more than 1 value per channel"
         (("run", "--set", "train.batch_size=1", "--set", "model.norm=true", "--steps", "1"), "BatchNorm needs at least 2 examples per batch"),
         # 148 G parameters: Linux's out-of-memory killer ended the process without a word
-        (("run", *huge, "--steps", "1"), "the models need at least"),
+        (("run", *huge, "--steps", "1"), "training needs at least"),
     ]
     for args, words in cases:
         res = gv(*args, tmp_path=tmp_path)

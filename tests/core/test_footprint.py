@@ -1,4 +1,4 @@
-"""The memory check before the models are built: counts from a shapes-only build, the verdict."""
+"""The memory check before a session starts: shapes-only builds, the parts it weighs, the verdict."""
 
 import os
 
@@ -6,46 +6,67 @@ import pytest
 import torch
 
 from gradviz.config import load_preset
-from gradviz.core.data import data_shape
-from gradviz.core.experiment import Experiment
-from gradviz.core.footprint import check_fits, free_bytes, parameter_count
+from gradviz.core.data import load_data
+from gradviz.core.experiment import Experiment, one_line
+from gradviz.core.footprint import (
+    activation_elements,
+    check_fits,
+    check_step_fits,
+    free_bytes,
+    needs,
+    run_shape,
+)
 from gradviz.core.models import build_model
 
 
 @pytest.mark.parametrize("preset", ["demo", "rgb", "batchnorm-init", "resnet18-mnist", "depth"])
-def test_the_shapes_only_count_equals_the_built_models(preset):
+def test_the_shapes_only_build_counts_what_the_real_model_has(preset):
     cfg = load_preset(preset)
     for rc in cfg.runs:
-        shape, outputs = data_shape(rc.data, seed=0)
-        real = build_model(rc.model, shape, outputs, seed=0)
-        assert parameter_count(rc.model, shape, outputs) == sum(p.numel() for p in real.parameters())
+        r = run_shape(rc)
+        real = build_model(rc.model, r.input_shape, r.n_outputs, seed=0)
+        assert needs([r])["parameters"] == sum(p.numel() for p in real.parameters())
 
 
-def _runs(cfg):
-    out = []
-    for rc in cfg.runs:
-        shape, outputs = data_shape(rc.data, seed=0)
-        out.append((rc, shape, outputs))
-    return out
+def test_the_parts_equal_an_independent_count():
+    """Depth 2, width 8 on the spiral (2 inputs, 4 classes), SGD, float32."""
+    w, d, batch = 8, 2, 128
+    cfg = load_preset("demo").with_overrides({"model.depth": d, "model.width": w})
+    runs = [run_shape(rc) for rc in cfg.runs]
+    params = (2 * w + w) + d * (w * w + w + 2 * w) + (4 * w + 4)  # input, blocks (Linear, BatchNorm), head
+    got = needs(runs)
+    assert got["parameters"] == 2 * params
+    assert got["state"] == 2 * params * 4 * 3  # weight, gradient, the update step's copy
+    data = load_data(cfg.runs[0].data, seed=0)  # one set for both twins: the inputs, drawn once
+    assert got["data"] == (data.train_x.numel() + data.test_x.numel()) * 4
+    adam = load_preset("demo").with_overrides({"model.depth": d, "model.width": w, "train.optimizer": "adam"})
+    assert needs([run_shape(rc) for rc in adam.runs])["state"] == 2 * params * 4 * 5
+    # per example: the first Linear, each block's Linear and tanh (norm off; dropout at p = 0 hands
+    # back its input, counted once), the head
+    exp = Experiment(cfg)
+    run = exp.runs[0]
+    modes = [m.training for m in run.model.modules()]
+    assert activation_elements(run.model, (2,), torch.device("cpu")) == w + d * 2 * w + 4
+    assert [m.training for m in run.model.modules()] == modes  # put back as it was
+    per_batch = (w + d * 2 * w + 4) * batch * 4
+    check_step_fits(exp.runs, torch.device("cpu"), free=per_batch)
+    with pytest.raises(ValueError, match=r"needs at least 22.5 kB for a batch's activations \(128 examples\).*lower train.batch_size or model.width$"):
+        check_step_fits(exp.runs, torch.device("cpu"), free=per_batch - 1)
 
 
-def test_the_verdict_weighs_weights_gradients_and_optimiser_state():
-    cfg = load_preset("demo")  # SGD, float32, 503,940 parameters per twin
-    runs = _runs(cfg)
-    n = parameter_count(runs[0][0].model, runs[0][1], runs[0][2])
-    need = 2 * n * 4 * 3  # two runs, 4 bytes, weight + gradient + the update step's copy
-    check_fits(runs, torch.device("cpu"), free=need)  # exactly enough: no complaint
+def test_the_verdict_and_its_hint_follow_the_largest_part():
+    cfg = load_preset("demo")
+    runs = [run_shape(rc) for rc in cfg.runs]
+    need = needs(runs)
+    total = need["state"] + need["data"]
+    check_fits(runs, torch.device("cpu"), free=total)  # exactly enough: no complaint
     with pytest.raises(ValueError) as info:
-        check_fits(runs, torch.device("cpu"), free=need - 1)
+        check_fits(runs, torch.device("cpu"), free=total - 1)
     msg = str(info.value)
-    assert "\n" not in msg and "2 runs" in msg and "1.01 M parameters" in msg and "lower model.depth or model.width" in msg
-    adam = load_preset("demo").with_overrides({"train.optimizer": "adam"})
-    with pytest.raises(ValueError):  # Adam keeps two more tensors per parameter
-        check_fits(_runs(adam), torch.device("cpu"), free=need)
-    check_fits(_runs(adam), torch.device("cpu"), free=2 * n * 4 * 5)
-    check_fits(runs, torch.device("cpu"), free=n * 4, weights_only=True)  # a summary builds one at a time
-    with pytest.raises(ValueError, match="the model needs at least 2.02 MB for its weights"):
-        check_fits(runs, torch.device("cpu"), free=n * 4 - 1, weights_only=True)
+    assert "\n" not in msg and "2 runs, 1.01 M parameters" in msg and msg.endswith("lower model.depth or model.width")
+    many = load_preset("demo").with_overrides({"data.n_train": 10_000_000})  # 80 MB of inputs
+    with pytest.raises(ValueError, match="data 80 MB.*lower data.n_train or data.n_test$"):
+        check_fits([run_shape(rc) for rc in many.runs], torch.device("cpu"), free=total)
 
 
 def test_free_memory_is_read_from_the_host():
@@ -53,9 +74,9 @@ def test_free_memory_is_read_from_the_host():
     assert free is not None and 0 < free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def test_an_experiment_too_big_for_the_machine_is_refused_before_allocating(monkeypatch):
-    """Width 4096 x depth 200 convolutions: 10 T parameters. The experiment says so in one line
-    instead of allocating (on Linux the out-of-memory killer ended the process without a word)."""
+def test_a_session_too_big_for_the_machine_is_refused_before_allocating(monkeypatch):
+    """Width 4096 convolutions: 764 G parameters a twin. The experiment says so in one line instead
+    of allocating (on Linux the out-of-memory killer ended the process without a word)."""
     allocated = []
     real_empty = torch.empty
 
@@ -66,8 +87,29 @@ def test_an_experiment_too_big_for_the_machine_is_refused_before_allocating(monk
         return t
 
     monkeypatch.setattr(torch, "empty", watched_empty)
-    cfg = load_preset("demo").with_overrides({"model.kind": "conv", "data.name": "shapes", "model.width": 4096, "model.depth": 200})
+    cfg = load_preset("demo").with_overrides({"model.kind": "conv", "data.name": "shapes", "model.width": 4096})
     with pytest.raises(ValueError) as info:
         Experiment(cfg)
-    assert "the models need at least" in str(info.value) and "TB" in str(info.value)
-    assert sum(allocated) < 10_000_000  # the data, no weights
+    assert "training needs at least" in str(info.value) and "TB" in str(info.value)
+    assert sum(allocated) < 1_000_000  # no weights, no data
+
+
+def test_a_failed_allocation_reads_as_out_of_memory():
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 8000000000 bytes. Error code 12 (Cannot allocate memory)")
+    assert one_line(cpu) == "out of memory (tried to allocate 8 GB more)"
+    gpu = RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 79 GiB")
+    assert one_line(gpu) == "out of memory on the GPU (tried to allocate 20.00 MiB more)"
+    assert one_line(MemoryError()) == "out of memory"
+    assert one_line(RuntimeError("shapes\ncannot be multiplied")) == "RuntimeError: shapes cannot be multiplied"
+
+
+def test_a_full_batch_too_big_is_refused_once_the_models_are_built(monkeypatch):
+    """A million-example full batch through 4096-wide layers: the weights fit, the first step
+    would not (16 GB a layer); refused before it, not killed in it."""
+    from gradviz.core import footprint
+
+    monkeypatch.setattr(footprint, "free_bytes", lambda device: 4_000_000_000)
+    cfg = load_preset("demo").with_overrides({"model.depth": 1, "model.width": 4096, "data.n_train": 1_000_000, "train.batch_size": 0})
+    with pytest.raises(ValueError, match=r"for a batch's activations \(1,000,000 examples\), more than the 4 GB free here"):
+        Experiment(cfg)

@@ -578,7 +578,7 @@ def test_a_session_too_big_for_the_machine_is_refused_and_the_window_stays(qtbot
         qtbot.waitUntil(lambda: big.status().state == "error", timeout=60000)
         err = win.readout.error_label
         qtbot.waitUntil(lambda: err.isVisible(), timeout=5000)
-        assert "the models need at least" in err.text() and "lower model.depth or model.width" in err.text()
+        assert "training needs at least" in err.text() and "lower model.depth or model.width" in err.text()
         assert "\n" not in err.text() and win.isVisible()
         frames = win.frame_count
         qtbot.waitUntil(lambda: win.frame_count > frames, timeout=5000)  # still drawing

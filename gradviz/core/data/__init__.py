@@ -6,6 +6,7 @@ torchvision is imported only inside the image loaders, so the built-in sets work
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -67,5 +68,7 @@ def data_shape(cfg: Any, seed: int) -> tuple[tuple[int, ...], int]:
         channels, side, classes = SET_SHAPES[cfg.name]
         side = cfg.resize if cfg.resize > 0 else side
         return (channels, side, side), classes
+    if cfg.name in SYNTHETIC:  # a few examples tell the shape; a million-example set is not drawn for it
+        cfg = dataclasses.replace(cfg, n_train=min(cfg.n_train, 64), n_test=min(cfg.n_test, 64))
     data = load_data(cfg, seed)
     return tuple(data.input_shape), int(data.n_outputs)
