@@ -105,8 +105,9 @@ def free_bytes(device: torch.device) -> int | None:
 
 def scaled(n: float, unit: str) -> str:
     for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}{unit}"
+        if n >= scale:  # three figures, zeros kept: 24.0 GB needed against 23.9 GB free reads apart
+            v = n / scale
+            return f"{v:.{0 if v >= 100 else 1 if v >= 10 else 2}f} {prefix}{unit}"
     return f"{n:.0f} {unit}"
 
 
@@ -146,11 +147,11 @@ def check_fits(runs: list[RunShape], device: torch.device, free: int | None = No
     else:
         hint = "lower data.n_train or data.n_test"
     n = len(runs)
-    said = f"weights, gradients and optimiser state {scaled(need['state'], 'B')} ({n} run{'s' if n != 1 else ''}, {scaled(need['parameters'], '')} parameters)"
-    if need["data"]:
-        said += f", data {scaled(need['data'], 'B')}"
+    state = f"weights, gradients and optimiser state ({n} run{'s' if n != 1 else ''}, {scaled(need['parameters'], '')} parameters)"
+    parts = [(need["state"], state), (need["data"], "the data")]
+    said = " and ".join(f"{scaled(b, 'B')} for {what}" for b, what in parts if b * 100 >= total)  # under 1 %: noise
     where = "on the GPU" if device.type == "cuda" else "here"
-    raise ValueError(f"training needs at least {scaled(total, 'B')} ({said}), more than the {scaled(free, 'B')} free {where}; {hint}")
+    raise ValueError(f"training needs at least {said}, more than the {scaled(free, 'B')} free {where}; {hint}")
 
 
 def check_step_fits(runs: list, device: torch.device, free: int | None = None) -> None:

@@ -65,7 +65,7 @@ def test_the_verdict_and_its_hint_follow_the_largest_part():
     msg = str(info.value)
     assert "\n" not in msg and "2 runs, 1.01 M parameters" in msg and msg.endswith("lower model.depth or model.width")
     many = load_preset("demo").with_overrides({"data.n_train": 10_000_000})  # 80 MB of inputs
-    with pytest.raises(ValueError, match="data 80 MB.*lower data.n_train or data.n_test$"):
+    with pytest.raises(ValueError, match=r"and 80.0 MB for the data, more than .*lower data.n_train or data.n_test$"):
         check_fits([run_shape(rc) for rc in many.runs], torch.device("cpu"), free=total)
 
 
@@ -97,7 +97,7 @@ def test_a_session_too_big_for_the_machine_is_refused_before_allocating(monkeypa
 def test_a_failed_allocation_reads_as_out_of_memory():
     cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
                        "you tried to allocate 8000000000 bytes. Error code 12 (Cannot allocate memory)")
-    assert one_line(cpu) == "out of memory (tried to allocate 8 GB more)"
+    assert one_line(cpu) == "out of memory (tried to allocate 8.00 GB more)"
     gpu = RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 79 GiB")
     assert one_line(gpu) == "out of memory on the GPU (tried to allocate 20.00 MiB more)"
     assert one_line(MemoryError()) == "out of memory"
@@ -111,5 +111,5 @@ def test_a_full_batch_too_big_is_refused_once_the_models_are_built(monkeypatch):
 
     monkeypatch.setattr(footprint, "free_bytes", lambda device: 4_000_000_000)
     cfg = load_preset("demo").with_overrides({"model.depth": 1, "model.width": 4096, "data.n_train": 1_000_000, "train.batch_size": 0})
-    with pytest.raises(ValueError, match=r"for a batch's activations \(1,000,000 examples\), more than the 4 GB free here"):
+    with pytest.raises(ValueError, match=r"for a batch's activations \(1,000,000 examples\), more than the 4.00 GB free here"):
         Experiment(cfg)
