@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -172,6 +173,39 @@ def _locked(method):
     return serialized
 
 
+def _hold_path(path: Path) -> int | None:
+    """Take the writer's lock of `path` (an advisory `flock` on `<path>-lock`, held until close and
+    let go by the kernel if the process dies): a second writer used to unlink the file another
+    process was writing, whose steps then went into a deleted file without a word (two scripts
+    given one `path=`). None where there is no `flock` (Windows): no guard there."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    lock = Path(str(path) + "-lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f"process {holder}" if holder.isdigit() else "another writer"
+        raise RunFileError(f"{path}: {who} is writing this run file; give this one another path") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _release_path(path: Path, fd: int | None) -> None:
+    if fd is None:
+        return
+    try:
+        Path(str(path) + "-lock").unlink(missing_ok=True)
+    except OSError:
+        pass
+    os.close(fd)  # closing lets the flock go
+
+
 class RunFileWriter:
     """Listens to a Recording and persists every change, committing at least every 0.5 s.
 
@@ -186,8 +220,11 @@ class RunFileWriter:
         self.on_error = on_error
         self.error: str | None = None  # why writing stopped, once it has
         self._lock = threading.RLock()
+        self._held: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.is_dir():
+                self._held = _hold_path(self.path)  # before the old file is replaced
             if self.path.exists():
                 self.path.unlink()
             for suffix in ("-wal", "-shm"):
@@ -199,6 +236,7 @@ class RunFileWriter:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
+            _release_path(self.path, self._held)
             blocker = next((a for a in self.path.parents if a.exists() and not a.is_dir()), None)
             why = f"{blocker} is a file, not a folder" if blocker is not None else _one_line(exc)  # not "[Errno 17] File exists"
             raise RunFileError(f"{self.path}: cannot create run file ({why})") from None
@@ -348,6 +386,8 @@ class RunFileWriter:
         finally:
             self.closed = True
             self._db.close()
+            _release_path(self.path, self._held)
+            self._held = None
 
 
 class RunFileReader:

@@ -1,5 +1,6 @@
 """Recording (bounded, thread-safe views) and run file (round trip, follow, hostile files)."""
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -175,6 +176,49 @@ os._exit(9)  # killed: no close(), WAL left behind
     back = gradviz.open_run(path)
     steps, _ = back.metric("r", "loss")
     assert len(steps) == 200
+
+
+def test_a_file_another_process_writes_is_not_replaced(tmp_path):
+    """Two scripts given one path: the second writer unlinked the file the first was writing, whose
+    400 steps went on into a deleted file without a word. It is refused in one line naming the
+    writing process; once that process is gone (killed, even), the path can be written again."""
+    path = tmp_path / "shared.gradviz"
+    go = tmp_path / "go"
+    code = f"""
+import os, pathlib, time
+from gradviz.core.recording import Recording
+from gradviz.core.runfile import RunFileWriter
+rec = Recording(); w = RunFileWriter({str(path)!r}, rec)
+rec.add_run('first', ['a'], ['Linear'], [])
+for s in range(50):
+    rec.append('first', s, {{'loss': float(s)}})
+w.flush()
+print('writing', flush=True)
+while not pathlib.Path({str(go)!r}).exists():
+    time.sleep(0.02)
+if os.environ.get('DIE'):
+    os._exit(9)  # killed: the kernel lets its lock go
+w.close()
+"""
+    for die in ("", "1"):
+        go.unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "DIE": die})
+        try:
+            assert proc.stdout.readline().strip() == "writing"
+            with pytest.raises(RunFileError) as info:
+                RunFileWriter(path, Recording())
+            msg = str(info.value)
+            assert msg == f"{path}: process {proc.pid} is writing this run file; give this one another path"
+        finally:
+            go.touch()
+            proc.wait(timeout=60)
+        assert gradviz.open_run(path).runs == ["first"] and len(gradviz.open_run(path).metric("first", "loss")[0]) == 50
+        rec = Recording()
+        w = RunFileWriter(path, rec)  # the writer has gone: the path is free again
+        rec.add_run("second", ["a"], ["Linear"], [])
+        w.close()
+        assert gradviz.open_run(path).runs == ["second"]
+        assert not (tmp_path / "shared.gradviz-lock").exists()  # a closed writer leaves no lock behind
 
 
 def hostile(tmp_path, name, data: bytes):
