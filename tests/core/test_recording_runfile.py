@@ -154,23 +154,26 @@ def test_two_threads_appending_share_one_writer(tmp_path, monkeypatch):
         assert got_steps.tolist() == list(range(300)) and loss.tolist() == [float(k) for k in range(300)]
 
 
-def test_killed_writer_leaves_a_readable_file(tmp_path):
-    import subprocess
-    import sys
-
-    path = tmp_path / "k.gradviz"
-    code = f"""
-import os, time
-from gradviz.core.recording import SERIES_BYTES, Recording
+def writer_script(path, run: str, steps: int, then: str) -> str:
+    """A child process's source: a writer of `path` records `steps` losses of `run`, flushes, then
+    runs the lines `then`."""
+    return f"""
+import os, pathlib, time
+from gradviz.core.recording import Recording
 from gradviz.core.runfile import RunFileWriter
 rec = Recording(); w = RunFileWriter({str(path)!r}, rec)
-rec.add_run('r', ['a'], ['Linear'], [])
-for s in range(200):
-    rec.append('r', s, {{'loss': float(s)}})
-    time.sleep(0.005)
+rec.add_run({run!r}, ['a'], ['Linear'], [])
+for s in range({steps}):
+    rec.append({run!r}, s, {{'loss': float(s)}})
+    time.sleep(0.001)
 w.flush()
-os._exit(9)  # killed: no close(), WAL left behind
+{then}
 """
+
+
+def test_killed_writer_leaves_a_readable_file(tmp_path):
+    path = tmp_path / "k.gradviz"
+    code = writer_script(path, "r", 200, "os._exit(9)  # killed: no close(), WAL left behind")
     res = subprocess.run([sys.executable, "-c", code], timeout=60)
     assert res.returncode == 9
     back = gradviz.open_run(path)
@@ -184,22 +187,12 @@ def test_a_file_another_process_writes_is_not_replaced(tmp_path):
     writing process; once that process is gone (killed, even), the path can be written again."""
     path = tmp_path / "shared.gradviz"
     go = tmp_path / "go"
-    code = f"""
-import os, pathlib, time
-from gradviz.core.recording import Recording
-from gradviz.core.runfile import RunFileWriter
-rec = Recording(); w = RunFileWriter({str(path)!r}, rec)
-rec.add_run('first', ['a'], ['Linear'], [])
-for s in range(50):
-    rec.append('first', s, {{'loss': float(s)}})
-w.flush()
-print('writing', flush=True)
+    code = writer_script(path, "first", 50, f"""print('writing', flush=True)
 while not pathlib.Path({str(go)!r}).exists():
     time.sleep(0.02)
 if os.environ.get('DIE'):
     os._exit(9)  # killed: the kernel lets its lock go
-w.close()
-"""
+w.close()""")
     for die in ("", "1"):
         go.unlink(missing_ok=True)
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "DIE": die})
