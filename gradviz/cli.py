@@ -142,15 +142,22 @@ def cmd_summary(args) -> int:
     tables: dict[tuple, list[str]] = {}  # (input shape, outputs, rows) -> the runs with that model
     for rc in cfg.runs:
         shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
-        try:  # shapes only, on torch's meta device: a model far larger than the memory still gets its table
+        # shapes only, on torch's meta device: a model far larger than the memory still gets its table
+        try:
             with torch.device("meta"):
-                rows = summarize(build_model(rc.model, shape, outputs, seed=rc.train.seed), shape, device="meta")
-        except Exception:  # noqa: BLE001 - an op without a meta kernel, or a real error: the real build says
-            model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
+                model, device = build_model(rc.model, shape, outputs, seed=rc.train.seed), "meta"
+        except Exception:  # noqa: BLE001 - the real build says what is wrong, or needs real tensors
+            model, device = build_model(rc.model, shape, outputs, seed=rc.train.seed), "cpu"
+        try:
             try:
+                rows = summarize(model, shape, device=device)
+            except NotImplementedError:  # an op without a meta kernel: the real model, then
+                if device == "cpu":
+                    raise
+                model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
                 rows = summarize(model, shape)
-            except Exception as exc:  # noqa: BLE001 - a model that cannot take the data: one line
-                raise ValueError(model_input_message(rc.name, rc.model.kind, shape, exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - a model that cannot take the data: one line
+            raise ValueError(model_input_message(rc.name, rc.model.kind, shape, exc)) from exc
         tables.setdefault((shape, outputs, tuple(rows)), []).append(rc.name)
     for k, ((shape, outputs, rows), names) in enumerate(tables.items()):
         who = f"run {names[0]!r}" if len(names) == 1 else "runs " + ", ".join(repr(n) for n in names)

@@ -52,7 +52,7 @@ _GPU_ALLOC = re.compile(r"out of memory\. Tried to allocate ([\d.]+ [KMGT]?i?B)"
 
 
 def out_of_memory_text(exc: BaseException) -> str:
-    """A failed allocation said as such: "out of memory (tried to allocate 8 GB)", not the
+    """A failed allocation said as such: "out of memory (tried to allocate 8.00 GB more)", not the
     allocator's "[enforce fail at alloc_cpu.cpp:127] err == 0 ..."; "" for any other error."""
     text = str(exc)
     if (m := _CPU_ALLOC.search(text)) is not None:
@@ -115,15 +115,13 @@ class Experiment:
         shapes = [run_shape(rc) for rc in self.cfg.runs] if keep is None else None  # a restart fitted before
         if shapes:
             check_fits(shapes, self.device)  # before the data are drawn and the models built
+        runs = []
         for rc in self.cfg.runs:
             key = (rc.data, rc.model.dtype)
             if key not in self._data:
                 self._data[key] = load_data(rc.data, seed=rc.train.seed, dtype=DTYPES[rc.model.dtype])
-        data = [self._data[(rc.data, rc.model.dtype)] for rc in self.cfg.runs]
-        runs = []
-        for rc, d in zip(self.cfg.runs, data, strict=True):
             old = keep.get(rc.name) if keep else None
-            run = TrainingRun(rc, d, self.device)
+            run = TrainingRun(rc, self._data[key], self.device)
             if old:
                 run.build(switches=old["switches"], lr=old["lr"])
             runs.append(run)

@@ -227,3 +227,25 @@ def test_display_check_follows_the_platform_settings():
     assert no_display_reason({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
     assert no_display_reason({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
     assert no_display_reason({}, "darwin") is None and no_display_reason({}, "win32") is None
+
+
+def test_summary_falls_back_to_the_real_model_where_meta_tensors_fail(monkeypatch, capsys):
+    """An op without a meta kernel raises NotImplementedError on shapes-only tensors: the table
+    then comes from the real model, the same table."""
+    from gradviz import cli
+    from gradviz.core import summary
+
+    assert cli.main(["summary", "--preset", "resnet18-mnist"]) == 0
+    expected = capsys.readouterr().out
+    real = summary.summarize
+    devices = []
+
+    def no_meta(model, shape, device="cpu"):
+        devices.append(str(device))
+        if str(device) == "meta":
+            raise NotImplementedError("Could not run 'aten::something' with arguments from the 'Meta' backend")
+        return real(model, shape, device)
+
+    monkeypatch.setattr(summary, "summarize", no_meta)
+    assert cli.main(["summary", "--preset", "resnet18-mnist"]) == 0
+    assert capsys.readouterr().out == expected and devices == ["meta", "cpu", "meta", "cpu"]
