@@ -195,11 +195,12 @@ def cmd_run(args) -> int:
     from .core.experiment import Experiment
     from .core.recording import Recording
     from .core.runfile import RunFileWriter
-    from .paths import new_run_path
+    from .paths import new_run_path, runs_folder_note
 
     cfg = build_config(args)
     steps = cfg.train.steps
     out = Path(args.out) if args.out else new_run_path(cfg.name)
+    note = "" if args.out else runs_folder_note()  # the recordings kept before this one
     rec = Recording()
     exp = Experiment(cfg, rec)
     lost: list[str] = []
@@ -222,6 +223,8 @@ def cmd_run(args) -> int:
             print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     print(f"gradviz run {cfg.name}: {len(cfg.runs)} runs on {exp.device}, {steps} steps, recording to {out}", file=sys.stderr)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     try:
         exp.run(steps=steps, on_step=None if args.quiet else on_step, on_idle=writer.flush_if_due)
     except KeyboardInterrupt:

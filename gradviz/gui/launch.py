@@ -101,9 +101,10 @@ def _demo(cfg, carried: dict | None = None) -> int:
     """`carried`: overrides about this machine (data folder, download, device) that every preset
     picked later in the window keeps."""
     # Start training first: importing torch and building the models overlaps with building the window.
-    from ..paths import new_run_path
+    from ..paths import new_run_path, runs_folder_note
     from .sessions import make_worker
 
+    note = runs_folder_note()  # the recordings kept before this session's (a few ms)
     worker = make_worker(cfg, path=new_run_path(cfg.name)).start()
 
     from .app import MainWindow, ensure_app
@@ -116,11 +117,21 @@ def _demo(cfg, carried: dict | None = None) -> int:
     app.aboutToQuit.connect(window.shutdown)
     window.show()
     log.info("window shown")
+    _note_runs_folder(window, note)
     _screenshot_if_asked(app, window)
     code = int(app.exec() or 0)
     window.shutdown()
     _fast_exit(code, window)
     return code
+
+
+def _note_runs_folder(window, note: str) -> None:
+    """Say, once the window is up, that the recordings kept so far have grown large."""
+    from PySide6 import QtCore
+
+    if note:
+        log.info(note)
+        QtCore.QTimer.singleShot(0, lambda: window.show_message(note))  # after the first frame
 
 
 def _fast_exit(code: int, window) -> None:

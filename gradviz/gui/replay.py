@@ -464,9 +464,9 @@ class _DropFilter(QtCore.QObject):
 def show_open_dialog(window) -> QtWidgets.QFileDialog:
     start = str(Path(getattr(window, "run_path", "") or "").parent) if getattr(window, "run_path", "") else ""
     if not start:
-        from ..paths import data_dir
+        from ..paths import runs_dir
 
-        start = str(data_dir() / "runs")
+        start = str(runs_dir())
     dlg = QtWidgets.QFileDialog(window, "Open a recorded run", start, f"gradviz runs (*{SUFFIX});;All files (*)")
     dlg.setObjectName("gradviz-open-dialog")
     dlg.setFileMode(QtWidgets.QFileDialog.FileMode.ExistingFile)

@@ -38,6 +38,21 @@ def test_run_default_out_goes_to_the_data_folder(tmp_path):
     assert len(files) == 1 and str(files[0]) in res.stdout
 
 
+def test_run_notes_a_runs_folder_grown_large(tmp_path):
+    """Recording into the runs folder, `run` says when the recordings there pass 5 GB (about eight
+    hours of sessions): gradviz never deletes them, and a laptop filled up without a word."""
+    runs = tmp_path / "home" / "runs"
+    runs.mkdir(parents=True)
+    for k in range(3):
+        with open(runs / f"old-{k}.gradviz", "wb") as fh:
+            fh.truncate(2 * 10**9)  # sparse: the size a file manager shows, no disk taken
+    res = gv("run", "--preset", "demo", "--steps", "2", "--set", "model.depth=2", tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"note: the runs folder holds 6.0 GB in 3 recordings; gradviz never deletes them: clear old ones in {runs}\n" in res.stderr
+    res = gv("run", "--preset", "demo", "--steps", "2", "--set", "model.depth=2", "--out", str(tmp_path / "x.gradviz"), tmp_path=tmp_path)
+    assert res.returncode == 0 and "runs folder" not in res.stderr  # recording elsewhere: not its business
+
+
 def test_presets_lists_names_with_one_line_each(tmp_path):
     res = gv("presets", tmp_path=tmp_path)
     assert res.returncode == 0

@@ -529,6 +529,22 @@ def test_a_disk_that_fills_up_mid_lecture_stops_the_recording_not_the_training(q
         win.shutdown()
 
 
+def test_the_window_notes_a_runs_folder_grown_large(live, qtbot, tmp_path, monkeypatch):
+    from gradviz.gui.launch import _note_runs_folder
+    from gradviz.paths import runs_dir, runs_folder_note
+
+    win, _worker = live()
+    monkeypatch.setenv("GRADVIZ_HOME", str(tmp_path))
+    _note_runs_folder(win, runs_folder_note())  # nothing to say: the folder does not exist
+    qtbot.wait(100)
+    assert "runs folder" not in win.message_label.text()
+    runs_dir().mkdir(parents=True)
+    with open(runs_dir() / "old.gradviz", "wb") as fh:
+        fh.truncate(7 * 10**9)  # sparse
+    _note_runs_folder(win, runs_folder_note())
+    qtbot.waitUntil(lambda: "runs folder holds 7.0 GB in 1 recording" in win.message_label.toolTip() + win.message_label.text(), timeout=5000)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_session_that_cannot_start_says_why_in_the_large_text(qtbot, tmp_path, tiny, kind):
     """MNIST without a data folder: the reason is in the readout's large text (the status bar cut
