@@ -9,6 +9,7 @@ from gradviz.config import load_preset
 from gradviz.core.data import load_data
 from gradviz.core.experiment import Experiment, one_line
 from gradviz.core.footprint import (
+    USABLE,
     activation_elements,
     check_fits,
     check_step_fits,
@@ -49,9 +50,9 @@ def test_the_parts_equal_an_independent_count():
     assert activation_elements(run.model, (2,), torch.device("cpu")) == w + d * 2 * w + 4
     assert [m.training for m in run.model.modules()] == modes  # put back as it was
     per_batch = (w + d * 2 * w + 4) * batch * 4
-    check_step_fits(exp.runs, torch.device("cpu"), free=per_batch)
+    check_step_fits(exp.runs, torch.device("cpu"), free=int(per_batch / USABLE) + 1)  # 90 % of it is enough
     with pytest.raises(ValueError, match=r"needs at least 22.5 kB for a batch's activations \(128 examples\).*lower train.batch_size or model.width$"):
-        check_step_fits(exp.runs, torch.device("cpu"), free=per_batch - 1)
+        check_step_fits(exp.runs, torch.device("cpu"), free=int(per_batch / USABLE) - 1)
 
 
 def test_the_verdict_and_its_hint_follow_the_largest_part():
@@ -59,11 +60,12 @@ def test_the_verdict_and_its_hint_follow_the_largest_part():
     runs = [run_shape(rc) for rc in cfg.runs]
     need = needs(runs)
     total = need["state"] + need["data"]
-    check_fits(runs, torch.device("cpu"), free=total)  # exactly enough: no complaint
+    check_fits(runs, torch.device("cpu"), free=int(total / USABLE) + 1)  # 90 % of it is enough: no complaint
     with pytest.raises(ValueError) as info:
-        check_fits(runs, torch.device("cpu"), free=total - 1)
+        check_fits(runs, torch.device("cpu"), free=int(total / USABLE) - 1)
     msg = str(info.value)
-    assert "\n" not in msg and "2 runs, 1.01 M parameters" in msg and msg.endswith("lower model.depth or model.width")
+    assert "\n" not in msg and "2 runs, 1.01 M parameters" in msg and "more than 90% of the 13.5 MB free here" in msg
+    assert msg.endswith("lower model.depth or model.width")
     many = load_preset("demo").with_overrides({"data.n_train": 10_000_000})  # 80 MB of inputs
     with pytest.raises(ValueError, match=r"and 80.0 MB for the data, more than .*lower data.n_train or data.n_test$"):
         check_fits([run_shape(rc) for rc in many.runs], torch.device("cpu"), free=total)
@@ -111,5 +113,24 @@ def test_a_full_batch_too_big_is_refused_once_the_models_are_built(monkeypatch):
 
     monkeypatch.setattr(footprint, "free_bytes", lambda device: 4_000_000_000)
     cfg = load_preset("demo").with_overrides({"model.depth": 1, "model.width": 4096, "data.n_train": 1_000_000, "train.batch_size": 0})
-    with pytest.raises(ValueError, match=r"for a batch's activations \(1,000,000 examples\), more than the 4.00 GB free here"):
+    with pytest.raises(ValueError, match=r"for a batch's activations \(1,000,000 examples\), more than 90% of the 4.00 GB free here"):
         Experiment(cfg)
+
+
+def test_with_a_gpu_the_data_are_weighed_in_host_memory(monkeypatch):
+    """The data sets stay on the host (a batch goes to the device each step): 80 MB of inputs
+    must not count against the GPU, and are refused where they live."""
+    from gradviz.core import footprint
+
+    host = {"free": 10**12}
+    monkeypatch.setattr(footprint, "free_bytes", lambda device: host["free"] if device.type == "cpu" else None)
+    many = load_preset("demo").with_overrides({"data.n_train": 10_000_000})
+    runs = [run_shape(rc) for rc in many.runs]
+    need = needs(runs)
+    gpu = torch.device("cuda")
+    check_fits(runs, gpu, free=int(need["state"] / USABLE) + 1)  # the weights fit the GPU; the data the host
+    with pytest.raises(ValueError, match=r"for weights, gradients .* free on the GPU; lower model.depth"):
+        check_fits(runs, gpu, free=int(need["state"] / USABLE) - 1)
+    host["free"] = need["data"]
+    with pytest.raises(ValueError, match=r"^training needs at least 80.0 MB for the data, more than 90% of the 80.0 MB free in host memory"):
+        check_fits(runs, gpu, free=10**12)
