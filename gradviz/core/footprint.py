@@ -5,8 +5,8 @@ batch of a million examples through 4096-wide layers is 16 GB a layer) did not f
 hands out pages lazily and its out-of-memory killer then ends the whole process, the lecturer's
 window with it, without a word. So before the data are drawn and the models built, each model is
 built on torch's `meta` device (shapes only, a few ms) and every run's weights, gradients, update
-copy and optimiser state, with the data sets drawn in memory, are weighed against the memory free
-on the device; once the models exist, one batch's activations are weighed against what is left
+copy and optimiser state, with what drawing the synthetic data sets takes, are weighed against the
+memory free (the data against the host's, the rest against the device's); once the models exist, one batch's activations are weighed against what is left
 (the runs step one after another). Each part is a lower bound; a session may count on 90 % of
 the free memory.
 """

@@ -495,7 +495,7 @@ class RunFileReader:
             if not isinstance(edges, bytes) or len(edges) % 8 or len(edges) < 16 or not isinstance(layer, int):
                 self.warnings.append(f"histogram edges {key} unreadable")
                 continue
-            rec.set_edges(self._runs[run], str(kind), int(layer), np.frombuffer(edges, "<f8"))
+            rec.set_edges(self._runs[run], str(kind), layer, np.frombuffer(edges, "<f8"))
             self._edges_seen.add(key)
         # Collect raw bytes per series and convert once: a long run has tens of thousands of chunks,
         # so the per-chunk work is a few checks, and masked chunks are expanded per distinct mask.
