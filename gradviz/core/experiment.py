@@ -116,10 +116,12 @@ class Experiment:
         if shapes:
             check_fits(shapes, self.device)  # before the data are drawn and the models built
         runs = []
+        notes: list[str] = []  # the data sets' notices, said once per session (the data are kept across restarts)
         for rc in self.cfg.runs:
             key = (rc.data, rc.model.dtype)
             if key not in self._data:
                 self._data[key] = load_data(rc.data, seed=rc.train.seed, dtype=DTYPES[rc.model.dtype])
+                notes += [n for n in self._data[key].notes if n not in notes]
             old = keep.get(rc.name) if keep else None
             run = TrainingRun(rc, self._data[key], self.device)
             if old:
@@ -142,6 +144,9 @@ class Experiment:
             })
         for run in runs:
             rec.add_run(run.name, run.probe.layer_names, run.probe.layer_types, run.probe.block_names)
+        for note in notes:  # in the window's status, the CLI's closing lines and the run file's events
+            self.messages.append(note)
+            self._event("", "note", note)
 
     def _batches(self, run: TrainingRun):
         tc = run.cfg.train

@@ -105,6 +105,21 @@ def test_image_folder_cats_and_dogs(tmp_path):
     check_run_file(out)
 
 
+def test_a_broken_image_is_left_out_said_and_recorded(tmp_path):
+    root = write_image_folder(tmp_path / "catsdogs")
+    broken = root / "dogs" / "dog.9.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    out = tmp_path / "folder.gradviz"
+    res = gv("run", "--preset", "resnet18-mnist", "--set", "data.name=imagefolder", "--data-root", str(root),
+             "--steps", "3", "--quiet", "--out", str(out), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    notes = [line for line in res.stdout.splitlines() if "left out" in line]
+    assert notes == [f"  note: image folder: left out 1 of 11 images that cannot be read (first: '{broken}': "
+                     + notes[0].split(f"'{broken}': ", 1)[1]]
+    rec = check_run_file(out)
+    assert [(s, r, k) for s, r, k, d in rec.events() if "left out 1 of 11" in d] == [(0, "", "note")]
+
+
 def test_missing_data_folder_is_one_line_and_exit_2(tmp_path):
     res = gv("run", "--preset", "resnet18-mnist", "--data-root", str(tmp_path / "nowhere"), "--steps", "3", tmp_path=tmp_path)
     assert res.returncode == 2

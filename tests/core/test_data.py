@@ -309,6 +309,52 @@ def test_image_folder_train_test_layout(tmp_path):
     assert b.test_y.tolist() == [0, 1, 0, 1]  # interleaved so a bounded eval holds every class
 
 
+def test_unreadable_images_are_left_out_with_one_note(tmp_path):
+    """A scraped folder holds a few broken files: they are skipped, named once, and the labels of the
+    others stay theirs; a split none of whose images can be read is refused in one line."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    for i in range(6):
+        _png(tmp_path / "cats" / f"c{i}.png", (250, 10, 10))
+        _png(tmp_path / "dogs" / f"d{i}.png", (10, 10, 250))
+    (tmp_path / "cats" / "c2.png").write_bytes(b"<html>404 Not Found</html>")  # a saved error page
+    good = tmp_path / "dogs" / "d0.png"
+    Image.new("RGB", (20, 12), (10, 10, 250)).save(tmp_path / "dogs" / "whole.jpg")
+    data = (tmp_path / "dogs" / "whole.jpg").read_bytes()
+    (tmp_path / "dogs" / "d5.jpg").write_bytes(data[: len(data) // 3])  # a download cut short
+    (tmp_path / "dogs" / "whole.jpg").unlink()
+    assert good.exists()
+    b = load_data(DataConfig(name="imagefolder", root=str(tmp_path), resize=8), seed=0)
+    # cats c0..c5 less c2: five, every fifth to test; dogs d0..d4 + d5.jpg less d5.jpg: six files listed
+    listed = 12 + 1  # 6 cats + 6 dogs PNGs + the truncated JPEG
+    assert b.n_train + b.n_test == listed - 2
+    red, blue = b.train_x[:, 0].float().mean(dim=(1, 2)), b.train_x[:, 2].float().mean(dim=(1, 2))
+    assert ((red > blue) == (b.train_y == 0)).all() and set(b.train_y.tolist()) == {0, 1}
+    tred, tblue = b.test_x[:, 0].float().mean(dim=(1, 2)), b.test_x[:, 2].float().mean(dim=(1, 2))
+    assert ((tred > tblue) == (b.test_y == 0)).all()
+    assert len(b.notes) == 1 and "\n" not in b.notes[0]
+    assert b.notes[0].startswith(f"image folder: left out 2 of {listed} images that cannot be read (first: '{tmp_path}")
+    assert "c2.png" in b.notes[0] or "d5.jpg" in b.notes[0]
+    clean = tmp_path / "clean"
+    for i in range(5):
+        _png(clean / "a" / f"{i}.png", (200, 0, 0))
+        _png(clean / "b" / f"{i}.png", (0, 0, 200))
+    assert load_data(DataConfig(name="imagefolder", root=str(clean), resize=8), seed=0).notes == ()
+    for cls in ("a", "b"):  # every test image of a train/ test/ layout broken
+        (clean / "test" / cls).mkdir(parents=True)
+        for i in range(3):
+            (clean / "test" / cls / f"{i}.png").write_bytes(b"not an image")
+    (clean / "train").mkdir()
+    for cls in ("a", "b"):
+        (clean / cls).rename(clean / "train" / cls)
+    with pytest.raises(DataError) as err:
+        load_data(DataConfig(name="imagefolder", root=str(clean), resize=8), seed=0)
+    msg = str(err.value)
+    assert msg.startswith(f"image folder '{clean}': none of its 6 test images can be read (first: cannot read image '")
+    assert "\n" not in msg
+
+
 def test_missing_folders_give_one_line_errors(tmp_path):
     missing = tmp_path / "data"
     with pytest.raises(DataError) as err:

@@ -50,6 +50,7 @@ class DataBundle:
     mean: Tensor | None = None
     std: Tensor | None = None
     classes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # one-line notices for the user (images skipped as unreadable)
 
     @property
     def n_train(self) -> int:

@@ -163,21 +163,41 @@ def load_torchvision_set(cfg: Any, dtype: torch.dtype) -> DataBundle:
     return _bundle(cfg.name, train_x, train_y, test_x, test_y, classes, dtype)
 
 
-def _read_images(samples: list[tuple[str, int]], loader: Any, side: int) -> Tensor:
+def _read_images(samples: list[tuple[str, int]], loader: Any, side: int) -> tuple[Tensor, list[int], list[tuple[str, str]]]:
+    """(the readable images, RGB of `side` x `side`; the indices in `samples` they came from; the
+    (path, reason) of each one that could not be read). A scraped folder often holds a few broken or
+    mislabelled files: they are left out, not allowed to refuse the other thousands."""
     from PIL import Image
 
     out = torch.empty((len(samples), 3, side, side), dtype=torch.uint8)
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
     for i, (path, _) in enumerate(samples):
         try:
             img = loader(path).convert("RGB").resize((side, side), Image.BILINEAR)
         except Exception as exc:  # noqa: BLE001 - a broken file names itself
-            raise DataError(f"cannot read image '{path}': {_one_line(exc)}") from None
-        out[i] = (
+            skipped.append((path, _one_line(exc)))
+            continue
+        out[len(kept)] = (
             torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
             .view(side, side, 3)
             .permute(2, 0, 1)
         )
-    return out
+        kept.append(i)
+    return (out if len(kept) == len(samples) else out[: len(kept)].clone()), kept, skipped
+
+
+def _readable(root: Path, split: str, samples: list[tuple[str, int]], loader: Any, side: int) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
+    """The images of one split that can be read, their targets, and what was skipped; a split none
+    of whose images can be read is refused in one line naming the first file."""
+    x, kept, skipped = _read_images(samples, loader, side)
+    if not kept:
+        path, reason = skipped[0]
+        raise DataError(
+            f"image folder '{root}': none of its {len(samples)} {split} images can be read "
+            f"(first: cannot read image '{path}': {reason})"
+        )
+    return x, torch.tensor([samples[i][1] for i in kept], dtype=torch.long), skipped
 
 
 def _interleave(samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -241,8 +261,15 @@ def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
             f"image folder '{root}' is too small to split: put at least 5 images in a class folder"
         )
     test_samples = _interleave(test_samples)[:EVAL_LIMIT]
-    train_x = _read_images(train_samples, loader, side)
-    test_x = _read_images(test_samples, loader, side)
-    train_y = torch.tensor([t for _, t in train_samples], dtype=torch.long)
-    test_y = torch.tensor([t for _, t in test_samples], dtype=torch.long)
-    return _bundle("imagefolder", train_x, train_y, test_x, test_y, classes, dtype)
+    train_x, train_y, skipped = _readable(root, "training", train_samples, loader, side)
+    test_x, test_y, test_skipped = _readable(root, "test", test_samples, loader, side)
+    skipped += test_skipped
+    bundle = _bundle("imagefolder", train_x, train_y, test_x, test_y, classes, dtype)
+    if skipped:
+        n = len(train_samples) + len(test_samples)
+        path, reason = skipped[0]
+        bundle.notes = (
+            # the count first: a status bar elides the end
+            f"image folder: left out {len(skipped)} of {n} images that cannot be read (first: '{path}': {reason})",
+        )
+    return bundle
