@@ -355,6 +355,38 @@ def test_unreadable_images_are_left_out_with_one_note(tmp_path):
     assert "\n" not in msg
 
 
+def test_hidden_and_imageless_folders_are_not_classes(tmp_path):
+    """Jupyter leaves `.ipynb_checkpoints` in any folder it opens, and a folder may hold an emptied
+    class or a notes folder: torchvision made the hidden one a class and refused the whole set over
+    an empty one ("Found no valid file for the classes ...")."""
+    pytest.importorskip("torchvision")
+    for i in range(5):
+        _png(tmp_path / "cats" / f"c{i}.png", (250, 10, 10))
+        _png(tmp_path / "dogs" / "deeper" / f"d{i}.png", (10, 10, 250))  # images one level down count
+    _png(tmp_path / ".ipynb_checkpoints" / "c0-checkpoint.png", (0, 250, 0))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("labels from the 2024 scrape")
+    b = load_data(DataConfig(name="imagefolder", root=str(tmp_path), resize=8), seed=0)
+    assert b.classes == ("cats", "dogs") and b.n_outputs == 2 and b.n_train + b.n_test == 10
+    assert b.notes == (f"image folder: left out 2 folder(s) with no images in them: empty, notes (in '{tmp_path}')",)
+    split = tmp_path / "split"
+    for part, n in (("train", 5), ("test", 2)):
+        for cls, colour in (("cats", (250, 10, 10)), ("dogs", (10, 10, 250))):
+            for i in range(n):
+                _png(split / part / cls / f"{i}.png", colour)
+    (split / "test" / "birds").mkdir()
+    b = load_data(DataConfig(name="imagefolder", root=str(split), resize=8), seed=0)
+    assert b.classes == ("cats", "dogs") and (b.n_train, b.n_test) == (10, 4)
+    assert b.notes == (f"image folder: left out 1 folder(s) with no images in them: test/birds (in '{split}')",)
+    only_empty = tmp_path / "nothing"
+    (only_empty / "a").mkdir(parents=True)
+    (only_empty / "b").mkdir()
+    with pytest.raises(DataError) as err:
+        load_data(DataConfig(name="imagefolder", root=str(only_empty)), seed=0)
+    assert "no class folder with images in it" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_missing_folders_give_one_line_errors(tmp_path):
     missing = tmp_path / "data"
     with pytest.raises(DataError) as err:

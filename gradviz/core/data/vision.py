@@ -5,13 +5,15 @@ MNIST, Fashion-MNIST and CIFAR-10 are read with torchvision's own dataset classe
 `cfg.resize` > 0 (bilinear, antialiased; seed 001 uses 96). An image folder is read with
 `torchvision.datasets.ImageFolder`: `root/train` and `root/test` when both exist, otherwise `root`
 split per class, every fifth image (in file-name order) to the test side; images become RGB of side
-`cfg.resize` (64 when 0). Pixels are scaled to [0, 1] and standardised per channel with the training
+`cfg.resize` (64 when 0). Hidden folders are not classes; folders without images and unreadable
+images are left out, said in the bundle's `notes`. Pixels are scaled to [0, 1] and standardised per channel with the training
 split's mean and std, batch by batch. Evaluation uses at most the first `EVAL_LIMIT` test images so it
 stays cheap. Every failure becomes a one-line `DataError`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +202,29 @@ def _readable(root: Path, split: str, samples: list[tuple[str, int]], loader: An
     return x, torch.tensor([samples[i][1] for i in kept], dtype=torch.long), skipped
 
 
+def _image_folder(tvd: Any, path: Path) -> tuple[Any, list[str]]:
+    """torchvision's `ImageFolder` over `path`, and the subfolders it left out for holding no image.
+    Hidden folders (`.ipynb_checkpoints`, which Jupyter leaves in any folder it opens) are not classes,
+    and a folder without images (an emptied class, an output folder put there by mistake) is left out
+    rather than refusing the whole data set, as torchvision does."""
+    exts = tuple(tvd.folder.IMG_EXTENSIONS)
+    empty: list[str] = []
+
+    def holds_image(d: str) -> bool:
+        return any(f.lower().endswith(exts) for _, _, files in os.walk(d, followlinks=True) for f in files)
+
+    class Folder(tvd.ImageFolder):
+        def find_classes(self, directory):
+            names = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+            classes = [n for n in names if holds_image(os.path.join(directory, n))]
+            empty.extend(n for n in names if n not in classes)
+            if not classes:
+                raise FileNotFoundError(f"no class folder with images in it under '{directory}'")
+            return classes, {c: i for i, c in enumerate(classes)}
+
+    return Folder(str(path)), empty
+
+
 def _interleave(samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """Round-robin over classes, so a bounded evaluation prefix holds every class."""
     by_class: dict[int, list[tuple[str, int]]] = {}
@@ -224,8 +249,9 @@ def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
     split_dirs = (root / "train", root / "test")
     try:
         if all(d.is_dir() for d in split_dirs):
-            train_ds = tvd.ImageFolder(str(split_dirs[0]))
-            test_ds = tvd.ImageFolder(str(split_dirs[1]))
+            train_ds, empty = _image_folder(tvd, split_dirs[0])
+            test_ds, test_empty = _image_folder(tvd, split_dirs[1])
+            empty = [f"train/{n}" for n in empty] + [f"test/{n}" for n in test_empty]
             classes = tuple(train_ds.classes)
             unknown = sorted(set(test_ds.classes) - set(classes))
             if unknown:
@@ -237,7 +263,7 @@ def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
             test_samples = [(p, remap[t]) for p, t in test_ds.samples]
             loader = train_ds.loader
         else:
-            ds = tvd.ImageFolder(str(root))
+            ds, empty = _image_folder(tvd, root)
             classes = tuple(ds.classes)
             seen: dict[int, int] = {}
             train_samples, test_samples = [], []
@@ -265,11 +291,13 @@ def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
     test_x, test_y, test_skipped = _readable(root, "test", test_samples, loader, side)
     skipped += test_skipped
     bundle = _bundle("imagefolder", train_x, train_y, test_x, test_y, classes, dtype)
+    notes = []
+    if empty:
+        notes.append(f"image folder: left out {len(empty)} folder(s) with no images in them: {', '.join(empty)} (in '{root}')")
     if skipped:
         n = len(train_samples) + len(test_samples)
         path, reason = skipped[0]
-        bundle.notes = (
-            # the count first: a status bar elides the end
-            f"image folder: left out {len(skipped)} of {n} images that cannot be read (first: '{path}': {reason})",
-        )
+        # the count first: a status bar elides the end
+        notes.append(f"image folder: left out {len(skipped)} of {n} images that cannot be read (first: '{path}': {reason})")
+    bundle.notes = tuple(notes)
     return bundle
