@@ -197,10 +197,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.upto_step = step
         self._frame()
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: str, earlier: list[str] | tuple[str, ...] = ()) -> None:
+        """One line in the status bar; `earlier`: messages that arrived with it (a session that
+        starts with two notes), counted on the line and read whole in its tooltip."""
         line = " ".join(str(text).split())
-        self.message_label.setText(line)
-        self.message_label.setToolTip(line)
+        lines = [" ".join(str(t).split()) for t in earlier] + [line]
+        # the count in front: the label elides its right end
+        self.message_label.setText(f"({len(lines)} notes, hover for all) {line}" if earlier else line)
+        self.message_label.setToolTip("\n".join(lines))
 
     def current_view(self):
         focus = QtWidgets.QApplication.focusWidget()
@@ -319,7 +323,8 @@ class MainWindow(QtWidgets.QMainWindow):
             if paused and not s.paused:
                 rc.setTitle(rc.title() + "  - paused")
         if len(s.messages) > self._seen_messages:
-            self.show_message(s.messages[-1])
+            fresh = s.messages[self._seen_messages :]
+            self.show_message(fresh[-1], fresh[:-1])
             self._seen_messages = len(s.messages)
         if s.error:
             self.show_message(s.error)

@@ -529,6 +529,30 @@ def test_a_disk_that_fills_up_mid_lecture_stops_the_recording_not_the_training(q
         win.shutdown()
 
 
+def test_notes_that_arrive_together_are_all_reachable(live, qtbot, tmp_path, tiny):
+    """An image folder with an empty subfolder and a broken image starts with two notes at once;
+    the status bar showed only the last. It now counts them in front (its right end elides) and
+    its tooltip holds each whole."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    root = tmp_path / "pets"
+    for cls, colour in (("cats", (230, 40, 20)), ("dogs", (20, 40, 230))):
+        (root / cls).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (12, 12), colour).save(root / cls / f"{i}.png")
+    (root / "cats" / "3.png").write_bytes(b"GIF89a cut")
+    (root / "unsorted").mkdir()
+    win, _worker = live(tiny(**{"data.name": "imagefolder", "data.root": str(root), "data.resize": 4}))
+    label = win.message_label
+    qtbot.waitUntil(lambda: "hover for all" in label.text(), timeout=10000)
+    tips = label.toolTip().split("\n")
+    assert tips[0] == f"image folder: left out 1 folder(s) with no images in them: unsorted (in '{root}')"
+    assert tips[1].startswith(f"image folder: left out 1 of 20 images that cannot be read (first: '{root / 'cats' / '3.png'}'")
+    assert label.text() == f"(2 notes, hover for all) {tips[1]}"
+    assert label.shown_text().startswith("(2 notes, hover for all) image folder")
+
+
 def test_the_window_notes_a_runs_folder_grown_large(live, qtbot, tmp_path, monkeypatch):
     from gradviz.gui.launch import _note_runs_folder
     from gradviz.paths import runs_dir, runs_folder_note
