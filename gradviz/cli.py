@@ -202,7 +202,16 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else new_run_path(cfg.name)
     note = "" if args.out else runs_folder_note()  # the recordings kept before this one
     rec = Recording()
-    exp = Experiment(cfg, rec)
+    tty = sys.stderr.isatty()
+    said: list[str] = []
+
+    def starting(text: str) -> None:  # a slow start (an image folder being read), on a terminal only
+        said.append(text)
+        print(f"\r{text}", end="", file=sys.stderr, flush=True)
+
+    exp = Experiment(cfg, rec, progress=starting if tty and not args.quiet else None)
+    if said:
+        print(file=sys.stderr)
     lost: list[str] = []
 
     def on_write_error(msg: str) -> None:  # the file is what `run` is for: stop, keep what was written
@@ -210,7 +219,6 @@ def cmd_run(args) -> int:
         exp.stopped = True
 
     writer = RunFileWriter(out, rec, on_error=on_write_error)
-    tty = sys.stderr.isatty()
     started = last_print = time.perf_counter()
     first = exp.step_index
 

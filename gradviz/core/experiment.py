@@ -92,8 +92,9 @@ def default_threads() -> int:
 
 
 class Experiment:
-    def __init__(self, cfg: ExperimentConfig, recording: Recording | None = None, device: str | None = None) -> None:
+    def __init__(self, cfg: ExperimentConfig, recording: Recording | None = None, device: str | None = None, progress=None) -> None:
         self.cfg = cfg
+        self.progress = progress  # progress(text): how a slow start goes (an image folder being read)
         self.recording = recording if recording is not None else Recording()
         self.device = resolve_device(device or cfg.train.device)
         self.commands: queue.Queue = queue.Queue()
@@ -120,7 +121,7 @@ class Experiment:
         for rc in self.cfg.runs:
             key = (rc.data, rc.model.dtype)
             if key not in self._data:
-                self._data[key] = load_data(rc.data, seed=rc.train.seed, dtype=DTYPES[rc.model.dtype])
+                self._data[key] = load_data(rc.data, seed=rc.train.seed, dtype=DTYPES[rc.model.dtype], progress=self.progress)
                 notes += [n for n in self._data[key].notes if n not in notes]
             old = keep.get(rc.name) if keep else None
             run = TrainingRun(rc, self._data[key], self.device)

@@ -309,7 +309,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.step_label.setText(f"step {s.step}")
         self.rate_label.setText("   ".join(f"{run} {rate:.0f} steps/s" for run, rate in s.rates.items()))
         failed = bool(s.error) and not s.device  # the session never started
-        self.device_label.setText(s.device or ("not started" if failed else "starting…"))
+        self.device_label.setText(s.device or ("not started" if failed else f"starting… {s.starting}".strip()))
         if s.path and not failed:
             self.path_label.setText(f"recording to {s.path}")
         else:  # the status bar said "recording to not recorded" when the file could not be made

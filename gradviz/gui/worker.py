@@ -38,6 +38,7 @@ class Status:
     lrs: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)  # one-line notices, oldest first
     not_recorded: str = ""  # why the session has no run file (it could not be created), if it has none
+    starting: str = ""  # what a session that has not started yet is doing ("reading images: 2,300 of 50,000")
     error: str | None = None
     updated: float = 0.0  # time.monotonic() of this snapshot
 
@@ -174,12 +175,16 @@ class Worker:
             self._status.not_recorded = msg
             self._status.path = ""
 
+    def _starting(self, text: str) -> None:
+        with self._lock:
+            self._status.starting = text
+
     def _session(self) -> None:
         from ..core.experiment import Experiment
         from ..core.runfile import RunFileError, RunFileWriter
 
         try:
-            exp = Experiment(self.cfg, self.recording)
+            exp = Experiment(self.cfg, self.recording, progress=self._starting)
         except Exception as exc:  # noqa: BLE001 - a bad config, model or data set: one line
             msg = f"cannot start {self.cfg.name}: {_user_line(exc)}"
             if type(exc).__name__ == "DataError" and self.cfg.data.name in FOLDER_DATASETS:

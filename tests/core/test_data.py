@@ -387,6 +387,42 @@ def test_hidden_and_imageless_folders_are_not_classes(tmp_path):
     assert "no class folder with images in it" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_reading_a_folder_reports_its_progress(tmp_path, monkeypatch):
+    pytest.importorskip("torchvision")
+    for i in range(6):
+        _png(tmp_path / "cats" / f"c{i}.png", (250, 10, 10))
+        _png(tmp_path / "dogs" / f"d{i}.png", (10, 10, 250))
+    heard: list[str] = []
+    load_data(DataConfig(name="imagefolder", root=str(tmp_path), resize=4), seed=0, progress=heard.append)
+    assert heard[-1] == "reading images: 12 of 12" and len(heard) <= 2  # the end, and no flood
+    monkeypatch.setattr(vision_mod, "PROGRESS_EVERY", 0.0)
+    heard.clear()
+    load_data(DataConfig(name="imagefolder", root=str(tmp_path), resize=4), seed=0, progress=heard.append)
+    assert heard == [f"reading images: {k} of 12" for k in range(1, 13)]  # training and test images together
+
+
+def test_an_image_folder_is_decoded_once_per_session(tmp_path, monkeypatch):
+    """The memory check asked `data_shape` for the input shape, which read every image; then the
+    session read them all again: a 50 000-photo folder took two minutes to start instead of one."""
+    pytest.importorskip("torchvision")
+    from gradviz.config import load_preset
+    from gradviz.core.experiment import Experiment
+
+    for i in range(5):
+        _png(tmp_path / "cats" / f"c{i}.png", (250, 10, 10))
+        _png(tmp_path / "dogs" / f"d{i}.png", (10, 10, 250))
+        _png(tmp_path / "owls" / f"o{i}.png", (10, 250, 10))
+    decoded: list[str] = []
+    decode = vision_mod._decode
+    monkeypatch.setattr(vision_mod, "_decode", lambda loader, path, side: decoded.append(path) or decode(loader, path, side))
+    cfg = DataConfig(name="imagefolder", root=str(tmp_path), resize=6)
+    assert data_shape(cfg, seed=0) == ((3, 6, 6), 3) and decoded == []
+    exp_cfg = load_preset("demo").with_overrides({"model.depth": 2, "model.width": 4, "data.name": "imagefolder", "data.root": str(tmp_path), "data.resize": 6})
+    exp = Experiment(exp_cfg)
+    assert sorted(decoded) == sorted(str(p) for p in tmp_path.rglob("*.png"))  # each once, for both twins
+    assert exp.runs[0].data.n_outputs == 3
+
+
 def test_missing_folders_give_one_line_errors(tmp_path):
     missing = tmp_path / "data"
     with pytest.raises(DataError) as err:

@@ -569,6 +569,45 @@ def test_the_window_notes_a_runs_folder_grown_large(live, qtbot, tmp_path, monke
     qtbot.waitUntil(lambda: "runs folder holds 7.0 GB in 1 recording" in win.message_label.toolTip() + win.message_label.text(), timeout=5000)
 
 
+def test_a_slow_start_says_how_far_the_image_folder_has_been_read(qtbot, tmp_path, tiny, monkeypatch):
+    """50 000 photos take a minute to decode; the status bar said only 'starting…' all that time.
+    It now counts the images read, then shows the device once the session runs."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    from gradviz.core.data import vision
+
+    root = tmp_path / "pets"
+    for cls, colour in (("cats", (230, 40, 20)), ("dogs", (20, 40, 230))):
+        (root / cls).mkdir(parents=True)
+        for i in range(40):
+            Image.new("RGB", (12, 12), colour).save(root / cls / f"{i}.png")
+    decode = vision._decode
+
+    def slow(*args):  # a large photo's decode, so the count can be watched
+        time.sleep(0.04)
+        return decode(*args)
+
+    monkeypatch.setattr(vision, "_decode", slow)
+    worker = Worker(tiny(**{"data.name": "imagefolder", "data.root": str(root), "data.resize": 4}), path=tmp_path / "x.gradviz").start()
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        seen: set[str] = set()
+
+        def counted() -> bool:
+            seen.add(win.device_label.text())
+            return any(t.startswith("starting… reading images: ") and t.endswith(" of 80") and not t.endswith(" 80 of 80") for t in seen)
+
+        qtbot.waitUntil(counted, timeout=20000)
+        qtbot.waitUntil(lambda: win.device_label.text() == "cpu", timeout=30000)
+        done = [int(t.split(": ")[1].split(" of ")[0]) for t in seen if "reading images" in t]
+        assert 0 < min(done) < 80
+    finally:
+        win.shutdown()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_session_that_cannot_start_says_why_in_the_large_text(qtbot, tmp_path, tiny, kind):
     """MNIST without a data folder: the reason is in the readout's large text (the status bar cut

@@ -14,8 +14,9 @@ stays cheap. Every failure becomes a one-line `DataError`.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -165,34 +166,57 @@ def load_torchvision_set(cfg: Any, dtype: torch.dtype) -> DataBundle:
     return _bundle(cfg.name, train_x, train_y, test_x, test_y, classes, dtype)
 
 
-def _read_images(samples: list[tuple[str, int]], loader: Any, side: int) -> tuple[Tensor, list[int], list[tuple[str, str]]]:
+PROGRESS_EVERY = 0.25  # seconds between two progress reports of a folder being read
+
+
+def _decode(loader: Any, path: str, side: int) -> Tensor:
+    """One image file as a (3, side, side) uint8 tensor."""
+    from PIL import Image
+
+    img = loader(path).convert("RGB").resize((side, side), Image.BILINEAR)
+    return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(side, side, 3).permute(2, 0, 1)
+
+
+class _Counter:
+    """Says `reading images: k of n` through `progress` (at most every `PROGRESS_EVERY` seconds, and
+    once at the end): 50 000 photos take a minute to decode, which read as a window stuck at
+    'starting...'."""
+
+    def __init__(self, progress, total: int) -> None:
+        self.progress, self.total, self.done, self._last = progress, total, 0, 0.0
+
+    def step(self) -> None:
+        self.done += 1
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY or self.done == self.total:
+            self._last = now
+            self.progress(f"reading images: {self.done:,} of {self.total:,}")
+
+
+def _read_images(samples: list[tuple[str, int]], loader: Any, side: int, counter: _Counter | None = None) -> tuple[Tensor, list[int], list[tuple[str, str]]]:
     """(the readable images, RGB of `side` x `side`; the indices in `samples` they came from; the
     (path, reason) of each one that could not be read). A scraped folder often holds a few broken or
     mislabelled files: they are left out, not allowed to refuse the other thousands."""
-    from PIL import Image
-
     out = torch.empty((len(samples), 3, side, side), dtype=torch.uint8)
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
     for i, (path, _) in enumerate(samples):
         try:
-            img = loader(path).convert("RGB").resize((side, side), Image.BILINEAR)
+            out[len(kept)] = _decode(loader, path, side)
+            kept.append(i)
         except Exception as exc:  # noqa: BLE001 - a broken file names itself
             skipped.append((path, _one_line(exc)))
-            continue
-        out[len(kept)] = (
-            torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-            .view(side, side, 3)
-            .permute(2, 0, 1)
-        )
-        kept.append(i)
+        if counter is not None:
+            counter.step()
     return (out if len(kept) == len(samples) else out[: len(kept)].clone()), kept, skipped
 
 
-def _readable(root: Path, split: str, samples: list[tuple[str, int]], loader: Any, side: int) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
+def _readable(root: Path, split: str, samples: list[tuple[str, int]], loader: Any, side: int, counter: _Counter) -> tuple[Tensor, Tensor, list[tuple[str, str]]]:
     """The images of one split that can be read, their targets, and what was skipped; a split none
     of whose images can be read is refused in one line naming the first file."""
-    x, kept, skipped = _read_images(samples, loader, side)
+    x, kept, skipped = _read_images(samples, loader, side, counter)
     if not kept:
         path, reason = skipped[0]
         raise DataError(
@@ -237,7 +261,18 @@ def _interleave(samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return out
 
 
-def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
+class _Listing(NamedTuple):
+    root: Path
+    classes: tuple[str, ...]
+    train: list[tuple[str, int]]  # (path, class index)
+    test: list[tuple[str, int]]
+    loader: Any
+    empty: list[str]  # subfolders left out for holding no image
+
+
+def _list_image_folder(cfg: Any) -> _Listing:
+    """An image folder's classes and files, split, without decoding any image; every layout problem
+    is a one-line `DataError` here."""
     hint = "a folder with one subfolder of images per class, or train/ and test/ folders of those"
     if not cfg.root:
         raise DataError(f"imagefolder needs a folder: pass --data-root DIR ({hint})")
@@ -245,7 +280,6 @@ def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
     if not root.is_dir():
         raise DataError(f"image folder not found: '{root}' (pass --data-root DIR: {hint})")
     tvd = _datasets()
-    side = cfg.resize if cfg.resize > 0 else 64
     split_dirs = (root / "train", root / "test")
     try:
         if all(d.is_dir() for d in split_dirs):
@@ -286,9 +320,23 @@ def load_image_folder(cfg: Any, dtype: torch.dtype) -> DataBundle:
         raise DataError(
             f"image folder '{root}' is too small to split: put at least 5 images in a class folder"
         )
+    return _Listing(root, classes, train_samples, test_samples, loader, empty)
+
+
+def image_folder_shape(cfg: Any) -> tuple[tuple[int, int, int], int]:
+    """(one example's shape, number of classes) of an image folder, from its listing: the shapes
+    are known before a single image is decoded (reading them all took as long as the load itself)."""
+    side = cfg.resize if cfg.resize > 0 else 64
+    return (3, side, side), len(_list_image_folder(cfg).classes)
+
+
+def load_image_folder(cfg: Any, dtype: torch.dtype, progress=None) -> DataBundle:
+    root, classes, train_samples, test_samples, loader, empty = _list_image_folder(cfg)
+    side = cfg.resize if cfg.resize > 0 else 64
     test_samples = _interleave(test_samples)[:EVAL_LIMIT]
-    train_x, train_y, skipped = _readable(root, "training", train_samples, loader, side)
-    test_x, test_y, test_skipped = _readable(root, "test", test_samples, loader, side)
+    counter = _Counter(progress, len(train_samples) + len(test_samples))
+    train_x, train_y, skipped = _readable(root, "training", train_samples, loader, side, counter)
+    test_x, test_y, test_skipped = _readable(root, "test", test_samples, loader, side, counter)
     skipped += test_skipped
     bundle = _bundle("imagefolder", train_x, train_y, test_x, test_y, classes, dtype)
     notes = []
