@@ -529,18 +529,23 @@ def test_a_disk_that_fills_up_mid_lecture_stops_the_recording_not_the_training(q
         win.shutdown()
 
 
+def pet_folder(root, per_class: int):
+    """An image folder of two classes (cats red, dogs blue), `per_class` small PNGs each."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    for cls, colour in (("cats", (230, 40, 20)), ("dogs", (20, 40, 230))):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (12, 12), colour).save(root / cls / f"{i}.png")
+    return root
+
+
 def test_notes_that_arrive_together_are_all_reachable(live, qtbot, tmp_path, tiny):
     """An image folder with an empty subfolder and a broken image starts with two notes at once;
     the status bar showed only the last. It now counts them in front (its right end elides) and
     its tooltip holds each whole."""
-    pytest.importorskip("torchvision")
-    from PIL import Image
-
-    root = tmp_path / "pets"
-    for cls, colour in (("cats", (230, 40, 20)), ("dogs", (20, 40, 230))):
-        (root / cls).mkdir(parents=True)
-        for i in range(10):
-            Image.new("RGB", (12, 12), colour).save(root / cls / f"{i}.png")
+    root = pet_folder(tmp_path / "pets", 10)
     (root / "cats" / "3.png").write_bytes(b"GIF89a cut")
     (root / "unsorted").mkdir()
     win, _worker = live(tiny(**{"data.name": "imagefolder", "data.root": str(root), "data.resize": 4}))
@@ -572,16 +577,9 @@ def test_the_window_notes_a_runs_folder_grown_large(live, qtbot, tmp_path, monke
 def test_a_slow_start_says_how_far_the_image_folder_has_been_read(qtbot, tmp_path, tiny, monkeypatch):
     """50 000 photos take a minute to decode; the status bar said only 'starting…' all that time.
     It now counts the images read, then shows the device once the session runs."""
-    pytest.importorskip("torchvision")
-    from PIL import Image
-
+    root = pet_folder(tmp_path / "pets", 40)
     from gradviz.core.data import vision
 
-    root = tmp_path / "pets"
-    for cls, colour in (("cats", (230, 40, 20)), ("dogs", (20, 40, 230))):
-        (root / cls).mkdir(parents=True)
-        for i in range(40):
-            Image.new("RGB", (12, 12), colour).save(root / cls / f"{i}.png")
     decode = vision._decode
 
     def slow(*args):  # a large photo's decode, so the count can be watched
