@@ -29,6 +29,9 @@ _SIZED_KINDS = {"mlp", "conv"}  # the kinds whose size depth and width set
 # mask tensors), a little under what was measured (peak RSS over the float32 inputs: spiral 6.9x,
 # shapes 10x): 1 M shapes images hold 3 GB but took 31 GB to draw
 _DRAW_BYTES = {"spiral": 24, "shapes": 36, "rgb": 16, "linear": 16}
+# bytes per value a data set read from disk keeps: an image folder's pixels are held as uint8 and
+# scaled batch by batch (decoding one image at a time takes next to nothing besides)
+_HELD_BYTES = {"imagefolder": 1}
 # the share of the free memory a session may count on: the parts weighed are lower bounds, and a
 # data set drawn into 24.0 of 24.2 GB free was still ended by the out-of-memory killer (drawing it
 # takes temporaries, torch and Python take their own)
@@ -39,16 +42,20 @@ class RunShape(NamedTuple):
     cfg: Any  # a RunConfig
     input_shape: tuple[int, ...]
     n_outputs: int
-    data_examples: int  # examples a synthetic set draws into memory (0: a set read from disk)
+    data_examples: int  # examples the data set holds in memory (0: not known before it is read)
 
 
 def run_shape(rc) -> RunShape:
-    """A run config's shapes, without drawing or reading its data set."""
-    from .data import SYNTHETIC, data_shape
+    """A run config's shapes, without drawing or reading its data set (an image folder is listed:
+    its file count is known before any image is decoded)."""
+    from .data import SYNTHETIC, data_shape, image_folder_size
 
-    shape, outputs = data_shape(rc.data, seed=rc.train.seed)
     d = rc.data
-    return RunShape(rc, shape, outputs, d.n_train + d.n_test if d.name in SYNTHETIC else 0)  # a set on disk: read in its loader
+    if d.name == "imagefolder":
+        shape, outputs, images = image_folder_size(d)
+        return RunShape(rc, shape, outputs, images)
+    shape, outputs = data_shape(d, seed=rc.train.seed)
+    return RunShape(rc, shape, outputs, d.n_train + d.n_test if d.name in SYNTHETIC else 0)  # a torchvision set: read in its loader
 
 
 def parameter_count(model_cfg, input_shape: tuple[int, ...], n_outputs: int) -> int | None:
@@ -137,7 +144,7 @@ def needs(runs: list[RunShape]) -> dict[str, int] | None:
             return None
         parameters += n
         state += n * itemsize * (_PER_PARAMETER + _STATE.get(r.cfg.train.optimizer, 2))
-        per_value = max(itemsize, _DRAW_BYTES.get(r.cfg.data.name, itemsize))
+        per_value = _HELD_BYTES.get(r.cfg.data.name) or max(itemsize, _DRAW_BYTES.get(r.cfg.data.name, itemsize))
         data[(repr(r.cfg.data), m.dtype)] = r.data_examples * math.prod(r.input_shape) * per_value
     return {"state": state, "data": sum(data.values()), "parameters": parameters}
 
@@ -153,7 +160,8 @@ def check_fits(runs: list[RunShape], device: torch.device, free: int | None = No
     n = len(runs)
     state = f"weights, gradients and optimiser state ({n} run{'s' if n != 1 else ''}, {scaled(need['parameters'], '')} parameters)"
     model_hint = "lower model.depth or model.width" if {r.cfg.model.kind for r in runs} <= _SIZED_KINDS else "choose a smaller model"
-    parts = [(need["state"], state, model_hint), (need["data"], "the data", "lower data.n_train or data.n_test")]
+    data_hint = "lower data.resize (each image is kept at resize x resize) or use fewer images" if any(r.cfg.data.name == "imagefolder" for r in runs) else "lower data.n_train or data.n_test"
+    parts = [(need["state"], state, model_hint), (need["data"], "the data", data_hint)]
     if device.type == "cuda":
         _refuse_above(parts[:1], free_bytes(device) if free is None else free, "on the GPU")
         _refuse_above(parts[1:], free_bytes(torch.device("cpu")), "in host memory")

@@ -165,3 +165,35 @@ print(estimate, status("VmHWM:") - before)
     assert out.returncode == 0, out.stderr[-2000:]
     estimate, peak = map(int, out.stdout.split())
     assert 0.3 * peak < estimate <= peak, (estimate, peak)  # a lower bound, and not a loose one
+
+
+def test_an_image_folder_too_big_to_hold_is_refused_before_any_image_is_decoded(tmp_path, monkeypatch):
+    """ImageNet's 1.28 M training photos at `data.resize=224` are 193 GB of pixels: the session read
+    them for half an hour before the out-of-memory killer ended it. The folder's listing gives the
+    count, so the memory check weighs them (3 x side x side bytes each) before the first decode."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    from gradviz.core import footprint
+    from gradviz.core.data import vision
+
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.new("RGB", (8, 8), (200, 30, 30)).save(tmp_path / cls / f"{i}.png")
+    decoded: list[str] = []
+    monkeypatch.setattr(vision, "_decode", lambda *args: decoded.append(args[1]))
+    cfg = load_preset("demo").with_overrides(
+        {"model.kind": "conv", "model.depth": 2, "model.width": 4, "data.name": "imagefolder", "data.root": str(tmp_path), "data.resize": 500}
+    )
+    shape = run_shape(cfg.run("plain"))
+    assert shape.input_shape == (3, 500, 500) and shape.n_outputs == 2
+    assert shape.data_examples == 20  # 8 + 8 to train, 2 + 2 to test
+    need = needs([run_shape(rc) for rc in cfg.runs])
+    assert need["data"] == 20 * 3 * 500 * 500  # uint8, held once for both twins
+    monkeypatch.setattr(footprint, "free_bytes", lambda device: 10_000_000)  # 10 MB free
+    with pytest.raises(ValueError) as info:
+        Experiment(cfg)
+    msg = str(info.value)
+    assert "and 15.0 MB for the data, more than 90% of the 10.0 MB free here; lower data.resize" in msg
+    assert decoded == []

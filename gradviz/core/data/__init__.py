@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .synthetic import DataBundle, DataError, make_linear, make_rgb, make_shapes, make_spiral
-from .vision import TORCHVISION_SETS, image_folder_shape, load_image_folder, load_torchvision_set
+from .vision import TORCHVISION_SETS, image_folder_size, load_image_folder, load_torchvision_set
 
 __all__ = ["DATASETS", "DataBundle", "DataError", "data_shape", "load_data"]
 
@@ -70,7 +70,7 @@ def data_shape(cfg: Any, seed: int) -> tuple[tuple[int, ...], int]:
         side = cfg.resize if cfg.resize > 0 else side
         return (channels, side, side), classes
     if cfg.name == "imagefolder":
-        return image_folder_shape(cfg)
+        return image_folder_size(cfg)[:2]
     if cfg.name in SYNTHETIC:  # a few examples tell the shape; a million-example set is not drawn for it
         cfg = dataclasses.replace(cfg, n_train=min(cfg.n_train, 64), n_test=min(cfg.n_test, 64))
     data = load_data(cfg, seed)

@@ -323,11 +323,13 @@ def _list_image_folder(cfg: Any) -> _Listing:
     return _Listing(root, classes, train_samples, test_samples, loader, empty)
 
 
-def image_folder_shape(cfg: Any) -> tuple[tuple[int, int, int], int]:
-    """(one example's shape, number of classes) of an image folder, from its listing: the shapes
-    are known before a single image is decoded (reading them all took as long as the load itself)."""
+def image_folder_size(cfg: Any) -> tuple[tuple[int, int, int], int, int]:
+    """(one example's shape, number of classes, images the session will hold) of an image folder,
+    from its listing: known before a single image is decoded (reading them all took as long as the
+    load itself). The images held are the training ones and at most `EVAL_LIMIT` test ones."""
     side = cfg.resize if cfg.resize > 0 else 64
-    return (3, side, side), len(_list_image_folder(cfg).classes)
+    listing = _list_image_folder(cfg)
+    return (3, side, side), len(listing.classes), len(listing.train) + min(len(listing.test), EVAL_LIMIT)
 
 
 def load_image_folder(cfg: Any, dtype: torch.dtype, progress=None) -> DataBundle:
