@@ -29,9 +29,9 @@ _SIZED_KINDS = {"mlp", "conv"}  # the kinds whose size depth and width set
 # mask tensors), a little under what was measured (peak RSS over the float32 inputs: spiral 6.9x,
 # shapes 10x): 1 M shapes images hold 3 GB but took 31 GB to draw
 _DRAW_BYTES = {"spiral": 24, "shapes": 36, "rgb": 16, "linear": 16}
-# bytes per value a data set read from disk keeps: an image folder's pixels are held as uint8 and
-# scaled batch by batch (decoding one image at a time takes next to nothing besides)
-_HELD_BYTES = {"imagefolder": 1}
+# bytes per value a data set read from disk keeps: images are held as uint8 and scaled batch by
+# batch (decoding or resizing a chunk at a time takes little besides)
+_HELD_BYTES = {"imagefolder": 1, "mnist": 1, "fashion-mnist": 1, "cifar10": 1}
 # the share of the free memory a session may count on: the parts weighed are lower bounds, and a
 # data set drawn into 24.0 of 24.2 GB free was still ended by the out-of-memory killer (drawing it
 # takes temporaries, torch and Python take their own)
@@ -48,14 +48,14 @@ class RunShape(NamedTuple):
 def run_shape(rc) -> RunShape:
     """A run config's shapes, without drawing or reading its data set (an image folder is listed:
     its file count is known before any image is decoded)."""
-    from .data import SYNTHETIC, data_shape, image_folder_size
+    from .data import SET_EXAMPLES, SYNTHETIC, data_shape, image_folder_size
 
     d = rc.data
     if d.name == "imagefolder":
         shape, outputs, images = image_folder_size(d)
         return RunShape(rc, shape, outputs, images)
     shape, outputs = data_shape(d, seed=rc.train.seed)
-    return RunShape(rc, shape, outputs, d.n_train + d.n_test if d.name in SYNTHETIC else 0)  # a torchvision set: read in its loader
+    return RunShape(rc, shape, outputs, SET_EXAMPLES.get(d.name) or (d.n_train + d.n_test if d.name in SYNTHETIC else 0))
 
 
 def parameter_count(model_cfg, input_shape: tuple[int, ...], n_outputs: int) -> int | None:
@@ -160,7 +160,10 @@ def check_fits(runs: list[RunShape], device: torch.device, free: int | None = No
     n = len(runs)
     state = f"weights, gradients and optimiser state ({n} run{'s' if n != 1 else ''}, {scaled(need['parameters'], '')} parameters)"
     model_hint = "lower model.depth or model.width" if {r.cfg.model.kind for r in runs} <= _SIZED_KINDS else "choose a smaller model"
-    data_hint = "lower data.resize (each image is kept at resize x resize) or use fewer images" if any(r.cfg.data.name == "imagefolder" for r in runs) else "lower data.n_train or data.n_test"
+    names = {r.cfg.data.name for r in runs}
+    data_hint = "lower data.n_train or data.n_test"
+    if names & _HELD_BYTES.keys():
+        data_hint = "lower data.resize (each image is kept at resize x resize)" + (" or use fewer images" if "imagefolder" in names else "")
     parts = [(need["state"], state, model_hint), (need["data"], "the data", data_hint)]
     if device.type == "cuda":
         _refuse_above(parts[:1], free_bytes(device) if free is None else free, "on the GPU")

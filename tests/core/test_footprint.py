@@ -197,3 +197,20 @@ def test_an_image_folder_too_big_to_hold_is_refused_before_any_image_is_decoded(
     msg = str(info.value)
     assert "and 15.0 MB for the data, more than 90% of the 10.0 MB free here; lower data.resize" in msg
     assert decoded == []
+
+
+def test_a_torchvision_set_resized_past_the_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """CIFAR-10 at `data.resize=224` (as a ViT needs) holds 60 000 x 3 x 224 x 224 bytes, 9.03 GB:
+    on an 8 GB laptop the resize ran into the out-of-memory killer. Its size is fixed by the format,
+    so the check says so before the folder is even looked at."""
+    from gradviz.core import footprint
+
+    cfg = load_preset("resnet18-mnist").with_overrides({"data.name": "cifar10", "data.resize": 224, "data.root": str(tmp_path / "absent")})
+    shape = run_shape(cfg.run("plain"))
+    assert (shape.input_shape, shape.data_examples) == ((3, 224, 224), 60_000)
+    assert needs([run_shape(rc) for rc in cfg.runs])["data"] == 60_000 * 3 * 224 * 224
+    monkeypatch.setattr(footprint, "free_bytes", lambda device: 8_000_000_000)
+    with pytest.raises(ValueError) as info:
+        Experiment(cfg)
+    assert "and 9.03 GB for the data, more than 90% of the 8.00 GB free here; lower data.resize (each image is kept at resize x resize)" in str(info.value)
+    assert run_shape(load_preset("resnet18-mnist").run("plain")).data_examples == 70_000  # MNIST: 60 000 + 10 000

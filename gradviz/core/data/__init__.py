@@ -58,6 +58,9 @@ def load_data(cfg: Any, seed: int, dtype: torch.dtype | str = torch.float32, pro
 
 # what a torchvision set gives a model, fixed by its format: (channels, side before any resize, classes)
 SET_SHAPES = {"mnist": (1, 28, 10), "fashion-mnist": (1, 28, 10), "cifar10": (3, 32, 10)}
+# images a torchvision set holds once loaded (training and test splits, resized before the test
+# split is cut to its evaluation prefix), fixed by the format too
+SET_EXAMPLES = {"mnist": 70_000, "fashion-mnist": 70_000, "cifar10": 60_000}
 
 
 def data_shape(cfg: Any, seed: int) -> tuple[tuple[int, ...], int]:
