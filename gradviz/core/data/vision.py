@@ -6,9 +6,9 @@ MNIST, Fashion-MNIST and CIFAR-10 are read with torchvision's own dataset classe
 `torchvision.datasets.ImageFolder`: `root/train` and `root/test` when both exist, otherwise `root`
 split per class, every fifth image (in file-name order) to the test side; images become RGB of side
 `cfg.resize` (64 when 0). Hidden folders are not classes; folders without images and unreadable
-images are left out, said in the bundle's `notes`. Pixels are scaled to [0, 1] and standardised per channel with the training
-split's mean and std, batch by batch. Evaluation uses at most the first `EVAL_LIMIT` test images so it
-stays cheap. Every failure becomes a one-line `DataError`.
+images are left out, said in the bundle's `notes`. Pixels are scaled to [0, 1] and standardised per
+channel with the training split's mean and std, batch by batch. Evaluation uses at most the first
+`EVAL_LIMIT` test images so it stays cheap. Every failure becomes a one-line `DataError`.
 """
 
 from __future__ import annotations
