@@ -423,6 +423,25 @@ def test_an_image_folder_is_decoded_once_per_session(tmp_path, monkeypatch):
     assert exp.runs[0].data.n_outputs == 3
 
 
+def test_links_in_an_image_folder_are_followed_once_and_never_across_classes(tmp_path):
+    """A class folder linked from elsewhere is read; a link back up (`dogs/up -> ..`) walked the
+    whole tree again and again until the path grew too long, so 10 images became 410, cats among
+    them labelled dogs."""
+    pytest.importorskip("torchvision")
+    root = tmp_path / "pets"
+    for i in range(5):
+        _png(root / "cats" / f"c{i}.png", (250, 10, 10))
+        _png(tmp_path / "elsewhere" / "dogs" / f"d{i}.png", (10, 10, 250))
+    (root / "dogs").symlink_to(tmp_path / "elsewhere" / "dogs", target_is_directory=True)  # a class kept on another disk
+    (tmp_path / "elsewhere" / "dogs" / "up").symlink_to(root, target_is_directory=True)  # a loop through the root
+    (root / "cats" / "more").symlink_to(root / "dogs", target_is_directory=True)  # into another class
+    (root / "cats" / "self").symlink_to(root / "cats", target_is_directory=True)  # into itself
+    b = load_data(DataConfig(name="imagefolder", root=str(root), resize=4), seed=0)
+    assert b.classes == ("cats", "dogs") and (b.n_train, b.n_test) == (8, 2)
+    x, y = torch.cat([b.train_x, b.test_x]), torch.cat([b.train_y, b.test_y])
+    assert ((x[:, 0].float().mean(dim=(1, 2)) > x[:, 2].float().mean(dim=(1, 2))) == (y == 0)).all()
+
+
 def test_missing_folders_give_one_line_errors(tmp_path):
     missing = tmp_path / "data"
     with pytest.raises(DataError) as err:

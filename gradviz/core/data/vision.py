@@ -226,6 +226,34 @@ def _readable(root: Path, split: str, samples: list[tuple[str, int]], loader: An
     return x, torch.tensor([samples[i][1] for i in kept], dtype=torch.long), skipped
 
 
+def _dir_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _image_files(top: str, exts: tuple[str, ...], fenced: set) -> list[str]:
+    """Image files under `top`, in torchvision's order (by folder path, then file name). Links are
+    followed, but into no folder twice and none of `fenced` (the data set's root, the other classes'
+    folders): torchvision walked a link back up (`dogs/up -> ..`) round the tree until the path grew
+    too long, and counted every image again each time, under the class it was found in."""
+    seen = set(fenced)
+    seen.add(_dir_id(top))
+    found = []
+    for root, dirs, files in os.walk(top, followlinks=True):
+        keep = []
+        for d in dirs:
+            ident = _dir_id(os.path.join(root, d))
+            if ident is not None and ident not in seen:
+                seen.add(ident)
+                keep.append(d)
+        dirs[:] = keep
+        found.append((root, sorted(f for f in files if f.lower().endswith(exts))))
+    return [os.path.join(root, f) for root, names in sorted(found) for f in names]
+
+
 def _image_folder(tvd: Any, path: Path) -> tuple[Any, list[str]]:
     """torchvision's `ImageFolder` over `path`, and the subfolders it left out for holding no image.
     Hidden folders (`.ipynb_checkpoints`, which Jupyter leaves in any folder it opens) are not classes,
@@ -233,18 +261,23 @@ def _image_folder(tvd: Any, path: Path) -> tuple[Any, list[str]]:
     rather than refusing the whole data set, as torchvision does."""
     exts = tuple(tvd.folder.IMG_EXTENSIONS)
     empty: list[str] = []
-
-    def holds_image(d: str) -> bool:
-        return any(f.lower().endswith(exts) for _, _, files in os.walk(d, followlinks=True) for f in files)
+    files: dict[str, list[str]] = {}  # class -> its image files, found once
 
     class Folder(tvd.ImageFolder):
         def find_classes(self, directory):
             names = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
-            classes = [n for n in names if holds_image(os.path.join(directory, n))]
-            empty.extend(n for n in names if n not in classes)
+            ids = {n: _dir_id(os.path.join(directory, n)) for n in names}
+            for n in names:
+                fenced = {_dir_id(str(directory))} | {i for m, i in ids.items() if m != n and i != ids[n]}
+                files[n] = _image_files(os.path.join(directory, n), exts, fenced)
+            classes = [n for n in names if files[n]]
+            empty.extend(n for n in names if not files[n])
             if not classes:
                 raise FileNotFoundError(f"no class folder with images in it under '{directory}'")
             return classes, {c: i for i, c in enumerate(classes)}
+
+        def make_dataset(self, directory, class_to_idx, *args, **kwargs):  # the files found above
+            return [(f, class_to_idx[c]) for c in sorted(class_to_idx) for f in files[c]]
 
     return Folder(str(path)), empty
 
