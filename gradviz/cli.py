@@ -203,14 +203,20 @@ def cmd_run(args) -> int:
     note = "" if args.out else runs_folder_note()  # the recordings kept before this one
     rec = Recording()
     tty = sys.stderr.isatty()
-    said: list[str] = []
+    said: list[float] = []  # when the last progress line went out
 
-    def starting(text: str) -> None:  # a slow start (an image folder being read), on a terminal only
-        said.append(text)
-        print(f"\r{text}", end="", file=sys.stderr, flush=True)
+    def starting(text: str) -> None:  # a slow start (an image folder being read); a log gets a line every 2 s
+        now = time.perf_counter()
+        if tty:
+            print(f"\r{text}", end="", file=sys.stderr, flush=True)
+        elif not said or now - said[-1] >= 2.0:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            return
+        said.append(now)
 
-    exp = Experiment(cfg, rec, progress=starting if tty and not args.quiet else None)
-    if said:
+    exp = Experiment(cfg, rec, progress=None if args.quiet else starting)
+    if said and tty:
         print(file=sys.stderr)
     lost: list[str] = []
 

@@ -111,8 +111,9 @@ def test_a_broken_image_is_left_out_said_and_recorded(tmp_path):
     broken.write_bytes(b"\xff\xd8\xff\xe0 cut short")
     out = tmp_path / "folder.gradviz"
     res = gv("run", "--preset", "resnet18-mnist", "--set", "data.name=imagefolder", "--data-root", str(root),
-             "--steps", "3", "--quiet", "--out", str(out), tmp_path=tmp_path)
+             "--steps", "3", "--out", str(out), tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr
+    assert res.stderr.startswith("reading images: 1 of 11\n")  # a log's first progress line, before the header
     notes = [line for line in res.stdout.splitlines() if "left out" in line]
     assert notes == [f"  note: image folder: left out 1 of 11 images that cannot be read (first: '{broken}': "
                      + notes[0].split(f"'{broken}': ", 1)[1]]
