@@ -190,6 +190,19 @@ def test_mnist_style_sets_from_idx_files(tmp_path, name, folder):
     assert torch.allclose(x * b.std.float() + b.mean.float(), pixels, atol=1e-5)
 
 
+def test_resizing_a_torchvision_set_reports_its_progress(tmp_path, monkeypatch):
+    """Fashion-MNIST to 96 x 96 (seed 001) takes seconds: the window says how far it has got."""
+    pytest.importorskip("torchvision")
+    _write_mnist(tmp_path, "FashionMNIST", n_train=7, n_test=3)
+    monkeypatch.setattr(vision_mod, "PROGRESS_EVERY", 0.0)
+    heard: list[str] = []
+    load_data(DataConfig(name="fashion-mnist", root=str(tmp_path), resize=12), seed=0, progress=heard.append)
+    assert heard == ["resizing images: 7 of 10", "resizing images: 10 of 10"]  # a chunk at a time
+    heard.clear()
+    load_data(DataConfig(name="fashion-mnist", root=str(tmp_path)), seed=0, progress=heard.append)
+    assert heard == []  # nothing to resize, nothing slow to say
+
+
 def test_mnist_resize_and_bounded_eval(tmp_path, monkeypatch):
     pytest.importorskip("torchvision")
     _write_mnist(tmp_path, "MNIST", n_train=6, n_test=9)

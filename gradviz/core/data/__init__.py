@@ -24,7 +24,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def load_data(cfg: Any, seed: int, dtype: torch.dtype | str = torch.float32, progress=None) -> DataBundle:
     """Load the data set `cfg.name`; synthetic sets are drawn deterministically from `seed`.
-    `progress(text)`, when given, hears how a slow load goes ("reading images: 2,300 of 50,000").
+    `progress(text)`, when given, hears how a slow load goes ("reading images: 2,300 of 50,000", "resizing images: ...").
 
     Raises `DataError` with a one-line message for an unknown name, a missing folder, a missing
     torchvision or unreadable files.
@@ -53,7 +53,7 @@ def load_data(cfg: Any, seed: int, dtype: torch.dtype | str = torch.float32, pro
         return make_spiral(cfg.n_train, cfg.n_test, cfg.classes, cfg.noise, seed, dtype)
     if name == "imagefolder":
         return load_image_folder(cfg, dtype, progress)
-    return load_torchvision_set(cfg, dtype)
+    return load_torchvision_set(cfg, dtype, progress)
 
 
 # what a torchvision set gives a model, fixed by its format: (channels, side before any resize, classes)

@@ -57,7 +57,28 @@ def _not_found(label: str, root: Path) -> DataError:
     )
 
 
-def _resize(x: Tensor, side: int, chunk: int = 2048) -> Tensor:
+PROGRESS_EVERY = 0.25  # seconds between two progress reports of a slow load
+
+
+class _Counter:
+    """Says `<doing> images: k of n` through `progress` (at most every `PROGRESS_EVERY` seconds, and
+    once at the end): 50 000 photos take a minute to decode, Fashion-MNIST seconds to resize to 96,
+    which read as a window stuck at 'starting...'."""
+
+    def __init__(self, progress, total: int, doing: str = "reading") -> None:
+        self.progress, self.total, self.doing, self.done, self._last = progress, total, doing, 0, 0.0
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY or self.done == self.total:
+            self._last = now
+            self.progress(f"{self.doing} images: {self.done:,} of {self.total:,}")
+
+
+def _resize(x: Tensor, side: int, chunk: int = 2048, counter: _Counter | None = None) -> Tensor:
     """Resize uint8 images (N, C, H, W) to side x side, chunk by chunk, staying uint8."""
     if side <= 0 or (x.shape[-2] == side and x.shape[-1] == side):
         return x
@@ -66,6 +87,8 @@ def _resize(x: Tensor, side: int, chunk: int = 2048) -> Tensor:
         part = x[i : i + chunk].float()
         part = F.interpolate(part, size=(side, side), mode="bilinear", antialias=True)
         out[i : i + chunk] = part.round_().clamp_(0, 255).to(torch.uint8)
+        if counter is not None:
+            counter.step(part.shape[0])
     return out
 
 
@@ -127,7 +150,7 @@ def _as_images(data: Any) -> Tensor:
     return x.permute(0, 3, 1, 2).contiguous()
 
 
-def load_torchvision_set(cfg: Any, dtype: torch.dtype) -> DataBundle:
+def load_torchvision_set(cfg: Any, dtype: torch.dtype, progress=None) -> DataBundle:
     cls_name, label = TORCHVISION_SETS[cfg.name]
     if not cfg.root:
         raise DataError(
@@ -152,8 +175,9 @@ def load_torchvision_set(cfg: Any, dtype: torch.dtype) -> DataBundle:
             "pass --download to fetch it again, or --data-root DIR to point elsewhere"
         ) from None
     try:
-        train_x = _resize(_as_images(train.data), cfg.resize)
-        test_x = _resize(_as_images(test.data), cfg.resize)
+        counter = _Counter(progress, len(train.data) + len(test.data), "resizing")
+        train_x = _resize(_as_images(train.data), cfg.resize, counter=counter)
+        test_x = _resize(_as_images(test.data), cfg.resize, counter=counter)
         train_y = torch.as_tensor(train.targets, dtype=torch.long)
         test_y = torch.as_tensor(test.targets, dtype=torch.long)
         classes = tuple(str(c) for c in train.classes)
@@ -166,33 +190,12 @@ def load_torchvision_set(cfg: Any, dtype: torch.dtype) -> DataBundle:
     return _bundle(cfg.name, train_x, train_y, test_x, test_y, classes, dtype)
 
 
-PROGRESS_EVERY = 0.25  # seconds between two progress reports of a folder being read
-
-
 def _decode(loader: Any, path: str, side: int) -> Tensor:
     """One image file as a (3, side, side) uint8 tensor."""
     from PIL import Image
 
     img = loader(path).convert("RGB").resize((side, side), Image.BILINEAR)
     return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(side, side, 3).permute(2, 0, 1)
-
-
-class _Counter:
-    """Says `reading images: k of n` through `progress` (at most every `PROGRESS_EVERY` seconds, and
-    once at the end): 50 000 photos take a minute to decode, which read as a window stuck at
-    'starting...'."""
-
-    def __init__(self, progress, total: int) -> None:
-        self.progress, self.total, self.done, self._last = progress, total, 0, 0.0
-
-    def step(self) -> None:
-        self.done += 1
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_EVERY or self.done == self.total:
-            self._last = now
-            self.progress(f"reading images: {self.done:,} of {self.total:,}")
 
 
 def _read_images(samples: list[tuple[str, int]], loader: Any, side: int, counter: _Counter | None = None) -> tuple[Tensor, list[int], list[tuple[str, str]]]:
