@@ -16,6 +16,7 @@ from . import gc_guard
 from .controls import ControlPanel
 from .elided_label import ElidedLabel
 from .theme import Theme, apply_to_app, make_theme, size_check_boxes
+from .tooltips import plain_tooltip
 from .views import make_views
 from .views.readout import Readout
 
@@ -204,7 +205,7 @@ class MainWindow(QtWidgets.QMainWindow):
         lines = [" ".join(str(t).split()) for t in earlier] + [line]
         # the count in front: the label elides its right end
         self.message_label.setText(f"({len(lines)} notes, hover for all) {line}" if earlier else line)
-        self.message_label.setToolTip("\n".join(lines))
+        self.message_label.setToolTip(plain_tooltip("\n".join(lines)))
 
     def current_view(self):
         focus = QtWidgets.QApplication.focusWidget()
@@ -303,7 +304,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 last = rec.last_step()
                 self.step_label.setText(f"step {last if self.upto_step is None else min(last, self.upto_step)}")
                 self.path_label.setText(rec.source or "")
-                self.path_label.setToolTip(rec.source or "")
+                self.path_label.setToolTip(plain_tooltip(rec.source or ""))
             return
         s = w.status()
         self.step_label.setText(f"step {s.step}")
@@ -314,7 +315,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.path_label.setText(f"recording to {s.path}")
         else:  # the status bar said "recording to not recorded" when the file could not be made
             self.path_label.setText("not recorded (the run file could not be written)" if s.not_recorded and not failed else "")
-        self.path_label.setToolTip(s.path or s.not_recorded)
+        self.path_label.setToolTip(plain_tooltip(s.path or s.not_recorded))
         self.readout.set_error(s.error if failed else None)
         self.controls.sync(s)
         for name, rc in self.controls.runs.items():

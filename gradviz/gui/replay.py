@@ -18,6 +18,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..core.runfile import RunFileError, RunFileReader
+from .tooltips import plain_tooltip
 
 log = logging.getLogger("gradviz.replay")
 
@@ -77,7 +78,7 @@ class EventSlider(QtWidgets.QSlider):
         self.marks = marks
         tips = [m[2] for m in marks[:12]]
         more = f"\n… and {len(marks) - 12} more" if len(marks) > 12 else ""
-        self.setToolTip("\n".join(tips) + more if tips else "")
+        self.setToolTip(plain_tooltip("\n".join(tips) + more if tips else ""))
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override

@@ -2123,3 +2123,51 @@ def test_activations_view_says_when_a_run_recorded_no_statistics(qtbot):
             assert len(view.curves[("c", "act_mean")].getOriginalDataset()[0]) == 2
         else:
             assert NO_STATISTICS in text and said in text and view.no_statistics in text
+
+
+def shown_as_tooltip(tip: str) -> str:
+    """The text a tooltip draws for `tip`, decided as Qt decides it (rich text when the first line
+    looks like markup)."""
+    from PySide6 import QtGui
+
+    doc = QtGui.QTextDocument()
+    if QtGui.Qt.mightBeRichText(tip):
+        doc.setHtml(tip)
+    else:
+        doc.setPlainText(tip)
+    return doc.toPlainText()
+
+
+def test_tooltips_show_names_and_messages_from_a_file_as_written(qtbot):
+    """An event reading "a < b and <b>c</b>" drew "a  and c" in bold in its marker's tooltip, and a
+    layer named "<i>x</i>" lost its brackets in the layer table's; text that is not markup to begin
+    with is left exactly as it was."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.replay import EventSlider
+
+    rec = Recording()
+    run, layer = "<b>r</b>", "<i>x</i>"
+    rec.set_meta({"layer_table": {run: [[layer, "Linear", [4], 12, 24]]}})
+    rec.add_run(run, [layer], ["Linear"], [])
+    for i in range(4):
+        rec.append(run, i, {"loss": 1.0 / (i + 1), "grad_norm": np.full(1, 0.1, np.float32)})
+    detail = "a < b and <b>c</b> & d"
+    rec.add_event(2, run, "warning", detail)
+    views = {v.name: v for v in make_views()}
+    for v in views.values():
+        qtbot.addWidget(v)
+        v.resize(900, 600)
+        v.refresh(rec)
+    (line,) = views["loss"].markers.lines
+    assert shown_as_tooltip(line.toolTip()) == f"step 2: {run}: {detail}"
+    cell = views["layers"].table.item(0, 1)
+    assert cell.text() == layer and shown_as_tooltip(cell.toolTip()).split(" · ")[:2] == ["layer 0", layer]
+    slider = EventSlider()
+    qtbot.addWidget(slider)
+    slider.set_marks([(2, QtGui.QColor("red"), detail), (3, QtGui.QColor("red"), "plain words")])
+    assert shown_as_tooltip(slider.toolTip()) == f"{detail}\nplain words"
+    plain = "step 3: plain: residual on"
+    rec.add_event(3, "plain", "toggle", "residual on")
+    views["loss"].refresh(rec)
+    assert plain in [ln.toolTip() for ln in views["loss"].markers.lines]  # untouched

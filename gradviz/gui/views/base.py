@@ -18,6 +18,7 @@ from pyqtgraph.graphicsItems.ScatterPlotItem import drawSymbol
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ..theme import EVENT_KINDS_MARKED, Theme, make_theme
+from ..tooltips import plain_tooltip
 from . import symlog
 
 pg.setConfigOptions(antialias=False, useNumba=False)
@@ -930,7 +931,7 @@ class Markers:
             line.setZValue(50)
             line.gradviz_event = e
             # the whole message: a non-finite gradient's or a warning's sentence, shortened on the line
-            line.setToolTip(f"step {e.step}: " + (f"{e.run}: {e.detail}" if e.run and not e.detail.startswith(f"{e.run}:") else e.detail))
+            line.setToolTip(plain_tooltip(f"step {e.step}: " + (f"{e.run}: {e.detail}" if e.run and not e.detail.startswith(f"{e.run}:") else e.detail)))
             self.plot.addItem(line, ignoreBounds=True)
             self.lines.append(line)
         self.fit_labels()

@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtWidgets
 
 from ...core.summary import params_cell, params_total
 from ...core.table import SKIPPED_NOTE, row_fields, summary_rows
+from ..tooltips import plain_tooltip
 from .base import View
 
 log = logging.getLogger("gradviz")
@@ -157,7 +158,7 @@ class LayersView(View):
                 if j in (0, 4, 5):
                     item.setTextAlignment(right)
                 if j == 1:
-                    item.setToolTip(" · ".join(c for c in (f"layer {i}", *cells[1:3], cells[3] and f"output {cells[3]}", cells[4] and f"{cells[4]} params", cells[5] and f"{cells[5]} FLOPs") if c))
+                    item.setToolTip(plain_tooltip(" · ".join(c for c in (f"layer {i}", *cells[1:3], cells[3] and f"output {cells[3]}", cells[4] and f"{cells[4]} params", cells[5] and f"{cells[5]} FLOPs") if c)))
                 t.setItem(i, j, item)
         t.setUpdatesEnabled(True)
         self._measure()
