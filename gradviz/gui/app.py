@@ -74,6 +74,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.controls = ControlPanel()
         self.note = QtWidgets.QLabel("")
+        self.note.setTextFormat(QtCore.Qt.TextFormat.PlainText)  # a config file's note: text, never markup
         self.note.setWordWrap(True)
         self.note.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
         scroll = QtWidgets.QScrollArea()

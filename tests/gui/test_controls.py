@@ -84,6 +84,16 @@ def test_window_title_and_layout(live):
     assert "layer_table" in worker.recording.meta
 
 
+def test_a_config_files_note_is_shown_as_written(live, tiny):
+    """A lecture note from the lecturer's own TOML reading "<b>w</b> <- w - lr*g" would have been
+    drawn as markup (a bold w, the arrow gone): the note is plain text."""
+    import dataclasses
+
+    note = "<b>w</b> <- w(1 - lr*lambda) - lr*g, and <i>that</i> is all"
+    win, _worker = live(dataclasses.replace(tiny(), note=note))
+    assert win.note.text() == note and win.note.textFormat() == QtCore.Qt.TextFormat.PlainText
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_layer_table_follows_a_batchnorm_flip(live, qtbot, kind):
     """The table was taken once at start: after B its norm rows still read "-" with 0 FLOPs, as
