@@ -320,6 +320,17 @@ def _write_pdf(widget, path: Path, size: QtCore.QSize, title: str, transparent: 
         painter.end()
 
 
+# what a spreadsheet reads as the start of a formula: a name from a run file starting so
+# ("=HYPERLINK(...)", a run called "+cmd") would run as one when the CSV is opened
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(s: str) -> str:
+    """A text cell as a spreadsheet shows it, never as a formula (a leading apostrophe, the usual
+    guard, which spreadsheets hide)."""
+    return "'" + s if s.startswith(_FORMULA_START) else s
+
+
 def _cell(x):
     if x is None:
         return ""
@@ -327,15 +338,19 @@ def _cell(x):
         x = x.item() if not isinstance(x, np.floating) or x.dtype == np.float64 else float(str(x))
     if isinstance(x, float):
         return "" if not math.isfinite(x) else repr(x)
+    if isinstance(x, str):
+        return _text(x)
     return x
 
 
 def write_csv(view, path: Path) -> int:
-    """The data behind a view: header row, then one row per step (or layer); returns the row count."""
+    """The data behind a view: header row, then one row per step (or layer); returns the row count.
+    Text from the recording (run and layer names) that a spreadsheet would take for a formula gets
+    a leading apostrophe; numbers are written as numbers."""
     header, rows = view.csv()
     with open(path, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
-        out.writerow([str(h) for h in header])
+        out.writerow([_text(str(h)) for h in header])
         n = 0
         for row in rows:
             out.writerow([_cell(x) for x in row])

@@ -550,3 +550,31 @@ def test_svg_curves_are_in_pixels_so_any_renderer_draws_them_thin(views, tmp_pat
         outside[max(0, int(y0) - 40) : int(y1) + 40, :] = False  # rows near a plot: where cut lines were
     assert differs[keep].mean() < 0.002, differs[keep].mean()
     assert differs[outside].mean() < 0.002, differs[outside].mean()
+
+
+def test_csv_never_hands_a_spreadsheet_a_formula(qtbot, tmp_path):
+    """A run file's names go into the CSV: a layer called "=HYPERLINK(...)" or a run called
+    "+cmd" ran as formulas where the lecturer opened the export in a spreadsheet. Such text gets a
+    leading apostrophe; numbers, negative ones too, stay numbers."""
+    from gradviz.core.recording import Recording
+
+    rec = Recording()
+    run, layer = "+cmd", '=HYPERLINK("http://example.invalid","x")'
+    rec.add_run(run, [layer, "-tail", "ok"], ["Linear"] * 3, [])
+    for i in range(3):
+        rec.append(run, i, {"loss": -0.5 * (i + 1), "grad_norm": np.array([0.1, -0.0, 2.0], np.float32)})
+    views = {v.name: v for v in make_views()}
+    for v in views.values():
+        qtbot.addWidget(v)
+        v.resize(800, 500)
+        v.refresh(rec)
+    ex.export_view(views["depth"], tmp_path, "csv")
+    ex.export_view(views["loss"], tmp_path, "csv")
+    header, rows = read_csv(tmp_path / "depth.csv")
+    assert [r[1] for r in rows] == ["'" + layer, "'-tail", "ok"]
+    assert header[2] == f"'{run} grad_norm @ step 2"
+    header, rows = read_csv(tmp_path / "loss.csv")
+    assert header[:2] == ["step", f"'{run} loss"]
+    assert [float(r[1]) for r in rows] == [-0.5, -1.0, -1.5]  # numbers as numbers
+    cells = [c for path in ("depth.csv", "loss.csv") for row in csv.reader(open(tmp_path / path, encoding="utf-8")) for c in row]
+    assert not any(c.startswith(("=", "+", "@")) for c in cells)
