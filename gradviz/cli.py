@@ -192,7 +192,7 @@ def gradient_ratio(recording, run: str, last: int = 50) -> float:
 
 
 def cmd_run(args) -> int:
-    from .core.experiment import Experiment
+    from .core.experiment import Experiment, one_line
     from .core.recording import Recording
     from .core.runfile import RunFileWriter
     from .paths import new_run_path, runs_folder_note
@@ -224,6 +224,12 @@ def cmd_run(args) -> int:
         lost.append(f"{msg}; training stopped at step {exp.step_index}, the file keeps what was written before")
         exp.stopped = True
 
+    try:  # in the file, so that opening it never builds the models again (a 200 x 4096 stack, say)
+        from .core.table import store_layer_table
+
+        store_layer_table(rec, exp.runs)
+    except Exception as exc:  # noqa: BLE001 - the table is a nicety, the run is not
+        print(f"note: no layer table in the file ({one_line(exc)})", file=sys.stderr)
     writer = RunFileWriter(out, rec, on_error=on_write_error)
     started = last_print = time.perf_counter()
     first = exp.step_index

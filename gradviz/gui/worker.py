@@ -230,15 +230,11 @@ class Worker:
         forward pass: output shape and FLOPs change). `runs` None: all of them."""
         try:
             from ..core.models import switches as sw
-            from ..core.table import summary_rows
+            from ..core.table import store_layer_table
 
-            table = dict(self.recording.meta.get("layer_table") or {}) if runs is not None else {}
             for run in exp.runs if runs is None else runs:
                 self._table_norm[run.name] = sw.state(run.model)["norm"]  # not retried if it fails
-                table[run.name] = summary_rows(run.model, tuple(run.data.input_shape))
-            meta = dict(self.recording.meta)
-            meta["layer_table"] = table
-            self.recording.set_meta(meta)
+            store_layer_table(self.recording, exp.runs if runs is None else runs, fresh=runs is None)
         except Exception as exc:  # noqa: BLE001 - the table is a nicety, training is not
             log.warning("layer table not computed: %s", _one_line(exc))
 

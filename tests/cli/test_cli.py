@@ -264,3 +264,23 @@ def test_summary_falls_back_to_the_real_model_where_meta_tensors_fail(monkeypatc
     monkeypatch.setattr(summary, "summarize", no_meta)
     assert cli.main(["summary", "--preset", "resnet18-mnist"]) == 0
     assert capsys.readouterr().out == expected and devices == ["meta", "cpu", "meta", "cpu"]
+
+
+def test_run_stores_the_layer_table_so_opening_the_file_builds_nothing(tmp_path):
+    """The window's layer table of a `gradviz run` file was rebuilt from the file's config, models
+    and all; the file now carries the table, as the window's own recordings do."""
+    import gradviz
+    from gradviz.config import load_preset
+    from gradviz.core.probes import param_layers
+
+    out = tmp_path / "d.gradviz"
+    res = gv("run", "--preset", "demo", "--steps", "2", "--quiet", "--set", "model.depth=3", "--out", str(out), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    table = gradviz.open_run(out).meta["layer_table"]
+    assert sorted(table) == ["plain", "residual"]
+    from gradviz.core.models import build_model
+
+    rc = load_preset("demo").with_overrides({"model.depth": 3}).run("plain")
+    model = build_model(rc.model, (2,), 4, seed=0)
+    expect = [(name or "(model)", sum(p.numel() for p in m.parameters(recurse=False))) for name, m in param_layers(model)]
+    assert sorted((r[0], r[3]) for r in table["plain"]) == sorted(expect)

@@ -2171,3 +2171,43 @@ def test_tooltips_show_names_and_messages_from_a_file_as_written(qtbot):
     rec.add_event(3, "plain", "toggle", "residual on")
     views["loss"].refresh(rec)
     assert plain in [ln.toolTip() for ln in views["loss"].markers.lines]  # untouched
+
+
+def test_a_files_config_too_big_to_build_gets_its_table_from_shapes(qtbot):
+    """A file without a stored table whose config is 200 blocks x 4096 (3.4 G parameters a twin)
+    made the window build both models for the layer table: 27 GB asked for, the window frozen or
+    killed. Past `REBUILD_LIMIT` parameters the table comes from a shapes-only build."""
+    import resource
+
+    import torch
+
+    from gradviz.config import load_preset, to_dict
+    from gradviz.gui.views import layers as layers_mod
+
+    cfg = load_preset("demo").with_overrides({"model.depth": 200, "model.width": 4096})
+    rec = Recording()
+    rec.set_meta({"kind": "experiment", "config": to_dict(cfg)})
+    names = ["input"] + [n for i in range(200) for n in (f"blocks.{i}.linear", f"blocks.{i}.norm")] + ["head"]
+    for run in ("plain", "residual"):
+        rec.add_run(run, names, ["Linear"] * len(names), [])
+    real_empty, allocated = torch.empty, []
+
+    def watched_empty(*args, **kw):
+        t = real_empty(*args, **kw)
+        if t.device.type != "meta":
+            allocated.append(t.numel())
+        return t
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    torch.empty = watched_empty
+    try:
+        (layers,) = [v for v in make_views() if v.name == "layers"]
+        qtbot.addWidget(layers)
+        layers.refresh(rec)
+    finally:
+        torch.empty = real_empty
+    assert sum(allocated) < 10_000_000 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2_000_000  # KB
+    _, rows = layers.csv()
+    assert len(rows) == len(names) and rows[1][1] == "blocks.0.linear" and rows[1][4] == 4096 * 4096 + 4096
+    assert sum(r[4] for r in rows) > layers_mod.REBUILD_LIMIT
+    assert "parameters" in layers.total_label.text()

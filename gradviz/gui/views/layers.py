@@ -29,10 +29,19 @@ NARROW_DROPS = (2, 5, 3)  # type, FLOPs, output shape
 NAME_MIN_PX = 90
 
 
+# parameters: a recorded model larger than this is tabled from a shapes-only build (a file's
+# config of 200 blocks x 4096 asked the window for 2 x 13 GB of weights, and froze or ended it)
+REBUILD_LIMIT = 50_000_000
+
+
 def rows_from_config(config: dict) -> dict[str, list[list]]:
-    """Rebuild each run's model from a recorded config (weights do not matter for the table)."""
+    """Rebuild each run's model from a recorded config (weights do not matter for the table): a
+    real one up to `REBUILD_LIMIT` parameters, else on torch's meta device (shapes only)."""
+    import torch
+
     from ...config import from_dict
     from ...core.data import data_shape
+    from ...core.footprint import parameter_count
     from ...core.models import build_model
 
     cfg = from_dict(config)
@@ -43,8 +52,13 @@ def rows_from_config(config: dict) -> dict[str, list[list]]:
         if key not in shapes:  # a torchvision set's shapes need none of its files
             shapes[key] = data_shape(rc.data, seed=rc.train.seed)
         shape, outputs = shapes[key]
-        model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
-        out[rc.name] = summary_rows(model, shape)
+        n = parameter_count(rc.model, shape, outputs)  # a shapes-only build: no memory
+        if n is None or n <= REBUILD_LIMIT:
+            out[rc.name] = summary_rows(build_model(rc.model, shape, outputs, seed=rc.train.seed), shape)
+            continue
+        with torch.device("meta"):
+            model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
+        out[rc.name] = summary_rows(model, shape, device="meta")
     return out
 
 
