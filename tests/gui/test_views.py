@@ -2211,3 +2211,23 @@ def test_a_files_config_too_big_to_build_gets_its_table_from_shapes(qtbot):
     assert len(rows) == len(names) and rows[1][1] == "blocks.0.linear" and rows[1][4] == 4096 * 4096 + 4096
     assert sum(r[4] for r in rows) > layers_mod.REBUILD_LIMIT
     assert "parameters" in layers.total_label.text()
+
+
+def test_a_files_image_folder_is_not_walked_for_its_table(qtbot, monkeypatch):
+    """A recording's config naming an image folder (an old file, or one that says "/") would have
+    had the window list that whole tree for the classes; the table falls back to names and types."""
+    from gradviz.config import load_preset, to_dict
+    from gradviz.core.data import vision
+
+    def walked(*_args):
+        raise AssertionError("the folder was listed")
+
+    monkeypatch.setattr(vision, "_list_image_folder", walked)
+    cfg = load_preset("resnet18-mnist").with_overrides({"data.name": "imagefolder", "data.root": "/"})
+    rec = Recording()
+    rec.set_meta({"kind": "experiment", "config": to_dict(cfg)})
+    rec.add_run("plain", ["conv1", "fc"], ["Conv2d", "Linear"], [])
+    (layers,) = [v for v in make_views() if v.name == "layers"]
+    qtbot.addWidget(layers)
+    layers.refresh(rec)
+    assert [r[1] for r in layers.csv()[1]] == ["conv1", "fc"] and "names and types only" in layers.total_label.text() + layers.note

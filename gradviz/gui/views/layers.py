@@ -48,6 +48,8 @@ def rows_from_config(config: dict) -> dict[str, list[list]]:
     out: dict[str, list[list]] = {}
     shapes: dict = {}
     for rc in cfg.runs:
+        if rc.data.name == "imagefolder":  # a folder named in a file (even "/") is not walked for it
+            raise ValueError("an image folder is not read to rebuild a recording's table")
         key = repr(rc.data)
         if key not in shapes:  # a torchvision set's shapes need none of its files
             shapes[key] = data_shape(rc.data, seed=rc.train.seed)
