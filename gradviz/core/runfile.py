@@ -471,6 +471,7 @@ class RunFileReader:
                     meta[str(key)] = json.loads(value)
                 except (TypeError, ValueError, RecursionError):  # RecursionError: absurdly nested JSON
                     self.warnings.append(f"meta {key!r} unreadable")
+            meta = _sane_meta(meta, self.warnings)
             if meta:
                 rec.set_meta(meta)
                 self._meta_seen = True
@@ -607,6 +608,67 @@ class RunFileReader:
 
     def close(self) -> None:
         self._db.close()
+
+
+# the JSON type of each metadata entry the views, the exports and the replay read; an entry of
+# another type (a hostile or damaged file: "config": [1, 2], "preset": {...}) is left out with a
+# warning, so no reader of the recording meets a list where it expects an object
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "kind": str, "preset": str, "name": str, "model": str, "optimizer": str, "activation": str,
+    "device": str, "created": str, "gradviz_version": str, "torch_version": str,
+    "config": dict, "layer_activation": dict, "watches": dict, "layer_table": dict,
+    "scripted": bool, "fullgraph": bool,
+}  # fmt: skip
+
+
+def _json_kind(value) -> str:
+    """What a JSON value is, in the file's own terms."""
+    if isinstance(value, bool):
+        return "true or false"
+    for kind, words in ((dict, "an object"), (list, "a list"), (str, "a string"), ((int, float), "a number")):
+        if isinstance(value, kind):
+            return words
+    return "null"
+
+
+def _table_row_ok(row) -> bool:
+    """A stored layer-table row: [name, type, output shape, params, flops(, tied)]."""
+    if not isinstance(row, list) or len(row) not in (5, 6):
+        return False
+    name, typ, shape, *numbers = row
+    return (
+        isinstance(name, str) and isinstance(typ, str)
+        and (shape is None or (isinstance(shape, list) and all(isinstance(d, int) for d in shape)))
+        and all(n is None or (isinstance(n, int) and not isinstance(n, bool)) for n in numbers)
+    )  # fmt: skip
+
+
+def _sane_meta(meta: dict, warnings: list[str]) -> dict:
+    """`meta` without the entries whose type no reader expects (each named in `warnings`); nested
+    objects that are read (the config's model, each watch's settings, the layer table's rows) are
+    checked the same way."""
+    out = {}
+    for key, value in meta.items():
+        want = _META_TYPES.get(key)
+        if want is not None and (not isinstance(value, want) or (want is str and isinstance(value, bool))):
+            warnings.append(f"meta {key!r} is {_json_kind(value)}, not {_json_kind(want())}: left out")
+            continue
+        out[key] = value
+    config = out.get("config")
+    if config is not None and not all(isinstance(config.get(k, {}), dict) for k in ("model", "data", "train")):
+        warnings.append("meta 'config' has a section that is not an object: left out")
+        del out["config"]
+    watches = out.get("watches")
+    if watches is not None and not all(isinstance(w, dict) and isinstance(w.get("layer_kinds", {}), dict) for w in watches.values()):
+        warnings.append("meta 'watches' holds settings that are not objects: left out")
+        del out["watches"]
+    table = out.get("layer_table")
+    if table is not None:
+        bad = [run for run, rows in table.items() if not (isinstance(rows, list) and all(_table_row_ok(r) for r in rows))]
+        if bad:
+            warnings.append(f"meta 'layer_table' of {', '.join(map(repr, bad))} unreadable: left out")
+            out["layer_table"] = {run: rows for run, rows in table.items() if run not in bad}
+    return out
 
 
 def open_run(path: str | Path, bounded: bool = False) -> Recording:

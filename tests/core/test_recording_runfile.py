@@ -1,5 +1,6 @@
 """Recording (bounded, thread-safe views) and run file (round trip, follow, hostile files)."""
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -314,6 +315,35 @@ def test_crafted_fields_are_skipped_with_a_warning_and_the_rest_is_read(tmp_path
     assert back.meta["config"] == {"a": 1} and "kind" not in back.meta
     said = " ".join(back.warnings)
     assert "event" in said and "histogram edges" in said and "meta 'kind' unreadable" in said
+
+
+def test_metadata_of_the_wrong_type_is_left_out_and_the_file_still_exports(tmp_path):
+    """A crafted file's "config": [1, 2], "preset": {...}, a layer table row of one field: `gradviz
+    export` stopped with a 23-line AttributeError traceback (the views read them as objects and
+    strings). The reader leaves such entries out, one warning each, and keeps the rest."""
+    good_row = ["l0", "Linear", [4], 20, 40]
+    path = crafted(
+        tmp_path,
+        "meta.gradviz",
+        "UPDATE meta SET value = '[1, 2]' WHERE key = 'config'",
+        """INSERT INTO meta(key, value) VALUES ('preset', '{"a": 1}'), ('activation', '5'),
+           ('watches', '{"w": [1]}'), ('scripted', '"yes"'), ('created', '"2026-12-01"'), ('custom', '[1]')""",
+        "INSERT INTO meta(key, value) VALUES ('layer_table', '" + json.dumps({"plain": [["l0"]], "residual": [good_row]}) + "')",
+    )
+    back = gradviz.open_run(path)
+    assert back.meta == {"kind": "test", "created": "2026-12-01", "layer_table": {"residual": [good_row]}, "custom": [1]}
+    said = back.warnings
+    assert "meta 'config' is a list, not an object: left out" in said
+    assert "meta 'preset' is an object, not a string: left out" in said
+    assert "meta 'activation' is a number, not a string: left out" in said
+    assert "meta 'scripted' is a string, not true or false: left out" in said
+    assert "meta 'watches' holds settings that are not objects: left out" in said
+    assert "meta 'layer_table' of 'plain' unreadable: left out" in said
+    assert len(back.metric("plain", "grad_norm")[0]) == 50  # the measurements are all there
+    res = subprocess.run([sys.executable, "-m", "gradviz", "export", str(path), "--out", str(tmp_path / "out"), "--format", "png,csv"],
+                         capture_output=True, text=True, timeout=240, env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and (tmp_path / "out" / "depth.csv").exists()
 
 
 def test_damaged_chunk_is_skipped_and_the_rest_is_read(tmp_path):
