@@ -397,6 +397,7 @@ class RunFileReader:
         self.path = Path(path)
         self._last = {"chunks": 0, "hist_chunks": 0, "events": 0}
         self._runs: dict[int, str] = {}
+        self._damaged_runs: dict[int, str] = {}  # run id -> why it is left out
         self._edges_seen: set[tuple] = set()
         self._hist_mark: int | None = None  # newest histogram chunk id taken into account
         self._hist_loaded: set[tuple[str, str, int]] = set()
@@ -459,6 +460,8 @@ class RunFileReader:
         rec = recording if recording is not None else Recording(bounded=bounded)
         rec.source = str(self.path)
         self.poll(rec)
+        if self._damaged_runs and not self._runs:  # nothing left to show
+            raise RunFileError(next(iter(self._damaged_runs.values())))
         return rec
 
     def poll(self, rec: Recording) -> int:
@@ -478,14 +481,17 @@ class RunFileReader:
         for rid, name, layers, types, blocks in self._query(
             "SELECT id, name, layers, layer_types, blocks FROM runs ORDER BY id"
         ):
-            if rid in self._runs:
+            if rid in self._runs or rid in self._damaged_runs:
                 continue
             try:
                 lay, typ, blk = json.loads(layers), json.loads(types), json.loads(blocks)
                 if not all(isinstance(x, list) and all(isinstance(s, str) for s in x) for x in (lay, typ, blk)):
                     raise ValueError("layer lists must be lists of strings")
             except (TypeError, ValueError, RecursionError) as exc:
-                raise RunFileError(f"{self.path}: damaged run table for {name!r} ({_one_line(exc)})") from None
+                # that run is left out, with its chunks; the other runs are read as they are
+                self._damaged_runs[rid] = f"{self.path}: damaged run table for {name!r} ({_one_line(exc)})"
+                self.warnings.append(f"run {name!r} left out: its layer lists are damaged ({_one_line(exc)})")
+                continue
             rec.add_run(str(name), lay, typ, blk)
             self._runs[rid] = str(name)
             new += 1
@@ -506,6 +512,8 @@ class RunFileReader:
             (self._last["chunks"],),
         ):
             self._last["chunks"] = cid
+            if run in self._damaged_runs:  # said once, for the run
+                continue
             key = (self._runs.get(run), name)
             g = grouped.get(key)
             if g is None and key[0] is not None and isinstance(width, int) and dtype in _METRIC_TAGS:

@@ -346,6 +346,20 @@ def test_metadata_of_the_wrong_type_is_left_out_and_the_file_still_exports(tmp_p
     assert "Traceback" not in res.stderr and (tmp_path / "out" / "depth.csv").exists()
 
 
+def test_a_run_with_damaged_layer_lists_is_left_out_and_the_others_are_read(tmp_path):
+    """One run's layer list damaged ('{"a": 1}' where a list of names belongs) refused the whole
+    file; the twin's 50 steps were there all along. That run is left out with one warning (its
+    chunks with it); a file none of whose runs can be read is still one line."""
+    path = crafted(tmp_path, "run.gradviz", """UPDATE runs SET layers = '{"a": 1}' WHERE name = 'plain'""")
+    back = gradviz.open_run(path)
+    assert back.runs == ["residual"] and len(back.metric("residual", "grad_norm")[0]) == 50
+    assert back.warnings == ["run 'plain' left out: its layer lists are damaged (layer lists must be lists of strings)"]
+    both = crafted(tmp_path, "both.gradviz", "UPDATE runs SET blocks = '5'")
+    with pytest.raises(runfile.RunFileError) as err:
+        gradviz.open_run(both)
+    assert str(err.value) == f"{both}: damaged run table for 'plain' (layer lists must be lists of strings)"
+
+
 def test_damaged_chunk_is_skipped_and_the_rest_is_read(tmp_path):
     path = tmp_path / "d.gradviz"
     rec = Recording()
