@@ -9,7 +9,7 @@ from __future__ import annotations
 SKIPPED_NOTE = "- : not in the forward pass now (a switch is off, or the layer is unused); counted with its parameters, 0 FLOPs"
 
 
-def summary_rows(model, input_shape, device: str = "cpu") -> list[list]:
+def summary_rows(model, input_shape, device="cpu") -> list[list]:
     """Rows [name, type, output shape, params, flops, tied] of `summarize`, as plain lists and ints
     (`tied`: of `params`, those an earlier row owns too; files written before it have five)."""
     from .summary import summarize
@@ -23,7 +23,7 @@ def store_layer_table(recording, runs, fresh: bool = False) -> None:
     models again."""
     table = {} if fresh else dict(recording.meta.get("layer_table") or {})
     for run in runs:
-        table[run.name] = summary_rows(run.model, tuple(run.data.input_shape))
+        table[run.name] = summary_rows(run.model, tuple(run.data.input_shape), device=run.device)  # a GPU run's dummy batch on the GPU
     recording.set_meta({**recording.meta, "layer_table": table})
 
 
