@@ -265,3 +265,23 @@ def test_gpt2_conv1d_layers_count_their_flops():
         ((tokens, nx), tokens * nx * (2 * nf + 1)),
     ]
 
+
+
+def test_the_stored_table_takes_its_dummy_batch_where_the_model_is():
+    """A GPU run's table was taken with a CPU batch into a CUDA model, which raised, so its file had
+    no table. Here the model sits on the meta device (no GPU needed) and the run says so."""
+    import torch
+
+    from gradviz.config import load_preset
+    from gradviz.core.experiment import Experiment
+    from gradviz.core.recording import Recording
+    from gradviz.core.table import store_layer_table
+
+    exp = Experiment(load_preset("demo").with_overrides({"model.depth": 2, "model.width": 8}))
+    run = exp.runs[0]
+    run.model.to("meta")
+    run.device = torch.device("meta")
+    rec = Recording()
+    store_layer_table(rec, [run])
+    rows = rec.meta["layer_table"][run.name]
+    assert [r[0] for r in rows] == run.probe.layer_names and rows[1][2] == [8]
