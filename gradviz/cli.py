@@ -129,9 +129,8 @@ def cmd_presets() -> int:
 
 
 def cmd_summary(args) -> int:
-    import torch
-
     from .core.data import data_shape
+    from .core.footprint import meta_model
     from .core.models import build_model
     from .core.summary import format_table, summarize
     from .core.training import model_input_message
@@ -142,11 +141,10 @@ def cmd_summary(args) -> int:
     tables: dict[tuple, list[str]] = {}  # (input shape, outputs, rows) -> the runs with that model
     for rc in cfg.runs:
         shape, outputs = data_shape(rc.data, seed=rc.train.seed)  # no download: only the shapes matter
-        # shapes only, on torch's meta device: a model far larger than the memory still gets its table
-        try:
-            with torch.device("meta"):
-                model, device = build_model(rc.model, shape, outputs, seed=rc.train.seed), "meta"
-        except Exception:  # noqa: BLE001 - the real build says what is wrong, or needs real tensors
+        # shapes only, on torch's meta device: a model far larger than the memory still gets its table;
+        # where that build fails, the real one says what is wrong (or the model needs real tensors)
+        model, device = meta_model(rc.model, shape, outputs, seed=rc.train.seed), "meta"
+        if model is None:
             model, device = build_model(rc.model, shape, outputs, seed=rc.train.seed), "cpu"
         try:
             try:

@@ -58,18 +58,24 @@ def run_shape(rc) -> RunShape:
     return RunShape(rc, shape, outputs, SET_EXAMPLES.get(d.name) or (d.n_train + d.n_test if d.name in SYNTHETIC else 0))
 
 
-def parameter_count(model_cfg, input_shape: tuple[int, ...], n_outputs: int) -> int | None:
-    """The model's parameter count from a build on the meta device (shapes only; a forward pass
-    there would import torch._dynamo, over a second of launch time); None when it cannot be built
-    so (the real build says why)."""
+def meta_model(model_cfg, input_shape: tuple[int, ...], n_outputs: int, seed: int = 0) -> torch.nn.Module | None:
+    """The model built on torch's meta device: shapes only, any size, no memory; None when it
+    cannot be built so (the real build says why)."""
     from .models import build_model
 
     try:
         with torch.device("meta"):
-            model = build_model(model_cfg, input_shape, n_outputs, seed=0)
+            return build_model(model_cfg, input_shape, n_outputs, seed=seed)
     except Exception:  # noqa: BLE001 - the real build reports the problem
         return None
-    return sum(p.numel() for p in model.parameters())
+
+
+def parameter_count(model_cfg, input_shape: tuple[int, ...], n_outputs: int) -> int | None:
+    """The model's parameter count from a build on the meta device (shapes only; a forward pass
+    there would import torch._dynamo, over a second of launch time); None when it cannot be built
+    so (the real build says why)."""
+    model = meta_model(model_cfg, input_shape, n_outputs)
+    return None if model is None else sum(p.numel() for p in model.parameters())
 
 
 def activation_elements(model: torch.nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:

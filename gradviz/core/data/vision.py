@@ -270,8 +270,9 @@ def _image_folder(tvd: Any, path: Path) -> tuple[Any, list[str]]:
         def find_classes(self, directory):
             names = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
             ids = {n: _dir_id(os.path.join(directory, n)) for n in names}
+            root_id = _dir_id(str(directory))
             for n in names:
-                fenced = {_dir_id(str(directory))} | {i for m, i in ids.items() if m != n and i != ids[n]}
+                fenced = {root_id} | {i for m, i in ids.items() if m != n and i != ids[n]}
                 files[n] = _image_files(os.path.join(directory, n), exts, fenced)
             classes = [n for n in names if files[n]]
             empty.extend(n for n in names if not files[n])

@@ -37,11 +37,9 @@ REBUILD_LIMIT = 50_000_000
 def rows_from_config(config: dict) -> dict[str, list[list]]:
     """Rebuild each run's model from a recorded config (weights do not matter for the table): a
     real one up to `REBUILD_LIMIT` parameters, else on torch's meta device (shapes only)."""
-    import torch
-
     from ...config import from_dict
     from ...core.data import data_shape
-    from ...core.footprint import parameter_count
+    from ...core.footprint import meta_model
     from ...core.models import build_model
 
     cfg = from_dict(config)
@@ -54,13 +52,11 @@ def rows_from_config(config: dict) -> dict[str, list[list]]:
         if key not in shapes:  # a torchvision set's shapes need none of its files
             shapes[key] = data_shape(rc.data, seed=rc.train.seed)
         shape, outputs = shapes[key]
-        n = parameter_count(rc.model, shape, outputs)  # a shapes-only build: no memory
-        if n is None or n <= REBUILD_LIMIT:
+        shapes_only = meta_model(rc.model, shape, outputs, seed=rc.train.seed)  # no memory
+        if shapes_only is None or sum(p.numel() for p in shapes_only.parameters()) <= REBUILD_LIMIT:
             out[rc.name] = summary_rows(build_model(rc.model, shape, outputs, seed=rc.train.seed), shape)
-            continue
-        with torch.device("meta"):
-            model = build_model(rc.model, shape, outputs, seed=rc.train.seed)
-        out[rc.name] = summary_rows(model, shape, device="meta")
+        else:
+            out[rc.name] = summary_rows(shapes_only, shape, device="meta")
     return out
 
 
