@@ -136,6 +136,8 @@ def scaled(n: float, unit: str) -> str:
 def needs(runs: list[RunShape]) -> dict[str, int] | None:
     """Bytes the runs hold before their first step, at least: {"state", "data", "parameters"};
     None when a model cannot be built on the meta device."""
+    from .data import SHAPES_SIDE
+
     counts: dict[tuple, int | None] = {}
     state = parameters = 0
     data: dict[tuple, int] = {}  # a data set shared by runs is drawn once
@@ -151,8 +153,17 @@ def needs(runs: list[RunShape]) -> dict[str, int] | None:
         parameters += n
         state += n * itemsize * (_PER_PARAMETER + _STATE.get(r.cfg.train.optimizer, 2))
         per_value = _HELD_BYTES.get(r.cfg.data.name) or max(itemsize, _DRAW_BYTES.get(r.cfg.data.name, itemsize))
-        data[(repr(r.cfg.data), m.dtype)] = r.data_examples * math.prod(r.input_shape) * per_value
+        held = r.data_examples * math.prod(r.input_shape)
+        if _resized_shapes(r.cfg.data):  # drawn at its own side, then resized into the held tensor
+            drawn = r.data_examples * SHAPES_SIDE**2 * _DRAW_BYTES["shapes"]
+            data[(repr(r.cfg.data), m.dtype)] = drawn + held * itemsize
+        else:
+            data[(repr(r.cfg.data), m.dtype)] = held * per_value
     return {"state": state, "data": sum(data.values()), "parameters": parameters}
+
+
+def _resized_shapes(d) -> bool:
+    return d.name == "shapes" and d.resize > 0
 
 
 def check_fits(runs: list[RunShape], device: torch.device, free: int | None = None) -> None:
@@ -168,7 +179,7 @@ def check_fits(runs: list[RunShape], device: torch.device, free: int | None = No
     model_hint = "lower model.depth or model.width" if {r.cfg.model.kind for r in runs} <= _SIZED_KINDS else "choose a smaller model"
     names = {r.cfg.data.name for r in runs}
     data_hint = "lower data.n_train or data.n_test"
-    if names & _HELD_BYTES.keys():
+    if names & _HELD_BYTES.keys() or any(_resized_shapes(r.cfg.data) for r in runs):
         data_hint = "lower data.resize (each image is kept at resize x resize)" + (" or use fewer images" if "imagefolder" in names else "")
     parts = [(need["state"], state, model_hint), (need["data"], "the data", data_hint)]
     if device.type == "cuda":

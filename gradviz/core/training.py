@@ -90,9 +90,11 @@ def model_input_message(run: str, kind: str, shape: tuple, exc: BaseException) -
     224 x 224 images, Inception v3 at least 75 x 75; MNIST's are 28 x 28 or resized)."""
     from .experiment import one_line  # experiment imports this module
 
-    side = "x".join(str(s) for s in shape)
-    hint = " (image sets take data.resize=N)" if len(shape) == 3 else ""
-    return f"{run}: model {kind} cannot take this data's {side} examples{hint}: {one_line(exc)}"
+    if len(shape) == 1:  # an image model on the demo's points: say which images it can have here
+        what = f"examples, vectors of {shape[0]} values (image models need images: data.name=shapes is built in, data.resize=N sizes it)"
+    else:
+        what = "x".join(str(s) for s in shape) + " examples" + (" (image sets take data.resize=N)" if len(shape) == 3 else "")
+    return f"{run}: model {kind} cannot take this data's {what}: {one_line(exc)}"
 
 
 @dataclass

@@ -185,6 +185,27 @@ def test_a_torchvision_model_too_big_for_the_images_is_one_line(tmp_path, comman
     assert not (tmp_path / "x.gradviz").exists()
 
 
+def test_an_image_model_on_the_demo_points_is_told_of_the_built_in_images(tmp_path):
+    """`gradviz run --model torchvision:resnet34` on the demo's 2-D points said "cannot take this
+    data's 2 examples"; it names the vectors and the built-in images now, and following that hint
+    (with `data.resize`, which `shapes` ignored) trains."""
+    res = gv("run", "--model", "torchvision:resnet34", "--steps", "1", "--quiet", "--out", str(tmp_path / "x.gradviz"), tmp_path=tmp_path)
+    assert res.returncode == 2, res.stderr
+    line = res.stderr.strip()
+    assert line.startswith("gradviz: plain: model torchvision:resnet34 cannot take this data's examples, vectors of 2 values")
+    assert "data.name=shapes is built in, data.resize=N sizes it" in line and "\n" not in line
+    out = tmp_path / "big.gradviz"
+    res = gv("run", "--model", "lenet", "--set", "data.name=shapes", "--set", "data.resize=40", "--steps", "2", "--quiet",
+             "--out", str(out), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    run = gradviz.open_run(out)
+    # rows (name, type, output shape, ...): LeNet's first 5x5 convolution (padding 2) keeps the
+    # side, 40 and not the drawn 28
+    first = next(r for r in run.meta["layer_table"]["plain"] if r[1] == "Conv2d")
+    assert first[2] == [6, 40, 40], first
+    assert len(run.metric("plain", "loss")[0]) == 2
+
+
 def test_download_flag_maps_to_the_config(tmp_path):
     args = cli.make_parser().parse_args(["run", "--preset", "resnet18-mnist", "--data-root", str(tmp_path), "--download"])
     cfg = cli.build_config(args)

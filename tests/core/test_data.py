@@ -92,6 +92,29 @@ def test_shapes_labels_match_bar_orientation():
     assert abs(noisy.train_x.mean().item()) < 1e-4 and abs(noisy.train_x.std().item() - 1) < 1e-3
 
 
+def test_shapes_take_data_resize_like_the_image_sets(monkeypatch):
+    """`data.resize` was ignored by `shapes` while the error for a ViT on 28 x 28 images said
+    "image sets take data.resize=N": the built-in images now resize too (bilinear, antialiased,
+    as a torchvision set's), with the same bars and labels as at their own size."""
+    import gradviz.core.data as data_mod
+
+    cfg = DataConfig(name="shapes", n_train=64, n_test=16, noise=0.0)
+    native = load_data(cfg, 0)
+    big = load_data(replace(cfg, resize=56), 0)
+    assert big.input_shape == (1, 56, 56) and tuple(big.train_x.shape) == (64, 1, 56, 56)
+    assert tuple(big.test_x.shape) == (16, 1, 56, 56) and big.train_x.dtype == torch.float32
+    assert torch.equal(big.train_y, native.train_y) and torch.equal(big.test_y, native.test_y)
+    # 2 x 2 averages of the doubled image give back the drawn one (up to the filter's blur)
+    down = big.train_x.reshape(64, 1, 28, 2, 28, 2).mean(dim=(3, 5))
+    corr = np.corrcoef(down.flatten().numpy(), native.train_x.flatten().numpy())[0, 1]
+    assert corr > 0.95, corr
+    assert load_data(replace(cfg, resize=20), 0, dtype=torch.float64).train_x.shape[-2:] == (20, 20)
+    assert data_shape(replace(cfg, resize=224), 0) == ((1, 224, 224), 2)
+    # the shape of a 4096-side set comes without drawing one image of it
+    monkeypatch.setattr(data_mod, "make_shapes", lambda *a, **k: pytest.fail("drawn for its shape"))
+    assert data_shape(replace(cfg, resize=4096), 0) == ((1, 4096, 4096), 2)
+
+
 def test_unknown_set_and_bad_sizes():
     with pytest.raises(DataError, match="accepted values are spiral, rgb, linear, shapes"):
         load_data(DataConfig(name="imagenet"), 0)

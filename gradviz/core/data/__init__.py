@@ -11,7 +11,15 @@ from typing import Any
 
 import torch
 
-from .synthetic import DataBundle, DataError, make_linear, make_rgb, make_shapes, make_spiral
+from .synthetic import (
+    SHAPES_SIDE,
+    DataBundle,
+    DataError,
+    make_linear,
+    make_rgb,
+    make_shapes,
+    make_spiral,
+)
 from .vision import TORCHVISION_SETS, image_folder_size, load_image_folder, load_torchvision_set
 
 __all__ = ["DATASETS", "DataBundle", "DataError", "data_shape", "load_data"]
@@ -47,7 +55,7 @@ def load_data(cfg: Any, seed: int, dtype: torch.dtype | str = torch.float32, pro
         if name == "linear":
             return make_linear(cfg.n_train, cfg.n_test, cfg.noise, seed, dtype)
         if name == "shapes":
-            return make_shapes(cfg.n_train, cfg.n_test, cfg.noise, seed, dtype)
+            return make_shapes(cfg.n_train, cfg.n_test, cfg.noise, seed, dtype, cfg.resize)
         if cfg.classes < 2:
             raise DataError(f"spiral needs at least 2 classes, got {cfg.classes}")
         return make_spiral(cfg.n_train, cfg.n_test, cfg.classes, cfg.noise, seed, dtype)
@@ -74,6 +82,9 @@ def data_shape(cfg: Any, seed: int) -> tuple[tuple[int, ...], int]:
         return (channels, side, side), classes
     if cfg.name == "imagefolder":
         return image_folder_size(cfg)[:2]
+    if cfg.name == "shapes":  # not drawn: at data.resize=4096 even 64 examples would take GBs
+        side = cfg.resize if cfg.resize > 0 else SHAPES_SIDE
+        return (1, side, side), 2
     if cfg.name in SYNTHETIC:  # a few examples tell the shape; a million-example set is not drawn for it
         cfg = dataclasses.replace(cfg, n_train=min(cfg.n_train, 64), n_test=min(cfg.n_test, 64))
     data = load_data(cfg, seed)

@@ -11,7 +11,9 @@ from one seed see the same points; they live in memory as tensors in the request
   N(0, (0.6·noise)²) for evaluation (the seed's 0.5 and 0.3). Regression, "mse".
 - `shapes`: 1x28x28 images of a horizontal (class 0) or vertical (class 1) bar of random length,
   thickness and position, plus pixel noise of std `noise`, standardised by the training mean and
-  std. Classification, for the LeNet presets without downloads.
+  std. Classification, for the LeNet presets without downloads. `resize` > 0 resizes the drawn
+  images to resize x resize (bilinear, antialiased), as it does a torchvision set's: an image model
+  that needs 224 x 224 (a ViT) trains on them without a download.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def make_linear(
 
 
 def _bars(n: int, noise: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    side = 28
+    side = SHAPES_SIDE
     labels = torch.arange(n) % 2
     length = torch.randint(10, 23, (n, 1, 1), generator=gen)
     thick = torch.randint(2, 5, (n, 1, 1), generator=gen)
@@ -196,19 +198,34 @@ def _bars(n: int, noise: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     return img.unsqueeze(1), labels.long()
 
 
+SHAPES_SIDE = 28  # the side `shapes` draws its images at
+
+
+def _resized(x: Tensor, side: int, dtype: torch.dtype, chunk: int = 1024) -> Tensor:
+    """(N, C, H, W) -> (N, C, side, side) in `dtype`, a chunk at a time: the drawing's float64
+    temporaries at 224 x 224 would take ~30 bytes per value of the result."""
+    if side <= 0 or side == x.shape[-1]:
+        return x.to(dtype)
+    out = torch.empty((x.shape[0], x.shape[1], side, side), dtype=dtype)
+    for i in range(0, x.shape[0], chunk):
+        part = x[i : i + chunk].to(torch.float64 if dtype == torch.float64 else torch.float32)
+        out[i : i + chunk] = torch.nn.functional.interpolate(part, size=(side, side), mode="bilinear", antialias=True)
+    return out
+
+
 def make_shapes(
-    n_train: int, n_test: int, noise: float, seed: int, dtype: torch.dtype
+    n_train: int, n_test: int, noise: float, seed: int, dtype: torch.dtype, resize: int = 0
 ) -> DataBundle:
     gen = _gen(seed, 4)
     train_x, train_y = _bars(n_train, noise, gen)
     test_x, test_y = _bars(n_test, noise, gen)
     mean, std = train_x.mean(), train_x.std().clamp_min(1e-8)
-    train_x = ((train_x - mean) / std).to(dtype)
-    test_x = ((test_x - mean) / std).to(dtype)
+    train_x = _resized((train_x - mean) / std, resize, dtype)
+    test_x = _resized((test_x - mean) / std, resize, dtype)
     return DataBundle(
         "shapes",
         "classification",
-        (1, 28, 28),
+        tuple(train_x.shape[1:]),
         2,
         "cross_entropy",
         train_x,
