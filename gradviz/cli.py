@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import sys
 import time
@@ -256,7 +257,9 @@ def cmd_run(args) -> int:
     for name in exp.run_names():
         _, loss = rec.metric(name, "loss")
         final = f"{loss[-1]:.6g}" if len(loss) else "-"
-        print(f"  {name:<12} final loss {final:<12} first/last layer grad_norm {gradient_ratio(rec, name):.3g}")
+        ratio = gradient_ratio(rec, name)
+        shown = f"{ratio:.3g}" if math.isfinite(ratio) else "-"  # no step, or under two layers with gradients
+        print(f"  {name:<12} final loss {final:<12} first/last layer grad_norm {shown}")
     for msg in exp.messages:
         print(f"  note: {msg}")
     if lost:

@@ -31,6 +31,17 @@ def test_run_records_a_file_and_prints_a_summary(tmp_path):
         assert f"grad_norm {ratio:.3g}" in line
 
 
+def test_a_run_of_no_steps_says_so_instead_of_nan(tmp_path):
+    """`--steps 0` printed "first/last layer grad_norm nan" for a ratio that was never measured."""
+    out = tmp_path / "none.gradviz"
+    res = gv("run", "--preset", "rgb", "--steps", "0", "--quiet", "--out", str(out), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = [ln.split() for ln in res.stdout.splitlines() if ln.strip().startswith(("plain", "residual"))]
+    assert len(lines) == 2 and all(ln[-2] == "grad_norm" for ln in lines)
+    assert [ln[3] for ln in lines] == ["-", "-"] and [ln[-1] for ln in lines] == ["-", "-"], res.stdout
+    assert "nan" not in res.stdout and gradviz.open_run(out).runs == ["plain", "residual"]
+
+
 def test_run_default_out_goes_to_the_data_folder(tmp_path):
     res = gv("run", "--preset", "rgb", "--steps", "5", "--quiet", tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr
