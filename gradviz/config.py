@@ -11,6 +11,7 @@ entries name a run and override fields of those tables, e.g.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -336,6 +337,48 @@ def load_preset(name: str) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"unknown preset {name!r}; accepted values are {', '.join(preset_names())}")
     return load(path)
+
+
+# fields a session may change without changing what its preset shows: where, how long, how often
+# it measures, which folder, how many examples
+_INCIDENTAL = {
+    ("train", "steps"), ("train", "seed"), ("train", "device"),
+    ("train", "eval_every"), ("train", "hist_every"), ("train", "update_every"),
+    ("data", "root"), ("data", "download"), ("data", "n_train"), ("data", "n_test"),
+}
+
+
+def changed_from_preset(cfg: ExperimentConfig) -> list[str]:
+    """`key = value` for each field of `cfg` that differs from the preset it was made from (with
+    `--set`, `--model`), the run's name in front where not every run has the change: a preset's
+    lecture note describes the preset, and a lecturer who swapped its model or data should read
+    that it no longer does. [] for a config file of one's own, or an unchanged preset."""
+    try:
+        preset = load_preset(cfg.name)
+    except ConfigError:
+        return []
+    if preset.source != cfg.source or [r.name for r in preset.runs] != [r.name for r in cfg.runs]:
+        return []
+    per_run: dict[tuple[str, str, str], list[str]] = {}  # (section, key, value) -> runs that have it
+    for was, now in zip(preset.runs, cfg.runs, strict=True):
+        for section in SECTIONS:
+            old, new = dataclasses.asdict(getattr(was, section)), dataclasses.asdict(getattr(now, section))
+            for key, value in new.items():
+                if value != old[key] and (section, key) not in _INCIDENTAL:
+                    per_run.setdefault((section, key, _toml_value(value)), []).append(now.name)
+    everyone = len(cfg.runs)
+    return [
+        f"{section}.{key} = {value}" if len(runs) == everyone else ", ".join(f"{r}.{section}.{key} = {value}" for r in runs)
+        for (section, key, value), runs in per_run.items()
+    ]
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string: what `--set` takes back
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import time
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from ..config import changed_from_preset
 from . import gc_guard
 from .controls import ControlPanel
 from .elided_label import ElidedLabel
@@ -235,7 +236,11 @@ class MainWindow(QtWidgets.QMainWindow):
         colors = {r.name: self.theme.run_color(i) for i, r in enumerate(worker.cfg.runs)}
         self.controls.set_config(worker.cfg, colors)
         # TOML notes are wrapped at 100 columns: let the label wrap them instead
-        self.note.setText(re.sub(r"(?<!\n)\n(?!\n)", " ", worker.cfg.note.strip()))
+        note = re.sub(r"(?<!\n)\n(?!\n)", " ", worker.cfg.note.strip())
+        changed = changed_from_preset(worker.cfg)
+        if note and changed:  # a note about a 30-block MLP under a swapped-in ResNet misleads the class
+            note = f"Changed from the preset for this session: {'; '.join(changed)}. The note describes the preset.\n\n{note}"
+        self.note.setText(note)
         self._seen_messages = 0
         self.show_message("")
         self.setWindowTitle(f"gradviz: {worker.cfg.name}")

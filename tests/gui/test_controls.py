@@ -90,8 +90,23 @@ def test_a_config_files_note_is_shown_as_written(live, tiny):
     import dataclasses
 
     note = "<b>w</b> <- w(1 - lr*lambda) - lr*g, and <i>that</i> is all"
-    win, _worker = live(dataclasses.replace(tiny(), note=note))
+    win, _worker = live(dataclasses.replace(tiny(), note=note, source="/lectures/week3.toml"))
     assert win.note.text() == note and win.note.textFormat() == QtCore.Qt.TextFormat.PlainText
+
+
+def test_a_preset_changed_for_the_session_says_so_under_its_note(live, tiny):
+    """The demo's note ("two copies of the same deep network ... flip residual") stayed as it was
+    under `--model torchvision:mobilenet_v3_small --set data.name=shapes`, where neither holds: the
+    note now opens with what the session changed. Cadences, folders and example counts are not named."""
+    win, _worker = live(tiny(**{"model.activation": "relu", "plain.train.lr": 0.05}))
+    head, text = win.note.text().split("\n\n", 1)
+    assert text.startswith("Two copies of the same deep network")
+    assert head == (
+        'Changed from the preset for this session: model.depth = 6; model.width = 8; model.activation = "relu"; '
+        "plain.train.lr = 0.05; train.batch_size = 32. The note describes the preset."
+    ), head
+    win2, _ = live(tiny(**{"model.depth": 30, "model.width": 128, "train.batch_size": 128}))
+    assert win2.note.text().startswith("Two copies")  # n_train, cadences: not a change of story
 
 
 @pytest.mark.parametrize("kind", KINDS)
