@@ -55,23 +55,36 @@ def test_make_views_follows_the_protocol(views):
 
 
 def test_depth_profile_plots_the_latest_step_of_every_run(views, recorded):
+    """The line joins the layers that are not normalisation layers; the norm layers (BatchNorm is
+    on in the residual run) are hollow markers off it: on the line they made a saw-tooth."""
     rec, _ = recorded
     depth = views["depth"]
     for run in rec.runs:
         steps, g = rec.metric(run, "grad_norm")
+        norm = np.array(["Norm" in t for t in rec.info(run).layer_types])
         x, y = depth.curves[run].getOriginalDataset()
-        ex, ey = finite_positive(g[-1])
+        ex, ey = finite_positive(np.where(norm, np.nan, g[-1]))
         np.testing.assert_array_equal(x, ex)
         np.testing.assert_allclose(y, ey, rtol=1e-6)
+        nx, ny = (np.asarray([] if a is None else a, np.float64) for a in depth.norm_dots[run].getOriginalDataset())
+        want_x, want_y = finite_positive(np.where(norm, g[-1], np.nan))
+        np.testing.assert_array_equal(nx, want_x)
+        np.testing.assert_allclose(ny, want_y, rtol=1e-6)
+        assert (len(nx) > 0) == (run == "residual")  # only there is BatchNorm in the forward pass
         # the near trail holds the profiles 1, 2 and 3 strides older, NaN-separated, in that order
         tx, ty = depth.trails[run][0].getOriginalDataset()
         pieces = np.split(ty, np.flatnonzero(np.isnan(ty)))
         older = [p[~np.isnan(p)] for p in pieces if np.isfinite(p).any()]
         assert len(older) == 3
         for k, prof in enumerate(older, 1):
-            np.testing.assert_allclose(prof, finite_positive(g[-1 - 4 * k])[1], rtol=1e-6)
-    header, rows = depth.csv()
+            np.testing.assert_allclose(prof, finite_positive(np.where(norm, np.nan, g[-1 - 4 * k]))[1], rtol=1e-6)
+    assert depth.norm_entry is not None and depth.norm_entry.opts["symbol"] == "o"
+    assert "norm layers" in [label.text for _sample, label in depth.plot.legend.items]
+    header, rows = depth.csv()  # the export keeps every layer, norm layers too
     assert header[0] == "layer" and len(rows) == len(rec.layers("plain"))
+    depth.set_metric("act_grad_norm")  # blocks: one line, no hollow markers
+    assert all(d.getOriginalDataset()[0] is None or len(d.getOriginalDataset()[0]) == 0 for d in depth.norm_dots.values())
+    assert depth.norm_entry is None
 
 
 def test_depth_profile_selector_and_step_limit(views, recorded):

@@ -48,6 +48,16 @@ TIER_ALPHA = (110, 45)
 ZERO_SYMBOL = "t"  # pyqtgraph's downward triangle
 ZERO_KEY = "exactly 0"
 AUTO_ZERO_STEP = 0.33  # decades between two runs' rows on an auto-scaled axis
+# A normalisation layer's two small vectors (scale and shift) get gradients and updates of another
+# size than the weight matrix beside it: on one line with them, BatchNorm switched on turned the
+# profile into a saw-tooth that hid the trend through depth. The line joins the other layers; norm
+# layers are hollow markers of the run's colour off the line, and the key says so.
+NORM_KEY = "norm layers"  # short: the key of a 300 px pane in presentation mode fits it
+
+
+def is_norm_layer(layer_type: str) -> bool:
+    """BatchNorm*, LayerNorm, GroupNorm, InstanceNorm*, RMSNorm: a module type naming a norm."""
+    return "Norm" in layer_type
 
 
 class DepthView(View):
@@ -104,6 +114,9 @@ class DepthView(View):
         self.trails: dict[str, list[pg.PlotDataItem]] = {}
         self.zeros: dict[str, pg.PlotDataItem] = {}  # per run: its exact-0 layers on the floor
         self.zero_entry: pg.PlotDataItem | None = None  # key only: what the triangles mean
+        self.norm_dots: dict[str, pg.PlotDataItem] = {}  # per run: its norm layers, hollow, unjoined
+        self.norm_entry: pg.PlotDataItem | None = None  # key only: what the hollow markers mean
+        self._norm_cols: dict[str, tuple[int, np.ndarray]] = {}  # run -> (layer count, norm layers' mask)
         self._zero_x: dict[str, np.ndarray] = {}  # per run: the layers drawn as exact zeros
         self._least = np.inf  # log10 of the least positive value drawn
         self._width = 0  # layers (or blocks) on the x axis
@@ -177,11 +190,15 @@ class DepthView(View):
 
     # ---- drawing ----------------------------------------------------------------------
     def _on_new_recording(self, recording) -> None:
-        for items in (*self.curves.values(), *self.zeros.values(), *(t for ts in self.trails.values() for t in ts)):
+        for items in (
+            *self.curves.values(), *self.zeros.values(), *self.norm_dots.values(), *(t for ts in self.trails.values() for t in ts)
+        ):
             self.plot.removeItem(items)
-        if self.zero_entry is not None:
-            self.plot.removeItem(self.zero_entry)
+        for entry in (self.zero_entry, self.norm_entry):
+            if entry is not None:
+                self.plot.removeItem(entry)
         self.curves, self.trails, self._latest, self.zeros, self.zero_entry = {}, {}, {}, {}, None
+        self.norm_dots, self.norm_entry, self._norm_cols = {}, None, {}
         self._zero_x, self._least = {}, np.inf
         self._width = 0
         self.plot.legend.clear()
@@ -203,10 +220,32 @@ class DepthView(View):
             symbolPen=None,
         )
         self.curves[run].setZValue(10)
+        self.norm_dots[run] = live_curve(self.plot, None, **self._norm_style(color))
+        self.norm_dots[run].setZValue(10)
         self.zeros[run] = live_curve(self.plot, None, symbol=ZERO_SYMBOL, symbolBrush=pg.mkBrush(color), symbolPen=None)
         self.zeros[run].setZValue(11)
         self._size_zero_symbols()
         self._fit_legend()
+
+    def _norm_style(self, color: str) -> dict:
+        return {
+            "symbol": "o",
+            "symbolSize": 6 + 2 * self.theme.bold_width,
+            "symbolBrush": pg.mkBrush(self.theme.background),
+            "symbolPen": self.theme.pen(color, max(1.5, self.theme.bold_width / 2)),
+        }
+
+    def _norm_mask(self, recording, run: str, width: int) -> np.ndarray:
+        """Which of the run's `width` columns are norm layers (none for blocks)."""
+        if self.metric_name == "act_grad_norm":
+            return np.zeros(width, bool)
+        got = self._norm_cols.get(run)
+        if got is None or got[0] != width:
+            types = list(recording.info(run).layer_types)[:width]
+            mask = np.zeros(width, bool)
+            mask[: len(types)] = [is_norm_layer(t) for t in types]
+            got = self._norm_cols[run] = (width, mask)
+        return got[1]
 
     def _fit_legend(self, *_args) -> None:
         self.widget.fit_key()
@@ -245,6 +284,7 @@ class DepthView(View):
     def _draw(self, recording, upto: int | None) -> None:
         self._latest = {}
         top, least = -np.inf, np.inf
+        any_norm = False
         zero_x: dict[str, np.ndarray] = {}
         for run in recording.runs:
             self._ensure(recording, run)
@@ -254,14 +294,19 @@ class DepthView(View):
             if n == 0 or values.ndim != 2:
                 curve.setData([], [])
                 self.zeros[run].setData([], [])
+                self.norm_dots[run].setData([], [])
                 for t in trail:
                     t.setData([], [])
                 continue
             width = values.shape[1]
             x_all = np.arange(width)
+            norm = self._norm_mask(recording, run, width)
             v = positive(values[n - 1])
             ok = np.isfinite(v)
-            curve.setData(x_all[ok], v[ok])
+            line = ok & ~norm
+            curve.setData(x_all[line], v[line])
+            self.norm_dots[run].setData(x_all[ok & norm], v[ok & norm])
+            any_norm = any_norm or bool((ok & norm).any())
             zero_x[run] = x_all[values[n - 1] == 0]
             if ok.any():
                 top = max(top, float(np.log10(v[ok].max())))
@@ -276,7 +321,7 @@ class DepthView(View):
                 xs, ys = [], []
                 for row in rows:
                     v = positive(values[row])
-                    ok = np.isfinite(v)
+                    ok = np.isfinite(v) & ~norm
                     xs += [x_all[ok], [np.nan]]
                     ys += [v[ok], [np.nan]]
                 t.setData(np.concatenate(xs), np.concatenate(ys))
@@ -294,6 +339,13 @@ class DepthView(View):
             else:
                 self.plot.removeItem(self.zero_entry)
                 self.zero_entry = None
+            self._fit_legend()
+        if any_norm != (self.norm_entry is not None):
+            if any_norm:
+                self.norm_entry = live_curve(self.plot, None, name=NORM_KEY, **self._norm_style(self.theme.foreground))
+            else:
+                self.plot.removeItem(self.norm_entry)
+                self.norm_entry = None
             self._fit_legend()
         lo, hi = self.decades[self.metric_name]
         if self.fixed and np.isfinite(top) and top > hi - 1:
@@ -361,8 +413,12 @@ class DepthView(View):
         self.band_label.setColor(theme.band)
         self.band_label.setFont(theme.font(0.9))
         self._style_zero_entry()  # and every triangle's size
+        if self.norm_entry is not None:
+            self.norm_entry.setSymbol("o")
+            self._restyle_norm(self.norm_entry, theme.foreground)
         for run, curve in self.curves.items():
             color = self.run_color(self.recording, run) if self.recording else theme.run_color(0)
+            self._restyle_norm(self.norm_dots[run], color)
             self.zeros[run].setSymbolBrush(pg.mkBrush(color))
             curve.setPen(theme.pen(color, theme.bold_width))
             curve.setSymbolSize(4 + 2 * theme.bold_width)
@@ -371,6 +427,12 @@ class DepthView(View):
                 t.setPen(theme.pen(color, theme.line_width, a))
         self._fit_legend()  # the key's samples follow the new pens
         self._apply_axes()
+
+    def _restyle_norm(self, item: pg.PlotDataItem, color: str) -> None:
+        style = self._norm_style(color)
+        item.setSymbolSize(style["symbolSize"])
+        item.setSymbolBrush(style["symbolBrush"])
+        item.setSymbolPen(style["symbolPen"])
 
     def _style_zero_entry(self) -> None:
         """The key's triangle in the foreground colour: it stands for every run's."""
