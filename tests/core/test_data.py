@@ -330,6 +330,30 @@ def test_image_folder_split_80_20(tmp_path):
     assert default.input_shape == (3, 64, 64)
 
 
+def test_sixteen_bit_grey_images_keep_their_contrast(tmp_path):
+    """PIL's RGB conversion (torchvision's loader) clips 16-bit grey at 255: a microscope PNG of
+    0..65535 came out almost all white (mean 254.5 of 255). Scaled 65535 -> 255 now; 8-bit images
+    and a 32-bit image holding 8-bit values read as they are."""
+    pytest.importorskip("torchvision")
+    from PIL import Image
+
+    ramp = (np.arange(16 * 16).reshape(16, 16) * 256 + 100).astype(np.uint16)  # 100 .. 65380
+    (tmp_path / "a").mkdir()
+    for i in range(5):
+        Image.fromarray(ramp).save(tmp_path / "a" / f"{i}.png")
+        _png(tmp_path / "b" / f"{i}.png", (40, 80, 120), size=(16, 16))
+    Image.fromarray((ramp // 257).astype(np.int32), "I").save(tmp_path / "b" / "wide.tif")  # 8-bit values in 32 bits
+    assert Image.open(tmp_path / "a" / "0.png").mode == "I;16"
+    b = load_data(DataConfig(name="imagefolder", root=str(tmp_path), resize=16), seed=0)
+    wide = b.train_x[b.train_y == 0]
+    want = torch.from_numpy((ramp.astype(np.int64) // 257).astype(np.uint8))
+    assert wide.shape[0] == 4 and all(torch.equal(img[c], want) for img in wide for c in range(3))
+    rgb = b.train_x[b.train_y == 1]
+    assert rgb.shape[0] == 5  # four PNGs and the TIFF (the fifth PNG went to the test split)
+    assert sum(torch.equal(img[0], want) for img in rgb) == 1  # the 32-bit image of 8-bit values
+    assert sum(img[:, 0, 0].tolist() == [40, 80, 120] for img in rgb) == 4
+
+
 def test_image_folder_train_test_layout(tmp_path):
     pytest.importorskip("torchvision")
     for split, n in (("train", 3), ("test", 2)):

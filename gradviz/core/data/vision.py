@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -190,6 +191,26 @@ def load_torchvision_set(cfg: Any, dtype: torch.dtype, progress=None) -> DataBun
     return _bundle(cfg.name, train_x, train_y, test_x, test_y, classes, dtype)
 
 
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL's modes for 16-bit (and 32-bit) grey
+
+
+def _open_rgb(path: str):
+    """An image file as an 8-bit RGB PIL image. torchvision's loader converts with PIL, which
+    clips 16-bit grey (medical and microscope PNGs, TIFFs) at 255: an image of 0..65535 came out
+    almost all white. Those keep their contrast here, scaled as 65535 -> 255 (PIL has no 16-bit
+    RGB: it reads such files as 8-bit itself)."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        if img.mode in _WIDE_GREY:
+            a = np.asarray(img).astype(np.int64)
+            if img.mode != "I" or a.max(initial=0) > 255:  # a 32-bit image of 8-bit values stays as it is
+                a = np.clip(a, 0, 65535) // 257
+            img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+        return img.convert("RGB")
+
+
 def _decode(loader: Any, path: str, side: int) -> Tensor:
     """One image file as a (3, side, side) uint8 tensor."""
     from PIL import Image
@@ -332,7 +353,7 @@ def _list_image_folder(cfg: Any) -> _Listing:
             remap = {i: train_ds.class_to_idx[c] for i, c in enumerate(test_ds.classes)}
             train_samples = list(train_ds.samples)
             test_samples = [(p, remap[t]) for p, t in test_ds.samples]
-            loader = train_ds.loader
+            loader = _open_rgb
         else:
             ds, empty = _image_folder(tvd, root)
             classes = tuple(ds.classes)
@@ -342,7 +363,7 @@ def _list_image_folder(cfg: Any) -> _Listing:
                 k = seen.get(target, 0)
                 seen[target] = k + 1
                 (test_samples if k % 5 == 4 else train_samples).append((path, target))
-            loader = ds.loader
+            loader = _open_rgb
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - FileNotFoundError "no class folder" and the like
