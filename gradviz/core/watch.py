@@ -13,7 +13,8 @@ How a step is measured without the user calling into gradviz between backward an
 - `optimizer.register_step_pre_hook` measures the gradients (`grad_norm` per layer, `act_grad_norm`
   per block) and, every `update_every` recorded steps, keeps the weights; with a `GradScaler` this runs inside `scaler.step`, after
   `unscale_`, so the gradients are the true ones; `register_step_post_hook` measures `weight_norm` and
-  `update_ratio` after the real step;
+  `update_ratio` after the real step; without an optimizer (an update written by hand) the weights
+  are kept as an update step's forward pass begins and the change is measured at `log`;
 - `w.log(loss=...)` closes the step: everything measured stays on the device until then and comes to
   the host in one copy (histogram steps add one more), then goes to a `Recording` that a
   `RunFileWriter` persists (committed at least every 0.5 s, so `gradviz open FILE --follow` shows it
@@ -699,6 +700,7 @@ class Watch:
         finally:
             self._end_step()
 
+
     def close(self) -> None:
         """Remove every hook from the model and optimizer and finish the run file. Idempotent."""
         if self.closed:
@@ -776,6 +778,20 @@ class Watch:
                 self._pending["scale"] = scale.clone()
             if self.step >= self._next_hist and not self._fullgraph:
                 self._arm_activations()
+            if self.optimizer is None and self._metrics is not None and self._metrics.params and self._update_due():
+                self._keep_weights_for_hand_update()
+
+    def _keep_weights_for_hand_update(self) -> None:
+        """Without an optimizer (a course's `p -= lr * p.grad` under `no_grad`) there is no step to
+        measure around: on an update step the weights are kept as the step's forward pass begins,
+        and its `log` measures the change the hand-written update made (`weight_norm` and
+        `update_ratio`, as around an optimizer's step). The first step is not measured: its
+        forward pass is where the watch learns the layers."""
+        self._drain()  # a step finishing on the worker may still read the update buffers' norms
+        mt = self._metrics
+        with torch.no_grad():
+            mt.snapshot([j for j, q in enumerate(mt.params) if q.requires_grad])
+        self._pending["hand_snap"] = True
 
     def _after_forward(self, mod, _args, _out) -> None:
         if mod is self._top and self._metrics is None and torch.is_grad_enabled():
@@ -1037,6 +1053,9 @@ class Watch:
             acts = self._settle_acts(fed)
             self._metrics._acts_fed = None if fed is None else {self._index[k] for k in fed if k in self._index}
             self._next_hist = (step // self.hist_every + 1) * self.hist_every
+        if p.pop("hand_snap", False):  # no optimizer: the weights kept as this step began
+            with torch.no_grad():
+                p["update"] = self._metrics.update_norms()
         if self._bg is not None and not hist and "read" in p:
             self._bg.submit(lambda: self._finish(step, loss, scalars, p, lr, hist, acts))
             p["read"].wait()

@@ -98,6 +98,44 @@ def assert_no_hooks(model, opt):
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
 
 
+@pytest.mark.parametrize("background", [True, False], ids=["worker-thread", "in-line"])
+def test_a_hand_written_update_without_an_optimizer_is_measured(tmp_path, background):
+    """A course's loop updates by hand (`p -= lr * p.grad` under `no_grad`) and watches without an
+    optimizer: `weight_norm` and `update_ratio` were never recorded, as there was no step to hook.
+    The weights are kept as an update step's forward pass begins and the change is measured at
+    its `log`: equal to the change computed here, from the second update step on."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+    path = tmp_path / "hand.gradviz"
+    w = gradviz.watch(model, None, path=path, name="hand", update_every=2, background=background)
+    want_u, want_w = {}, {}
+    for step in range(9):
+        x = torch.randn(16, 3)
+        model.zero_grad()
+        loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            model.eval()(x)  # an evaluation pass between backward and update changes nothing
+        model.train()
+        layers = owned_params(model, w.layers)
+        before = [[p.detach().clone() for p in ps] for ps in layers]
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad
+        want_u[step] = [norm_of([p.detach() - b for p, b in zip(ps, bs, strict=True)]) / norm_of(bs) for ps, bs in zip(layers, before, strict=True)]
+        want_w[step] = [norm_of([p.detach() for p in ps]) for ps in layers]
+        w.log(loss=loss)
+    w.close()
+    rec = gradviz.open_run(path)
+    steps, ur = rec.metric("hand", "update_ratio")
+    assert steps.tolist() == [2, 4, 6, 8]  # update steps; step 0's forward pass learns the layers
+    close(ur, [want_u[s] for s in steps])
+    ws, wn = rec.metric("hand", "weight_norm")
+    assert ws.tolist() == [2, 4, 6, 8]
+    close(wn, [want_w[s] for s in ws])
+    assert (ur > 0).all()
+
+
 def close(a, b, rtol=1e-5):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=1e-9, equal_nan=True)
 

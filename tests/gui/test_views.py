@@ -1693,7 +1693,8 @@ def test_a_loss_below_one_is_labelled_in_its_own_units(qtbot):
 
 
 def test_depth_profile_says_what_was_not_recorded(qtbot):
-    """A watch without an optimizer has no update ratio, a model without blocks no block gradient:
+    """A watch without an optimizer has no update ratio before its second update step, a model
+    without blocks no block gradient:
     the depth profile showed an empty plot under a "vanishing" band. It says which metric is
     missing and why, in the middle of the plot, and shows the band and the profile again once the
     metric is there; an empty session (no step yet) says nothing."""
@@ -1708,7 +1709,7 @@ def test_depth_profile_says_what_was_not_recorded(qtbot):
     depth.set_metric("update_ratio")
     depth.refresh(rec)
     assert depth.nothing.isVisible() and not depth.band.isVisible()
-    assert depth.nothing.toPlainText() == "no update / weight per layer recorded\n(watched without an optimizer: nothing to measure the step around)"
+    assert depth.nothing.toPlainText() == "no update / weight per layer recorded\n(watched without an optimizer: measured from step 5 on)"
     (x0, x1), (y0, y1) = depth.plot.viewRange()
     assert depth.nothing.pos().x() == pytest.approx((x0 + x1) / 2) and depth.nothing.pos().y() == pytest.approx((y0 + y1) / 2)
     depth.set_metric("act_grad_norm")

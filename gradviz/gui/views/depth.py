@@ -372,7 +372,10 @@ class DepthView(View):
         if not any(recording.layers(run) for run in recording.runs):
             why = "\n(the model has no parameters: no layer to measure)"
         elif self.metric_name in ("update_ratio", "weight_norm") and meta.get("kind") == "watch" and not meta.get("optimizer"):
-            why = "\n(watched without an optimizer: nothing to measure the step around)"
+            # measured around the hand-written update from the second update step on (the first
+            # forward pass is where the watch learns the layers)
+            first = int(meta.get("every") or 1) * int(meta.get("update_every") or 5)
+            why = f"\n(watched without an optimizer: measured from step {first} on)"
         elif self.metric_name == "act_grad_norm" and not any(recording.info(run).blocks for run in recording.runs):
             why = "\n(no blocks in this model: pass blocks= to gradviz.watch)"
         self.nothing.setText(f"no {label} recorded{why}")
