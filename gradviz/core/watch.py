@@ -700,7 +700,6 @@ class Watch:
         finally:
             self._end_step()
 
-
     def close(self) -> None:
         """Remove every hook from the model and optimizer and finish the run file. Idempotent."""
         if self.closed:
