@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import subprocess
@@ -25,6 +26,7 @@ from gradviz.core.models import (
     set_norm,
     set_residual,
 )
+from gradviz.core.models.switches import supports
 
 # (config, input shape, outputs): small enough to run on a CPU in well under a second each
 CASES = {
@@ -337,6 +339,45 @@ def test_make_switchable_on_torchvision_resnet18():
         assert torch.allclose(model(x), y0, atol=1e-6)
     fresh = tvm.resnet18(weights=None, num_classes=10).eval()  # the class itself is untouched
     assert "forward" not in vars(fresh.layer1[0])
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize(("name", "skips"), [("mobilenet_v2", 10), ("mobilenet_v3_small", 6), ("efficientnet_b0", 9)])
+def test_make_switchable_reaches_inverted_residuals(name, skips):
+    """`model.residual` changed nothing in MobileNets and EfficientNets (the twins were the same
+    network, said in a note): their inverted residuals with a skip path switch now. Each switched
+    block gives its own branch alone with the skip off (`x + f(x)` against `f(x)`, computed here from
+    the block's parts), the model equals torchvision's own with it on, and the strided blocks, which
+    have no skip, are left as they are."""
+    tvm = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    model = getattr(tvm, name)(weights=None, num_classes=4).eval()
+    reference = copy.deepcopy(model)
+    with_skip = [m for m in model.modules() if getattr(m, "use_res_connect", False)]
+    assert len(with_skip) == skips
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert make_switchable(model) == skips and make_switchable(model) == 0
+        assert [m for _, m in blocks(model)] == with_skip
+        assert rel(model(x), reference(x)) < 1e-5  # its logits are tiny at init: compared relatively
+        assert set_residual(model, False) == skips
+        assert rel(model(x), reference(x)) > 0.1
+        block = with_skip[0]
+        branch = block.conv if hasattr(block, "conv") else block.block  # MobileNet v2: conv; others: block
+        seen = []
+        hook = block.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+        model(x)
+        hook.remove()
+        h = seen[0]
+        assert rel(block(h), branch(h)) < 1e-6
+        set_residual(model, True)
+        assert rel(block(h), h + branch(h)) < 1e-6 and rel(block(h), branch(h)) > 0.1
+        assert rel(model(x), reference(x)) < 1e-5
+    assert supports(model)["residual"]
+    assert copy.deepcopy(model)(x).shape == (2, 4)  # a copy's forward is bound to the copy
 
 
 def test_torchvision_kind_builds_switchable_twins():

@@ -7,8 +7,9 @@ the plain 18-layer stack of seed 004 (`relu(Y)` instead of `relu(Y + shortcut(X)
 toggles each block's bn1, bn2 and downsample norm; the stem's bn1 is always on. To keep torchvision's
 module names the blocks hold no Dropout, so `set_dropout` finds nothing to change in this model.
 
-`make_switchable` patches torchvision BasicBlock/Bottleneck instances in place so that
-`set_residual` reaches them too (used for `torchvision:<name>` models and by `gradviz.watch`).
+`make_switchable` patches torchvision BasicBlock/Bottleneck instances, and MobileNet / EfficientNet
+inverted residuals that have a skip path, in place so that `set_residual` reaches them too (used for
+`torchvision:<name>` models and by `gradviz.watch`).
 """
 
 from __future__ import annotations
@@ -123,8 +124,29 @@ def _bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
     return self.relu(out)
 
 
+def _flagged_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """An inverted residual's own forward (MobileNet v2/v3, EfficientNet), which adds the input
+    while `use_res_connect`: the switch sets that flag before each call."""
+    self.use_res_connect = self.residual
+    return self._gradviz_own_forward(x)
+
+
+def _inverted_residual_types() -> tuple[type, ...]:
+    """torchvision's blocks whose skip path is the flag `use_res_connect` (set at build where the
+    shape allows one: stride 1, as many channels out as in)."""
+    found = []
+    for module, names in (("mobilenetv2", ("InvertedResidual",)), ("mobilenetv3", ("InvertedResidual",)), ("efficientnet", ("MBConv", "FusedMBConv"))):
+        try:
+            mod = __import__(f"torchvision.models.{module}", fromlist=list(names))
+        except Exception:  # noqa: BLE001 - an older torchvision without the family
+            continue
+        found += [getattr(mod, n) for n in names if hasattr(mod, n)]
+    return tuple(found)
+
+
 def make_switchable(model: nn.Module, residual: bool = True) -> int:
-    """Make every torchvision BasicBlock/Bottleneck instance of `model` a switchable block.
+    """Make every torchvision residual block of `model` a switchable block: BasicBlock, Bottleneck,
+    and the inverted residuals of MobileNet v2/v3 and EfficientNet that have a skip path.
 
     Each instance gets `gradviz_block = True`, `residual` and a forward that skips the identity while
     `residual` is False (a per-instance bound method; the classes stay untouched). Blocks patched
@@ -136,6 +158,7 @@ def make_switchable(model: nn.Module, residual: bool = True) -> int:
         from torchvision.models.resnet import Bottleneck as TvBottleneck
     except Exception:  # noqa: BLE001 - any import failure means no torchvision blocks
         return 0
+    inverted = _inverted_residual_types()
     patched = 0
     for m in model.modules():
         if getattr(m, "gradviz_block", False):
@@ -144,6 +167,10 @@ def make_switchable(model: nn.Module, residual: bool = True) -> int:
             forward = _basic_forward
         elif isinstance(m, TvBottleneck):
             forward = _bottleneck_forward
+        elif inverted and isinstance(m, inverted) and getattr(m, "use_res_connect", False):
+            # a strided or widening one has no skip path to switch: it stays as it is
+            m._gradviz_own_forward = types.MethodType(type(m).forward, m)
+            forward = _flagged_forward
         else:
             continue
         m.gradviz_block = True
