@@ -705,6 +705,9 @@ class Probe:
         self.feeds = ActivationFeeds(model)  # which layers' saturation means something
         self._acts_fed: set[int] | None = None  # with `_acts`: the caller's own `ActivationFeeds` result
         self._acts_dead: dict[int, bool] = {}  # with `_acts`: layers whose activation dies at 0 (ReLU) rather than saturates
+        # gradient samples for the histograms taken before the step (`take_grad_samples`), used
+        # instead of `.grad` once: a hand-written loop may zero `.grad` before the step is closed
+        self.grad_samples: dict[int, torch.Tensor] | None = None
         self.edges: dict[tuple[str, int], torch.Tensor] = {}  # (kind, layer) -> fixed bin edges
         self.new_edges: list[tuple[str, int, np.ndarray]] = []  # edges fixed since last collected
         self._hist_plans: dict[str, tuple] = {}  # kind -> (key, per-value offsets and scales)
@@ -986,13 +989,9 @@ class Probe:
             return {}, {}
         samples: dict[str, dict[int, torch.Tensor]] = {"weight": {}, "grad": {}, "activation": {}}
         for i, (_, m) in enumerate(self.layers):
-            w = histogram_parameter(m)
-            samples["weight"][i] = self._sample(w.detach())
-            if w.grad is not None:
-                g = w.grad.detach()
-                # a sparse gradient (`nn.Embedding(sparse=True)`): the rows it touched; the others are
-                # implicit zeros, left out as they are by the optimiser
-                samples["grad"][i] = self._sample(g.coalesce().values() if g.is_sparse else g)
+            samples["weight"][i] = self._sample(histogram_parameter(m).detach())
+        early, self.grad_samples = self.grad_samples, None
+        samples["grad"] = early if early is not None else self._grad_samples()
         for i in sorted(act_samples):
             samples["activation"][i] = act_samples[i]
         hists = {kind: self._batched_histogram(kind, per) for kind, per in samples.items() if per}
@@ -1019,6 +1018,22 @@ class Probe:
                 per[i] = packed[off : off + self.bins].astype(np.float32)
                 off += self.bins
         return stat_out, hist_out
+
+    def _grad_samples(self) -> dict[int, torch.Tensor]:
+        """Per layer with a gradient: the sample of its histogram parameter's `.grad` (views)."""
+        out = {}
+        for i, (_, m) in enumerate(self.layers):
+            w = histogram_parameter(m)
+            if w.grad is not None:
+                g = w.grad.detach()
+                # a sparse gradient (`nn.Embedding(sparse=True)`): the rows it touched; the others are
+                # implicit zeros, left out as they are by the optimiser
+                out[i] = self._sample(g.coalesce().values() if g.is_sparse else g)
+        return out
+
+    def take_grad_samples(self) -> None:
+        """Keep copies of the gradient samples now, for this cadence step's histograms."""
+        self.grad_samples = {i: t.clone() for i, t in self._grad_samples().items()}
 
     def _batched_histogram(self, kind: str, per_layer: dict[int, torch.Tensor]) -> torch.Tensor:
         """Histograms of every layer of one kind with a single bincount: each value becomes

@@ -13,8 +13,10 @@ How a step is measured without the user calling into gradviz between backward an
 - `optimizer.register_step_pre_hook` measures the gradients (`grad_norm` per layer, `act_grad_norm`
   per block) and, every `update_every` recorded steps, keeps the weights; with a `GradScaler` this runs inside `scaler.step`, after
   `unscale_`, so the gradients are the true ones; `register_step_post_hook` measures `weight_norm` and
-  `update_ratio` after the real step; without an optimizer (an update written by hand) the weights
-  are kept as an update step's forward pass begins and the change is measured at `log`;
+  `update_ratio` after the real step; without an optimizer (an update written by hand) the
+  gradients are measured as backward ends (a hook on the model's output queues an autograd
+  callback), the weights are kept as an update step's forward pass begins and the change is
+  measured at `log`;
 - `w.log(loss=...)` closes the step: everything measured stays on the device until then and comes to
   the host in one copy (histogram steps add one more), then goes to a `Recording` that a
   `RunFileWriter` persists (committed at least every 0.5 s, so `gradviz open FILE --follow` shows it
@@ -556,6 +558,7 @@ class Watch:
         self._bgn: BlockGradNorms | None = None
         self._learn_handle = None
         self._pending: dict[str, Any] = {}
+        self._end_queued = False  # without an optimizer: a measure queued for the end of backward
         self._bad_streak = False
         self._scaler = scaler
         self._scaler_looked = scaler is not None
@@ -649,9 +652,12 @@ class Watch:
             # up blocks, and the block profile read "input -> output" in that order
             self._order_handles += [b.register_forward_pre_hook(self._guard(self._block_seen)) for _, b in self._blocks]
             learn = self._guard(self._after_forward)
+            ends = self._guard(self._watch_output)
             if self._compiled and self._top is self.module:  # run as Python, not traced: dynamo warned that it cannot trace the run file's json
-                learn = torch.compiler.disable(learn)
+                learn, ends = torch.compiler.disable(learn), torch.compiler.disable(ends)
             self._learn_handle = self._top.register_forward_hook(learn)
+            if optimizer is None:  # registered after `learn`: the layers are known when it runs
+                self._handles.append(self._top.register_forward_hook(ends))
         if self._blocks:
             self._bgn = BlockGradNorms(self._blocks, on_error=self._fail)
             self._bgn.enabled = self._recorded()
@@ -795,6 +801,34 @@ class Watch:
     def _after_forward(self, mod, _args, _out) -> None:
         if mod is self._top and self._metrics is None and torch.is_grad_enabled():
             self._learn_layers()
+
+    def _watch_output(self, mod, _args, out) -> None:
+        """Without an optimizer: a hook on the output, so that backward says when it ends."""
+        if mod is self._top and torch.is_grad_enabled() and self._recorded():
+            t = first_tensor(out)
+            if t is not None and t.requires_grad:
+                t.register_hook(self._guard(self._on_output_grad))
+
+    def _on_output_grad(self, _grad) -> None:
+        """Without an optimizer no hook runs between backward and a hand-written update, and the
+        tutorial loop (`w -= lr * w.grad; w.grad.zero_()`) zeroes the gradients before `log`: they
+        read as exactly 0 there. So the gradients are measured as the backward pass ends (an
+        autograd callback queued once the pass reaches the model's output); a later backward of the
+        same step (gradient accumulation) measures the complete sum again."""
+        if not self._end_queued:
+            self._end_queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._guard(self._backward_done))
+
+    def _backward_done(self) -> None:
+        self._end_queued = False
+        mt, p = self._metrics, self._pending
+        if mt is None or not self._recorded():
+            return
+        self._drain()  # the last step may still be finishing on the worker with the same plans
+        with torch.no_grad():
+            p["grads"] = mt.grad_norms(self._block_norms(), p.get("scale"))
+            if self._hist_armed or self.step >= self._next_hist:
+                mt.take_grad_samples()
 
     def _seen(self, mod, _args) -> None:
         if torch.is_grad_enabled() and id(mod) in self._layer_ids:

@@ -136,6 +136,43 @@ def test_a_hand_written_update_without_an_optimizer_is_measured(tmp_path, backgr
     assert (ur > 0).all()
 
 
+@pytest.mark.parametrize("background", [True, False], ids=["worker-thread", "in-line"])
+def test_the_tutorial_loop_that_zeroes_gradients_before_log_is_measured(tmp_path, background):
+    """PyTorch's own tutorial loop updates by hand and zeroes each `.grad` right after
+    (`w -= lr * w.grad; w.grad.zero_()`), before `log`: the watch, which had no optimizer step to
+    hook, read the gradients at `log` and recorded every `grad_norm` as exactly 0, and gradient
+    histograms of zeros: a class would read "vanished". They are taken as backward ends now."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1))
+    path = tmp_path / "tut.gradviz"
+    w = gradviz.watch(model, None, path=path, name="tut", hist_every=2, background=background)
+    want, first_grads = [], {}
+    for step in range(6):
+        x = torch.randn(32, 3)
+        loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
+        loss.backward()
+        layers = owned_params(model, w.layers)
+        want.append([norm_of([p.grad for p in ps]) for ps in layers])
+        if step == 2:
+            first_grads = {name: layer.weight.grad.detach().clone().flatten().numpy() for name, layer in zip(w.layers, (model[0], model[2], model[4]), strict=True)}
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.05 * p.grad
+                p.grad.zero_()
+        w.log(loss=loss)
+    w.close()
+    rec = gradviz.open_run(path)
+    steps, gn = rec.metric("tut", "grad_norm")
+    assert steps.tolist() == list(range(6)) and (gn > 0).all()
+    close(gn, want)
+    for name, grad in first_grads.items():
+        hs, edges, counts = rec.histograms("tut", "grad", name)
+        assert hs.tolist() == [0, 2, 4]
+        row = counts[1]  # step 2
+        ref, _ = np.histogram(np.clip(grad, edges[0], edges[-1]), bins=edges)
+        assert row.sum() == grad.size and np.abs(row - ref).sum() <= 2, (name, row, ref)  # bin-edge ties at most
+
+
 def close(a, b, rtol=1e-5):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=1e-9, equal_nan=True)
 
