@@ -229,6 +229,7 @@ def cmd_run(args) -> int:
         store_layer_table(rec, exp.runs)
     except Exception as exc:  # noqa: BLE001 - the table is a nicety, the run is not
         print(f"note: no layer table in the file ({one_line(exc)})", file=sys.stderr)
+    replaced = out.is_file()  # --out names a file kept from before: said, it is gone once the writer opens
     writer = RunFileWriter(out, rec, on_error=on_write_error)
     started = last_print = time.perf_counter()
     first = exp.step_index
@@ -244,6 +245,8 @@ def cmd_run(args) -> int:
     print(f"gradviz run {cfg.name}: {len(cfg.runs)} runs on {exp.device}, {steps} steps, recording to {out}", file=sys.stderr)
     if note:
         print(f"note: {note}", file=sys.stderr)
+    if replaced:
+        print(f"note: {out} held an earlier recording; this run replaces it (give another --out to keep both)", file=sys.stderr)
     try:
         exp.run(steps=steps, on_step=None if args.quiet else on_step, on_idle=writer.flush_if_due)
     except KeyboardInterrupt:

@@ -42,6 +42,17 @@ def test_a_run_of_no_steps_says_so_instead_of_nan(tmp_path):
     assert "nan" not in res.stdout and gradviz.open_run(out).runs == ["plain", "residual"]
 
 
+def test_a_run_over_an_earlier_recording_says_it_replaces_it(tmp_path):
+    """`gradviz run --out FILE` over a kept recording replaced it without a word."""
+    out = tmp_path / "lecture.gradviz"
+    first = gv("run", "--preset", "rgb", "--steps", "3", "--quiet", "--out", str(out), tmp_path=tmp_path)
+    assert first.returncode == 0 and "replaces" not in first.stderr, first.stderr
+    again = gv("run", "--preset", "rgb", "--steps", "2", "--quiet", "--out", str(out), tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"note: {out} held an earlier recording; this run replaces it (give another --out to keep both)" in again.stderr.splitlines()
+    assert len(gradviz.open_run(out).metric("plain", "loss")[0]) == 2
+
+
 def test_run_default_out_goes_to_the_data_folder(tmp_path):
     res = gv("run", "--preset", "rgb", "--steps", "5", "--quiet", tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr
