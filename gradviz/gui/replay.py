@@ -12,6 +12,7 @@ Every problem with a file is one line in the status bar; the app keeps running.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -297,12 +298,15 @@ class Follower(QtCore.QObject):
         self.failed = False
         self.path = path
         self._runs = list(rec.runs)  # named in the message
+        self._identity = _file_identity(path)  # the file being followed, not its name
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.poll)
         self.timer.start()
 
     def poll(self) -> int:
+        if self._replaced():
+            return 0
         try:
             new = self.reader.poll(self.recording)
         except Exception as exc:  # noqa: BLE001 - RunFileError, or anything a damaged file provokes
@@ -323,6 +327,32 @@ class Follower(QtCore.QObject):
                 self.bar._apply()
         return new
 
+    def _replaced(self) -> bool:
+        """Whether the path now names another file (a script run again: `gradviz.watch` and
+        `gradviz run` write a new file in place of the old one) and that one could be opened: the
+        window follows the new recording then. The old file is followed until the new one reads."""
+        now = _file_identity(self.path)
+        if now is None or self._identity is None or now == self._identity:
+            return False
+        try:
+            rec, reader = load_recording(self.path, follow=True)
+        except Exception:  # noqa: BLE001 - not readable yet (its writer is creating it): next poll
+            return False
+        if not rec.runs:  # created, nothing in it yet: the old recording stays on screen a moment longer
+            reader.close()
+            return False
+        self._identity = now
+        try:
+            self.window.set_recording(rec)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("set_recording failed")
+            reader.close()
+            _message(self.window, f"{self.path}: cannot show ({_one_line(exc)})")
+            return True
+        _attach(self.window, Path(self.path), rec, reader)  # a new follower takes over; this one stops
+        _message(self.window, following_text(self.path, rec.runs) + " (the file was written again: a new recording)")
+        return True
+
     def stop(self) -> None:
         self.timer.stop()
         if self.reader is not None:
@@ -331,6 +361,14 @@ class Follower(QtCore.QObject):
             except Exception:  # noqa: BLE001
                 pass
             self.reader = None
+
+
+def _file_identity(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def following_text(path, runs) -> str:

@@ -178,6 +178,39 @@ def test_following_names_a_run_that_joins_later(opened, qtbot, tmp_path):
     writer.close()
 
 
+def test_following_picks_up_a_script_run_again(opened, qtbot, tmp_path):
+    """Run a watched script, follow its file, run the script again: the writer puts a new file in
+    place of the old one, and the window went on showing the first run's last step for ever. It
+    follows the new recording now, and says so."""
+    from gradviz.core import runfile
+    from gradviz.core.recording import Recording
+
+    path = tmp_path / "mine.gradviz"
+
+    def write(name: str, steps: int):
+        rec = Recording()
+        writer = runfile.RunFileWriter(path, rec)
+        rec.add_run(name, ["0", "2"], ["Linear", "Linear"], [])
+        for s in range(steps):
+            rec.append(name, s, {"loss": float(steps), "grad_norm": np.full(2, float(steps), np.float32)})
+        writer.flush()
+        return writer
+
+    write("first", 5).close()
+    w = opened(path, follow=True)
+    assert w.recording.runs == ["first"] and w.recording.last_step() == 4
+    qtbot.wait(600)  # a few polls of the same file: nothing changes
+    assert w.recording.runs == ["first"]
+    second = write("second", 12)
+    qtbot.waitUntil(lambda: w.recording.runs == ["second"], timeout=5000)
+    qtbot.waitUntil(lambda: w.recording.last_step() == 11, timeout=5000)
+    assert w.message_label.text() == f"Following {path} as it grows: runs second (the file was written again: a new recording)"
+    assert w.follower is not None and w.follower.reader is not None
+    qtbot.waitUntil(lambda: w.depth.latest_values("second") is not None, timeout=5000)
+    np.testing.assert_allclose(w.depth.latest_values("second"), [12.0, 12.0])
+    second.close()
+
+
 def test_follow_a_file_another_process_writes(opened, qtbot, tmp_path):
     path, go = tmp_path / "live.gradviz", tmp_path / "go"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
