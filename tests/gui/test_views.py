@@ -736,6 +736,26 @@ def _draw_view(qtbot, view, rec, size: tuple[int, int], theme=None):
     return view
 
 
+def test_the_vanishing_label_sits_at_the_output_end_of_its_band(qtbot):
+    """The band's "vanishing" sat at its top left, where a deep plain stack's profiles enter the
+    band: six runs' curves covered it. It sits at the top right now, inside the plot, where the
+    profiles run high above the band."""
+    from gradviz.gui.views.depth import DepthView
+
+    rec = Recording()
+    rec.add_run("deep", [f"l{i}" for i in range(20)], ["Linear"] * 20, [])
+    rec.append("deep", 0, {"loss": 1.0, "grad_norm": np.logspace(-9, -1, 20).astype(np.float32)})
+    depth = _draw_view(qtbot, DepthView(), rec, (800, 500))
+    label, band = depth.band_label, depth.band.rect()
+    assert label.isVisible() and label.toPlainText() == "vanishing"
+    assert label.pos().x() == pytest.approx(19.5) and label.pos().y() == pytest.approx(-5.0)  # log10 of 1e-5
+    box = label.mapRectToView(label.boundingRect())
+    (x0, x1), (y0, y1) = depth.plot.viewRange()
+    assert x0 <= box.left() and box.right() <= x1  # inside the plot
+    assert min(box.top(), box.bottom()) >= -5.0 - 1e-6 and max(box.top(), box.bottom()) <= y1  # just above the band
+    assert box.right() <= band.right() + 1e-9 and box.center().x() > 10  # the output half
+
+
 def test_a_four_run_loss_key_keeps_two_columns_in_a_narrow_pane(qtbot):
     """The init preset's four runs in the pane beside the depth profile (370 px, presentation
     text): "eval (dashed)" made every column too wide, and the key stacked one name per line, a

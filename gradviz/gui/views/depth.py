@@ -96,7 +96,9 @@ class DepthView(View):
         self.band.setPen(QtGui.QPen(QtGui.QColor(0, 0, 0, 0)))
         self.band.setZValue(-20)
         self.plot.addItem(self.band, ignoreBounds=True)
-        self.band_label = pg.TextItem("vanishing", anchor=(0, 1))
+        # at the band's top right: the output end, where profiles run high above the band (at
+        # the top left, where a deep plain stack's profile enters it, the curves hid the word)
+        self.band_label = pg.TextItem("vanishing", anchor=(1, 1))
         self.plot.addItem(self.band_label, ignoreBounds=True)
         # said in the plot when the runs trained but recorded none of the chosen metric (a watch
         # without an optimizer has no update ratio; a model without blocks no block gradient): an
@@ -185,7 +187,8 @@ class DepthView(View):
             w = self._width
             x0, x1 = (-0.5 - 0.02 * w, w - 0.5 + 0.02 * w) if (self.fixed and w) else (-1e3, 1e3)
             self.band.setRect(x0, lo, x1 - x0, math.log10(thr) - lo)
-            self.band_label.setPos(0, math.log10(thr))
+            self.band_label.setAnchor((1, 1) if w else (0, 1))
+            self.band_label.setPos(w - 0.5 if w else 0, math.log10(thr))
         self._place_zeros()  # they sit on the axis's floor, which may have moved
 
     # ---- drawing ----------------------------------------------------------------------
