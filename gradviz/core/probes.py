@@ -988,10 +988,11 @@ class Probe:
         if not act_layers and not self.params:
             return {}, {}
         samples: dict[str, dict[int, torch.Tensor]] = {"weight": {}, "grad": {}, "activation": {}}
-        for i, (_, m) in enumerate(self.layers):
-            samples["weight"][i] = self._sample(histogram_parameter(m).detach())
+        shown = [histogram_parameter(m) for _, m in self.layers]
+        for i, w in enumerate(shown):
+            samples["weight"][i] = self._sample(w.detach())
         early, self.grad_samples = self.grad_samples, None
-        samples["grad"] = early if early is not None else self._grad_samples()
+        samples["grad"] = early if early is not None else self._grad_samples(shown)
         for i in sorted(act_samples):
             samples["activation"][i] = act_samples[i]
         hists = {kind: self._batched_histogram(kind, per) for kind, per in samples.items() if per}
@@ -1019,11 +1020,11 @@ class Probe:
                 off += self.bins
         return stat_out, hist_out
 
-    def _grad_samples(self) -> dict[int, torch.Tensor]:
-        """Per layer with a gradient: the sample of its histogram parameter's `.grad` (views)."""
+    def _grad_samples(self, shown: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Per layer with a gradient: the sample of the `.grad` of its histogram parameter
+        (`shown`, one per layer), as views."""
         out = {}
-        for i, (_, m) in enumerate(self.layers):
-            w = histogram_parameter(m)
+        for i, w in enumerate(shown):
             if w.grad is not None:
                 g = w.grad.detach()
                 # a sparse gradient (`nn.Embedding(sparse=True)`): the rows it touched; the others are
@@ -1033,7 +1034,8 @@ class Probe:
 
     def take_grad_samples(self) -> None:
         """Keep copies of the gradient samples now, for this cadence step's histograms."""
-        self.grad_samples = {i: t.clone() for i, t in self._grad_samples().items()}
+        shown = [histogram_parameter(m) for _, m in self.layers]
+        self.grad_samples = {i: t.clone() for i, t in self._grad_samples(shown).items()}
 
     def _batched_histogram(self, kind: str, per_layer: dict[int, torch.Tensor]) -> torch.Tensor:
         """Histograms of every layer of one kind with a single bincount: each value becomes
