@@ -342,15 +342,8 @@ class Follower(QtCore.QObject):
             reader.close()
             return False
         self._identity = now
-        try:
-            self.window.set_recording(rec)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("set_recording failed")
-            reader.close()
-            _message(self.window, f"{self.path}: cannot show ({_one_line(exc)})")
-            return True
-        _attach(self.window, Path(self.path), rec, reader)  # a new follower takes over; this one stops
-        _message(self.window, following_text(self.path, rec.runs) + " (the file was written again: a new recording)")
+        if _show(self.window, Path(self.path), rec, reader):  # a new follower takes over; this one stops
+            _message(self.window, following_text(self.path, rec.runs) + " (the file was written again: a new recording)")
         return True
 
     def stop(self) -> None:
@@ -449,6 +442,11 @@ def open_in_window(window, path: str | Path, follow: bool = False) -> bool:
         log.exception("opening %s failed", p)
         _message(window, f"{p}: cannot open ({_one_line(exc)})")
         return False
+    return _show(window, p, rec, reader)
+
+
+def _show(window, p: Path, rec, reader: RunFileReader | None) -> bool:
+    """Put a loaded recording in the window (and follow it with `reader`); one line on failure."""
     try:
         window.set_recording(rec)
     except Exception as exc:  # noqa: BLE001

@@ -201,15 +201,20 @@ def _bars(n: int, noise: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
 SHAPES_SIDE = 28  # the side `shapes` draws its images at
 
 
-def _resized(x: Tensor, side: int, dtype: torch.dtype, chunk: int = 1024) -> Tensor:
-    """(N, C, H, W) -> (N, C, side, side) in `dtype`, a chunk at a time: the drawing's float64
-    temporaries at 224 x 224 would take ~30 bytes per value of the result."""
-    if side <= 0 or side == x.shape[-1]:
+def resize_images(x: Tensor, side: int, dtype: torch.dtype, chunk: int = 1024, counter=None) -> Tensor:
+    """Images (N, C, H, W) -> (N, C, side, side) in `dtype` (bilinear, antialiased), a chunk at a
+    time: a whole set at 224 x 224 in float temporaries would take several times the result.
+    uint8 stays uint8 (rounded, clamped); `side` <= 0 or the images' own side keeps them as they
+    are. `counter.step(k)`, when given, hears each chunk done."""
+    if side <= 0 or (x.shape[-2] == side and x.shape[-1] == side):
         return x.to(dtype)
     out = torch.empty((x.shape[0], x.shape[1], side, side), dtype=dtype)
     for i in range(0, x.shape[0], chunk):
         part = x[i : i + chunk].to(torch.float64 if dtype == torch.float64 else torch.float32)
-        out[i : i + chunk] = torch.nn.functional.interpolate(part, size=(side, side), mode="bilinear", antialias=True)
+        part = torch.nn.functional.interpolate(part, size=(side, side), mode="bilinear", antialias=True)
+        out[i : i + chunk] = part.round_().clamp_(0, 255) if dtype == torch.uint8 else part
+        if counter is not None:
+            counter.step(part.shape[0])
     return out
 
 
@@ -220,8 +225,8 @@ def make_shapes(
     train_x, train_y = _bars(n_train, noise, gen)
     test_x, test_y = _bars(n_test, noise, gen)
     mean, std = train_x.mean(), train_x.std().clamp_min(1e-8)
-    train_x = _resized((train_x - mean) / std, resize, dtype)
-    test_x = _resized((test_x - mean) / std, resize, dtype)
+    train_x = resize_images((train_x - mean) / std, resize, dtype)
+    test_x = resize_images((test_x - mean) / std, resize, dtype)
     return DataBundle(
         "shapes",
         "classification",

@@ -20,10 +20,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .synthetic import DataBundle, DataError
+from .synthetic import DataBundle, DataError, resize_images
 
 EVAL_LIMIT = 2000
 BUILTIN = "built-in data sets: spiral, rgb, linear, shapes"
@@ -81,16 +80,7 @@ class _Counter:
 
 def _resize(x: Tensor, side: int, chunk: int = 2048, counter: _Counter | None = None) -> Tensor:
     """Resize uint8 images (N, C, H, W) to side x side, chunk by chunk, staying uint8."""
-    if side <= 0 or (x.shape[-2] == side and x.shape[-1] == side):
-        return x
-    out = torch.empty((x.shape[0], x.shape[1], side, side), dtype=torch.uint8)
-    for i in range(0, x.shape[0], chunk):
-        part = x[i : i + chunk].float()
-        part = F.interpolate(part, size=(side, side), mode="bilinear", antialias=True)
-        out[i : i + chunk] = part.round_().clamp_(0, 255).to(torch.uint8)
-        if counter is not None:
-            counter.step(part.shape[0])
-    return out
+    return resize_images(x, side, torch.uint8, chunk, counter)
 
 
 def _channel_stats(x: Tensor, chunk: int = 4096, most: int = 10_000) -> tuple[Tensor, Tensor]:

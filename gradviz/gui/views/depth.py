@@ -420,7 +420,6 @@ class DepthView(View):
         self.band_label.setFont(theme.font(0.9))
         self._style_zero_entry()  # and every triangle's size
         if self.norm_entry is not None:
-            self.norm_entry.setSymbol("o")
             self._restyle_norm(self.norm_entry, theme.foreground)
         for run, curve in self.curves.items():
             color = self.run_color(self.recording, run) if self.recording else theme.run_color(0)
