@@ -142,7 +142,10 @@ def test_heatmap_is_log10_grad_norm_with_one_shared_scale(views, recorded):
         img = hm.images[run].image
         assert (g[np.isfinite(g)] > 0).all()  # nothing vanished to exactly 0 here (a test below)
         assert img.shape == (len(rows), len(steps))
-        np.testing.assert_allclose(img, expect[rows], rtol=1e-5)
+        measured = np.isfinite(expect[rows])
+        np.testing.assert_allclose(img[measured], expect[rows][measured], rtol=1e-5)
+        # a layer unused at a step (BatchNorm switched off) is filled, not transparent (a test below)
+        assert not np.isnan(img).any()
         assert tuple(hm.images[run].levels) == hm.levels
         assert hm.markers[run].count() == len(marked(rec, run))
     levels = {tuple(img.levels) for img in hm.images.values()}
@@ -814,6 +817,48 @@ def test_heatmap_rows_are_labelled_with_round_layer_numbers():
         assert below + 0.5 <= y <= below + 1.5, (t, y)
     assert [t for _y, t in row_ticks(np.array([0, 2]), 1)] == ["0", "2"]  # a few rows: their own indices
     assert [t for _y, t in row_ticks(np.arange(12), 2)] == ["0", "2", "4", "6", "8", "10"]
+
+
+def test_heatmap_fills_a_layer_switched_off_for_part_of_the_window(qtbot):
+    """BatchNorm switched on and off again: while off, its layer has no gradient (NaN). Drawn
+    transparent, those cells striped the plain twin's whole image with background; the image gives
+    them the value of the layer below, the CSV keeps the NaN."""
+    from gradviz.core.recording import Recording
+    from gradviz.gui.views.heatmap import HeatmapView
+
+    rec = Recording()
+    rec.add_run("plain", ["fc0", "norm0", "fc1"], ["Linear", "BatchNorm1d", "Linear"], [])
+    on = {2, 3}
+    for step in range(6):
+        norm = 0.02 if step in on else np.nan
+        rec.append("plain", step, {"loss": 1.0, "grad_norm": np.array([0.001 * (step + 1), norm, 0.5], np.float32)})
+    view = HeatmapView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.refresh(rec)
+    img = view.images["plain"].image
+    assert img.shape == (3, 6)
+    assert not np.isnan(img).any()
+    fc0 = np.log10(0.001 * (np.arange(6) + 1))
+    expect_norm = np.where(np.isin(np.arange(6), list(on)), np.log10(0.02), fc0)
+    np.testing.assert_allclose(img[1], expect_norm, rtol=1e-5)
+    np.testing.assert_allclose(img[0], fc0, rtol=1e-5)
+    header, rows = view.csv()
+    assert [np.isnan(r[2]) for r in rows] == [s not in on for s in range(6)]
+
+
+def test_fill_unused_cells_takes_the_row_below_else_above():
+    from gradviz.gui.views.heatmap import fill_unused_cells
+
+    nan = np.nan
+    logv = np.array([[nan, 1.0, nan], [nan, nan, nan], [3.0, 2.0, nan]], np.float32)
+    out = fill_unused_cells(logv)
+    # column 0: rows 0 and 1 have nothing below, so take row 2; column 1: row 1 takes row 0;
+    # column 2: nothing at all, left transparent
+    np.testing.assert_array_equal(out[:, 0], [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(out[:, 1], [1.0, 1.0, 2.0])
+    assert np.isnan(out[:, 2]).all()
+    assert np.isnan(logv[1, 1])  # the caller's array is left as it was
 
 
 def test_heatmap_with_more_layers_than_pixels_draws_their_means(qtbot):

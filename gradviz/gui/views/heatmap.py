@@ -3,7 +3,8 @@
 Each image is an `ImageItem` with fixed levels and a lookup table, resampled onto at most
 `MAX_COLUMNS` evenly spaced steps (so older, decimated rows land at their true step and a long run
 costs the same per frame as a short one). Layers that got no gradient in the window (e.g. a
-switched-off BatchNorm) are left out; NaN cells are transparent.
+switched-off BatchNorm) are left out; a layer that was in use for part of the window takes, where
+it was not, the colour of the layer below it (`fill_unused_cells`); the CSV keeps its NaN.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class HeatmapView(View):
             rows = np.flatnonzero((~np.isnan(logv)).any(axis=1))
             if len(rows) == 0:
                 rows = np.arange(logv.shape[0])
-            shown = logv[rows]
+            shown = fill_unused_cells(logv[rows])
             if np.isneginf(shown).any():
                 shown = np.where(np.isneginf(shown), np.float32(self.levels[0]), shown)
             shown, tall = pool_rows(shown, self.plots[run].getViewBox().height(), "mean")
@@ -236,3 +237,23 @@ class HeatmapView(View):
     def resizeEvent(self, ev) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(ev)
         self._fit_axes()
+
+
+def fill_unused_cells(logv: np.ndarray) -> np.ndarray:
+    """`logv` (rows, columns) with each NaN cell given the value of the nearest row below it in the
+    same column that has one (above it for the bottom rows). A BatchNorm switched off for part of the
+    window has no gradient there: drawn transparent, each such layer striped the whole image with
+    background between the layers that carry the gradient; filled, a switched-off layer reads as part
+    of the layer feeding it, and the event markers say when the switch flipped."""
+    missing = np.isnan(logv)
+    if not missing.any() or missing.all(axis=0).all():
+        return logv
+    rows = np.arange(logv.shape[0])[:, None]
+    below = np.maximum.accumulate(np.where(missing, -1, rows), axis=0)  # nearest present row at or below
+    above = np.minimum.accumulate(np.where(missing, logv.shape[0], rows)[::-1], axis=0)[::-1]
+    src = np.where(below >= 0, below, above)
+    cols = np.broadcast_to(np.arange(logv.shape[1]), logv.shape)
+    keep = src < logv.shape[0]  # a column with no value at all stays NaN (transparent)
+    out = logv.copy()
+    out[keep] = logv[src[keep], cols[keep]]
+    return out
