@@ -12,7 +12,7 @@ from gradviz.core.runfile import open_run
 from gradviz.gui.theme import EVENT_KINDS_MARKED, make_theme
 from gradviz.gui.views import make_views
 from gradviz.gui.views.base import decade_label
-from gradviz.gui.views.depth import METRICS
+from gradviz.gui.views.depth import METRICS, DepthView
 from gradviz.gui.views.readout import describe
 
 NAMES = ["depth", "heatmap", "loss", "histograms", "activations", "layers"]
@@ -757,6 +757,62 @@ def test_the_vanishing_label_sits_at_the_output_end_of_its_band(qtbot):
     assert x0 <= box.left() and box.right() <= x1  # inside the plot
     assert min(box.top(), box.bottom()) >= -5.0 - 1e-6 and max(box.top(), box.bottom()) <= y1  # just above the band
     assert box.right() <= band.right() + 1e-9 and box.center().x() > 10  # the output half
+
+
+def _hover_recording() -> Recording:
+    rec = Recording()
+    names, types = ["emb", "gru", "attn", "attn.out_proj", "ln", "head"], ["Embedding", "GRU", "MultiheadAttention", "Linear", "LayerNorm", "Linear"]
+    rec.add_run("mine", names, types, [])
+    rec.add_run("twin", ["e", "g", "a", "o", "n", "h"], types, [])
+    for step in range(5):
+        g = np.array([0.03, 0.6, 0.2, 0.0, np.nan, 0.4 + step], np.float32)
+        rec.append("mine", step, {"loss": 1.0, "grad_norm": g})
+        rec.append("twin", step, {"loss": 1.0, "grad_norm": g * 2})
+    return rec
+
+
+def test_depth_profile_names_the_layer_under_the_pointer(qtbot):
+    """The x axis gives layer indices; hovering says which layer (name and type, both runs'
+    names where they differ) and each run's latest value."""
+    from PySide6 import QtCore
+
+    rec = _hover_recording()
+    depth = _draw_view(qtbot, DepthView(), rec, (800, 500))
+    vb = depth.plot.getViewBox()
+    at = lambda x, y: vb.mapViewToScene(QtCore.QPointF(x, y))  # noqa: E731
+    depth._on_hover(at(5.2, -1.0))
+    assert depth.hover_text.splitlines() == [
+        "layer 5: head (Linear) / h (Linear)",
+        f"mine: ‖∂L/∂W‖ = {np.float32(4.4):.3g} at step 4",
+        f"twin: ‖∂L/∂W‖ = {np.float32(8.8):.3g} at step 4",
+    ]
+    depth._on_hover(at(3.9, -1.0))
+    assert "layer 4: ln (LayerNorm) / n (LayerNorm)" in depth.hover_text and "mine: ‖∂L/∂W‖ = not used" in depth.hover_text
+    depth._on_hover(at(3.0, -1.0))
+    assert "mine: ‖∂L/∂W‖ = 0 (exactly) at step 4" in depth.hover_text
+    depth._on_hover(QtCore.QPointF(-50.0, -50.0))  # off the plot
+    assert depth.hover_text == ""
+
+
+def test_heatmap_names_the_cell_under_the_pointer(qtbot):
+    from PySide6 import QtCore
+
+    from gradviz.gui.views.heatmap import HeatmapView
+
+    rec = _hover_recording()
+    heat = _draw_view(qtbot, HeatmapView(), rec, (700, 600))
+    rows = list(heat._rows["twin"][0])
+    assert 4 not in rows  # the layer that never had a gradient has no row
+    vb = heat.plots["twin"].getViewBox()
+    heat._on_hover(vb.mapViewToScene(QtCore.QPointF(3.4, rows.index(5) + 0.5)))
+    assert heat.hover_text == f"twin · layer 5: h (Linear)\nstep 3: ‖∂L/∂W‖ = {np.float32(6.8):.3g}"
+    heat._on_hover(vb.mapViewToScene(QtCore.QPointF(0.2, rows.index(3) + 0.5)))
+    assert heat.hover_text.endswith("step 0: ‖∂L/∂W‖ = 0 (exactly)")
+    vb = heat.plots["mine"].getViewBox()
+    heat._on_hover(vb.mapViewToScene(QtCore.QPointF(1.5, rows.index(0) + 0.5)))
+    assert heat.hover_text.startswith("mine · layer 0: emb (Embedding)\nstep 1: ")
+    heat._on_hover(QtCore.QPointF(-50.0, -50.0))
+    assert heat.hover_text == ""
 
 
 def test_a_four_run_loss_key_keeps_two_columns_in_a_narrow_pane(qtbot):

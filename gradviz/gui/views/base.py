@@ -48,6 +48,41 @@ def index_names(names_by_run: dict[str, list[str]], width: int) -> list[str]:
     return out
 
 
+def layer_caption(recording, runs, i: int, blocks: bool = False) -> str:
+    """"layer 4: ln (LayerNorm)" for index `i` of the depth profile's x axis (or a heatmap row), the
+    name each run gives it, " / " between differing ones; for a hover readout, so that an index on
+    the axis can be told apart without the layer table."""
+    unit = "block" if blocks else "layer"
+    parts: dict[str, None] = {}
+    for run in runs:
+        if recording is None or run not in recording.runs:
+            continue
+        info = recording.info(run)
+        names = info.blocks if blocks else info.layers
+        if i < len(names):
+            kind = "" if blocks or i >= len(info.layer_types) else f" ({info.layer_types[i]})"
+            parts[names[i] + kind] = None
+    return f"{unit} {i}" + (": " + " / ".join(parts) if parts else "")
+
+
+def fmt_reading(x: float) -> str:
+    """A hover readout's value: 3 significant digits; a layer with no value is "not used" (a
+    switched-off norm), a gradient of exactly 0 says so."""
+    if x is None or math.isnan(x):
+        return "not used"
+    if x == 0:
+        return "0 (exactly)"
+    return f"{x:.3g}"
+
+
+def show_hover(widget: QtWidgets.QWidget, text: str) -> None:
+    """The readout beside the pointer, or none when `text` is empty."""
+    if text:
+        QtWidgets.QToolTip.showText(QtGui.QCursor.pos(), plain_tooltip(text), widget)
+    else:
+        QtWidgets.QToolTip.hideText()
+
+
 def fmt_num(x: float) -> str:
     if x is None or not math.isfinite(x):
         return ""

@@ -21,9 +21,12 @@ from .base import (
     SpacedAxis,
     View,
     WrapBar,
+    fmt_reading,
     index_names,
+    layer_caption,
     live_curve,
     positive,
+    show_hover,
     upto_count,
 )
 
@@ -126,6 +129,10 @@ class DepthView(View):
         self._sync_spins()
         self._apply_theme(self.theme)
         self.plot.getViewBox().sigResized.connect(self._place_zeros)  # rows are a symbol apart on screen
+        # the layer under the pointer, named, with each run's value: the axis gives only indices,
+        # and an engineer's own model is known by its layers' names
+        self.hover_text = ""
+        self.plot.scene().sigMouseMoved.connect(self._on_hover)
 
     # ---- settings ---------------------------------------------------------------------
     def set_metric(self, metric: str) -> None:
@@ -387,6 +394,30 @@ class DepthView(View):
         (x0, x1), (y0, y1) = self.plot.viewRange()
         self.nothing.setPos((x0 + x1) / 2, (y0 + y1) / 2)  # view coordinates: log10 on this axis
         self.nothing.setVisible(True)
+
+    def _on_hover(self, scene_pos) -> None:
+        vb = self.plot.getViewBox()
+        text = ""
+        if self._latest and vb.sceneBoundingRect().contains(scene_pos):
+            text = self.reading_at(vb.mapSceneToView(scene_pos).x())
+        if text != self.hover_text:
+            self.hover_text = text
+            show_hover(self.widget, text)
+
+    def reading_at(self, x: float) -> str:
+        """What the hover readout says at x (view coordinates): the nearest index's name and each
+        drawn run's latest value there; "" off the profile."""
+        i = int(round(x))
+        runs = [r for r, (_step, vals) in self._latest.items() if 0 <= i < len(vals)]
+        if not runs:
+            return ""
+        blocks = self.metric_name == "act_grad_norm"
+        symbol = METRICS[self.metric_name][1]
+        lines = [layer_caption(self.recording, runs, i, blocks)]
+        for run in runs:
+            step, vals = self._latest[run]
+            lines.append(f"{run}: {symbol} = {fmt_reading(float(vals[i]))} at step {step}")
+        return "\n".join(lines)
 
     # ---- export -----------------------------------------------------------------------
     def csv(self) -> tuple[list[str], list[list]]:

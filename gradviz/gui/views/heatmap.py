@@ -22,10 +22,13 @@ from .base import (
     View,
     add_title,
     fit_run_titles,
+    fmt_reading,
+    layer_caption,
     nice_step,
     pool_rows,
     set_axis_label,
     share_step_axis,
+    show_hover,
     style_plot,
     style_widget,
     upto_count,
@@ -75,6 +78,34 @@ class HeatmapView(View):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
+        self.hover_text = ""  # the cell under the pointer: run, layer by name, step, value
+        self.widget.scene().sigMouseMoved.connect(self._on_hover)
+
+    def _on_hover(self, scene_pos) -> None:
+        text = ""
+        for run, plot in self.plots.items():
+            vb = plot.getViewBox()
+            if run in self._drawn and vb.sceneBoundingRect().contains(scene_pos):
+                p = vb.mapSceneToView(scene_pos)
+                text = self.reading_at(run, p.x(), p.y())
+                break
+        if text != self.hover_text:
+            self.hover_text = text
+            show_hover(self.widget, text)
+
+    def reading_at(self, run: str, x: float, y: float) -> str:
+        """What the hover readout says at (step x, row y) of a run's image: the layer's name and
+        its gradient norm in the column there (as recorded: a switched-off layer is "not used")."""
+        steps, logv = self._drawn[run]
+        rows = self._rows.get(run, (np.arange(logv.shape[0]), 1))[0]
+        r = int(np.floor(y))
+        if not (0 <= r < len(rows)) or len(steps) == 0:
+            return ""
+        layer = int(rows[r])
+        col = int(np.clip(np.searchsorted(steps, x, side="right") - 1, 0, len(steps) - 1))
+        with np.errstate(over="ignore"):
+            value = float(10.0 ** logv[layer, col])
+        return f"{run} · {layer_caption(self.recording, [run], layer)}\nstep {int(steps[col])}: ‖∂L/∂W‖ = {fmt_reading(value)}"
 
     def _on_new_recording(self, recording) -> None:
         for plot in self.plots.values():
