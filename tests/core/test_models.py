@@ -27,6 +27,7 @@ from gradviz.core.models import (
     set_residual,
 )
 from gradviz.core.models.switches import supports
+from gradviz.core.probes import forward_order
 
 # (config, input shape, outputs): small enough to run on a CPU in well under a second each
 CASES = {
@@ -378,6 +379,81 @@ def test_make_switchable_reaches_inverted_residuals(name, skips):
         assert rel(model(x), reference(x)) < 1e-5
     assert supports(model)["residual"]
     assert copy.deepcopy(model)(x).shape == (2, 4)  # a copy's forward is bound to the copy
+
+
+def _tiny_torchvision(family: str):
+    """A small instance of a torchvision family (the real classes, a few channels and blocks),
+    with an input for it."""
+    tvm = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    if family == "convnext":
+        from torchvision.models.convnext import CNBlockConfig
+
+        model = tvm.convnext.ConvNeXt([CNBlockConfig(8, 16, 2), CNBlockConfig(16, None, 1)], num_classes=3)
+        for m in model.modules():  # torchvision's 1e-6 layer scale leaves the branch too small to compare
+            if hasattr(m, "layer_scale"):
+                m.layer_scale.data.fill_(0.5)
+        return model, torch.randn(2, 3, 32, 32)
+    if family in ("swin", "swin_v2"):
+        from torchvision.models.swin_transformer import PatchMergingV2, SwinTransformerBlockV2
+
+        extra = {"block": SwinTransformerBlockV2, "downsample_layer": PatchMergingV2} if family == "swin_v2" else {}
+        model = tvm.swin_transformer.SwinTransformer([4, 4], 8, [2, 1], [1, 2], [2, 2], num_classes=3, **extra)
+        return model, torch.randn(2, 3, 16, 16)
+    if family == "vit":
+        model = tvm.vision_transformer.VisionTransformer(16, 8, 2, 2, 8, 16, num_classes=3)
+        nn.init.normal_(model.heads.head.weight)  # torchvision starts the head at zero: no output to compare
+        return model, torch.randn(2, 3, 16, 16)
+    from torchvision.models.regnet import BlockParams
+
+    model = tvm.regnet.RegNet(BlockParams.from_init_params(depth=3, w_0=8, w_a=8.0, w_m=2.0, group_width=8), num_classes=3)
+    return model, torch.randn(2, 3, 32, 32)
+
+
+def _branch(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """A block's output with its skip paths removed, composed here from its parts."""
+    name = type(block).__name__
+    if name == "CNBlock":
+        return block.layer_scale * block.block(h)
+    if name == "EncoderBlock":
+        a = block.ln_1(h)
+        a = block.dropout(block.self_attention(a, a, a, need_weights=False)[0])
+        return block.mlp(block.ln_2(a))
+    if name == "SwinTransformerBlockV2":
+        return block.norm2(block.mlp(block.norm1(block.attn(h))))
+    if name == "SwinTransformerBlock":
+        return block.mlp(block.norm2(block.attn(block.norm1(h))))
+    assert name == "ResBottleneckBlock"
+    return block.activation(block.f(h))
+
+
+@pytest.mark.parametrize(("family", "count"), [("convnext", 3), ("swin", 3), ("swin_v2", 3), ("vit", 2), ("regnet", 3)])
+def test_make_switchable_reaches_transformer_convnext_and_regnet_blocks(family, count):
+    """ConvNeXt, ViT, Swin and RegNet kept their own skip paths in the "plain" twin (the two twins
+    were one network, said in a note). Their residual blocks switch now: with the skip on a block
+    gives what torchvision's own forward gives; with it off, its branches alone (composed here from
+    the block's parts); the layers keep their forward order."""
+    model, x = _tiny_torchvision(family)
+    model.eval()
+    reference = copy.deepcopy(model)
+    order = [n for n, _ in forward_order(reference, x)]
+    with torch.no_grad():
+        assert make_switchable(model) == count and make_switchable(model) == 0
+        assert len(blocks(model)) == count
+        assert rel(model(x), reference(x)) < 1e-6
+        assert [n for n, _ in forward_order(model, x)] == order
+        block = blocks(model)[-1][1]
+        seen = []
+        hook = block.register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+        model(x)
+        hook.remove()
+        h = seen[0]
+        own = type(block).forward(block, h)  # torchvision's forward, skip paths and all
+        assert rel(block(h), own) < 1e-6
+        assert set_residual(model, False) == count
+        assert rel(block(h), _branch(block, h)) < 1e-6 and rel(own, _branch(block, h)) > 0.05
+        assert rel(model(x), reference(x)) > 0.05
+    assert supports(model)["residual"]
 
 
 def test_torchvision_kind_builds_switchable_twins():

@@ -7,9 +7,10 @@ the plain 18-layer stack of seed 004 (`relu(Y)` instead of `relu(Y + shortcut(X)
 toggles each block's bn1, bn2 and downsample norm; the stem's bn1 is always on. To keep torchvision's
 module names the blocks hold no Dropout, so `set_dropout` finds nothing to change in this model.
 
-`make_switchable` patches torchvision BasicBlock/Bottleneck instances, and MobileNet / EfficientNet
-inverted residuals that have a skip path, in place so that `set_residual` reaches them too (used for
-`torchvision:<name>` models and by `gradviz.watch`).
+`make_switchable` patches torchvision BasicBlock/Bottleneck instances, MobileNet / EfficientNet
+inverted residuals that have a skip path, and the residual blocks of ConvNeXt, ViT, Swin and RegNet,
+in place so that `set_residual` reaches them too (used for `torchvision:<name>` models and by
+`gradviz.watch`).
 """
 
 from __future__ import annotations
@@ -131,6 +132,66 @@ def _flagged_forward(self, x: torch.Tensor) -> torch.Tensor:
     return self._gradviz_own_forward(x)
 
 
+def _convnext_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision ConvNeXt CNBlock.forward with the input added only while `self.residual`."""
+    out = self.stochastic_depth(self.layer_scale * self.block(x))
+    return out + x if self.residual else out
+
+
+def _vit_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision ViT EncoderBlock.forward with both of its skip paths only while `self.residual`."""
+    h = self.ln_1(x)
+    h, _ = self.self_attention(h, h, h, need_weights=False)
+    h = self.dropout(h)
+    if self.residual:
+        h = h + x
+    out = self.mlp(self.ln_2(h))
+    return h + out if self.residual else out
+
+
+def _swin_branches(self, x: torch.Tensor, norm_after: bool) -> torch.Tensor:
+    """torchvision's Swin block: attention then MLP, each normalised before its branch (v1) or
+    after it (v2), each added to its input only while `self.residual`."""
+    for norm, branch in ((self.norm1, self.attn), (self.norm2, self.mlp)):
+        y = self.stochastic_depth(norm(branch(x)) if norm_after else branch(norm(x)))
+        x = x + y if self.residual else y
+    return x
+
+
+def _swin_forward(self, x: torch.Tensor) -> torch.Tensor:
+    return _swin_branches(self, x, norm_after=False)
+
+
+def _swin_v2_forward(self, x: torch.Tensor) -> torch.Tensor:
+    return _swin_branches(self, x, norm_after=True)
+
+
+def _regnet_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision RegNet ResBottleneckBlock.forward with the shortcut (identity or projection)
+    only while `self.residual`; the projection runs first, as there, so layers keep their order."""
+    identity = (x if self.proj is None else self.proj(x)) if self.residual else None
+    out = self.f(x)
+    return self.activation(out if identity is None else identity + out)
+
+
+def _skip_forwards() -> list[tuple[type, object]]:
+    """(torchvision block class, its forward with a switchable skip path), subclasses first."""
+    found = []
+    for module, name, forward in (
+        ("swin_transformer", "SwinTransformerBlockV2", _swin_v2_forward),  # a subclass of the next
+        ("swin_transformer", "SwinTransformerBlock", _swin_forward),
+        ("convnext", "CNBlock", _convnext_forward),
+        ("vision_transformer", "EncoderBlock", _vit_forward),
+        ("regnet", "ResBottleneckBlock", _regnet_forward),
+    ):
+        try:
+            cls = getattr(__import__(f"torchvision.models.{module}", fromlist=[name]), name)
+        except Exception:  # noqa: BLE001 - an older torchvision without the family
+            continue
+        found.append((cls, forward))
+    return found
+
+
 def _inverted_residual_types() -> tuple[type, ...]:
     """torchvision's blocks whose skip path is the flag `use_res_connect` (set at build where the
     shape allows one: stride 1, as many channels out as in)."""
@@ -146,7 +207,9 @@ def _inverted_residual_types() -> tuple[type, ...]:
 
 def make_switchable(model: nn.Module, residual: bool = True) -> int:
     """Make every torchvision residual block of `model` a switchable block: BasicBlock, Bottleneck,
-    and the inverted residuals of MobileNet v2/v3 and EfficientNet that have a skip path.
+    the inverted residuals of MobileNet v2/v3 and EfficientNet that have a skip path, ConvNeXt's
+    CNBlock, the encoder blocks of ViT and Swin (v1 and v2; both skip paths of each), and RegNet's
+    ResBottleneckBlock.
 
     Each instance gets `gradviz_block = True`, `residual` and a forward that skips the identity while
     `residual` is False (a per-instance bound method; the classes stay untouched). Blocks patched
@@ -159,6 +222,7 @@ def make_switchable(model: nn.Module, residual: bool = True) -> int:
     except Exception:  # noqa: BLE001 - any import failure means no torchvision blocks
         return 0
     inverted = _inverted_residual_types()
+    others = _skip_forwards()
     patched = 0
     for m in model.modules():
         if getattr(m, "gradviz_block", False):
@@ -172,7 +236,9 @@ def make_switchable(model: nn.Module, residual: bool = True) -> int:
             m._gradviz_own_forward = types.MethodType(type(m).forward, m)
             forward = _flagged_forward
         else:
-            continue
+            forward = next((f for cls, f in others if isinstance(m, cls)), None)
+            if forward is None:
+                continue
         m.gradviz_block = True
         m.residual = bool(residual)
         m.forward = types.MethodType(forward, m)
