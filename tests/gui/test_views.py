@@ -1003,6 +1003,32 @@ def test_views_fill_their_selectors_when_runs_arrive_after_the_window(qtbot):
     assert acts.plots["act_saturation"].titleLabel.text.startswith("dead fraction")
 
 
+def test_histograms_start_on_the_first_layer_that_is_not_a_norm(qtbot):
+    """ConvNeXt's layer 1 is its stem's LayerNorm: the default "layer 1" showed its weights, all 1
+    at the start, as one bar. The view starts on the first layer after the input that is not a
+    norm; a layer the user picks stays picked when a new recording arrives."""
+    from gradviz.gui.views.histograms import HistogramsView
+
+    def recording(types):
+        rec = Recording()
+        rec.add_run("r", [f"l{i}" for i in range(len(types))], types, [])
+        rec.append("r", 0, {"loss": 1.0})
+        return rec
+
+    hist = HistogramsView()
+    qtbot.addWidget(hist)
+    hist.refresh(recording(["Conv2d", "LayerNorm2d", "LayerNorm", "Conv2d", "Linear"]))
+    assert hist.layer == 3 and hist.layer_box.currentText() == "3: l3"
+    hist.refresh(recording(["Linear", "Linear", "BatchNorm1d"]))  # the demo's order: layer 1 as before
+    assert hist.layer == 1 and "l1" in hist._title()
+    hist.refresh(recording(["Linear", "GroupNorm"]))  # nothing else: the input layer
+    assert hist.layer == 0
+    hist.refresh(recording(["Conv2d", "LayerNorm2d", "Conv2d", "Conv2d"]))
+    hist.layer_box.setCurrentIndex(1)  # the user's pick, a norm layer on purpose
+    hist.refresh(recording(["Conv2d", "LayerNorm2d", "Conv2d", "Conv2d", "Linear"]))
+    assert hist.layer == 1 and hist.layer_box.currentIndex() == 1
+
+
 def test_activation_axis_titles_fit_their_plots_on_a_projector(qtbot):
     """Stacked beside the depth profile each plot is about a hundred pixels high: the rotated
     "dead fraction (ReLU = 0)" was longer and lost both ends. The axis says "fraction", the plot's

@@ -48,6 +48,11 @@ def index_names(names_by_run: dict[str, list[str]], width: int) -> list[str]:
     return out
 
 
+def is_norm_layer(layer_type: str) -> bool:
+    """BatchNorm*, LayerNorm, GroupNorm, InstanceNorm*, RMSNorm: a module type naming a norm."""
+    return "Norm" in layer_type
+
+
 def layer_caption(recording, runs, i: int, blocks: bool = False) -> str:
     """"layer 4: ln (LayerNorm)" for index `i` of the depth profile's x axis (or a heatmap row), the
     name each run gives it, " / " between differing ones; for a hover readout, so that an index on

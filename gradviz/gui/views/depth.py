@@ -23,6 +23,7 @@ from .base import (
     WrapBar,
     fmt_reading,
     index_names,
+    is_norm_layer,
     layer_caption,
     live_curve,
     positive,
@@ -56,11 +57,6 @@ AUTO_ZERO_STEP = 0.33  # decades between two runs' rows on an auto-scaled axis
 # profile into a saw-tooth that hid the trend through depth. The line joins the other layers; norm
 # layers are hollow markers of the run's colour off the line, and the key says so.
 NORM_KEY = "norm layers"  # short: the key of a 300 px pane in presentation mode fits it
-
-
-def is_norm_layer(layer_type: str) -> bool:
-    """BatchNorm*, LayerNorm, GroupNorm, InstanceNorm*, RMSNorm: a module type naming a norm."""
-    return "Norm" in layer_type
 
 
 class DepthView(View):

@@ -20,6 +20,7 @@ from .base import (
     add_title,
     fit_run_titles,
     fmt_num,
+    is_norm_layer,
     pool_rows,
     run_key,
     set_axis_label,
@@ -48,13 +49,14 @@ class HistogramsView(View):
         super().__init__(parent)
         self.kind = "weight"
         self.layer = 1
+        self._layer_chosen = False  # until someone picks a layer, each recording gets `first_shown_layer`
         self.kind_box = QtWidgets.QComboBox()
         for key, label in KINDS:
             self.kind_box.addItem(label, key)
         self.layer_box = QtWidgets.QComboBox()
         self.layer_box.setMinimumContentsLength(18)
         self.kind_box.currentIndexChanged.connect(self._on_select)
-        self.layer_box.currentIndexChanged.connect(self._on_select)
+        self.layer_box.currentIndexChanged.connect(self._on_pick)
         self.bar = WrapBar([[QtWidgets.QLabel("histogram of"), self.kind_box], [QtWidgets.QLabel("in layer"), self.layer_box]])
 
         self.widget = pg.GraphicsLayoutWidget()
@@ -90,7 +92,13 @@ class HistogramsView(View):
         if kind is not None:
             self.kind_box.setCurrentIndex([k for k, _ in KINDS].index(kind))
         if layer is not None:
+            self._layer_chosen = True
+            self.layer = layer
             self.layer_box.setCurrentIndex(layer)
+        self._on_select()
+
+    def _on_pick(self) -> None:
+        self._layer_chosen = True
         self._on_select()
 
     def _on_select(self) -> None:
@@ -121,6 +129,8 @@ class HistogramsView(View):
         if runs:
             for i, name in enumerate(recording.layers(runs[0])):
                 self.layer_box.addItem(f"{i}: {name}")
+            if not self._layer_chosen:
+                self.layer = first_shown_layer(recording.info(runs[0]).layer_types)
             self.layer = min(self.layer, max(0, self.layer_box.count() - 1))
             self.layer_box.setCurrentIndex(self.layer)
         self.layer_box.blockSignals(False)
@@ -294,3 +304,10 @@ class HistogramsView(View):
         share_step_axis(list(self.plots.values()), theme)
         # a run plot without step labels must not take the room the latest histogram needs for its legend
         self.rows_even.share(self.ci, [(1 + i, p) for i, p in enumerate(self.plots.values())] + [(99, self.latest)])
+
+
+def first_shown_layer(layer_types: list[str]) -> int:
+    """The layer a histogram shows before one is picked: the first after the input layer that is
+    not a normalisation layer (ConvNeXt's layer 1 is its stem's LayerNorm, whose weights start
+    all at 1: a single bar that moves little); the input layer when there is no other."""
+    return next((i for i, t in enumerate(layer_types) if i >= 1 and not is_norm_layer(t)), 0)
