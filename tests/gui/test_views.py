@@ -781,6 +781,7 @@ def test_depth_profile_names_the_layer_under_the_pointer(qtbot):
     vb = depth.plot.getViewBox()
     at = lambda x, y: vb.mapViewToScene(QtCore.QPointF(x, y))  # noqa: E731
     depth._on_hover(at(5.2, -1.0))
+    assert "head (Linear)" in vb.toolTip()  # what the scene shows once the pointer rests
     assert depth.hover_text.splitlines() == [
         "layer 5: head (Linear) / h (Linear)",
         f"mine: ‖∂L/∂W‖ = {np.float32(4.4):.3g} at step 4",
@@ -806,6 +807,9 @@ def test_heatmap_names_the_cell_under_the_pointer(qtbot):
     vb = heat.plots["twin"].getViewBox()
     heat._on_hover(vb.mapViewToScene(QtCore.QPointF(3.4, rows.index(5) + 0.5)))
     assert heat.hover_text == f"twin · layer 5: h (Linear)\nstep 3: ‖∂L/∂W‖ = {np.float32(6.8):.3g}"
+    # the strip's own tooltip too: the scene shows the item's tooltip once the pointer rests,
+    # and hid the readout where the item had none
+    assert "step 3" in vb.toolTip() and heat.plots["mine"].getViewBox().toolTip() == ""
     heat._on_hover(vb.mapViewToScene(QtCore.QPointF(0.2, rows.index(3) + 0.5)))
     assert heat.hover_text.endswith("step 0: ‖∂L/∂W‖ = 0 (exactly)")
     vb = heat.plots["mine"].getViewBox()

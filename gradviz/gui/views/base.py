@@ -80,10 +80,14 @@ def fmt_reading(x: float) -> str:
     return f"{x:.3g}"
 
 
-def show_hover(widget: QtWidgets.QWidget, text: str) -> None:
-    """The readout beside the pointer, or none when `text` is empty."""
+def show_hover(widget: QtWidgets.QWidget, text: str, item: QtWidgets.QGraphicsItem) -> None:
+    """The readout beside the pointer at once, or none when `text` is empty. `item` (the plot's
+    view box under the pointer) gets it as its tooltip too: once the pointer rests, the scene
+    shows the tooltip of the item under it and hid ours where that item had none (the heatmap's)."""
+    tip = plain_tooltip(text)
+    item.setToolTip(tip)
     if text:
-        QtWidgets.QToolTip.showText(QtGui.QCursor.pos(), plain_tooltip(text), widget)
+        QtWidgets.QToolTip.showText(QtGui.QCursor.pos(), tip, widget)
     else:
         QtWidgets.QToolTip.hideText()
 

@@ -398,7 +398,7 @@ class DepthView(View):
             text = self.reading_at(vb.mapSceneToView(scene_pos).x())
         if text != self.hover_text:
             self.hover_text = text
-            show_hover(self.widget, text)
+            show_hover(self.widget, text, vb)
 
     def reading_at(self, x: float) -> str:
         """What the hover readout says at x (view coordinates): the nearest index's name and each

@@ -82,16 +82,19 @@ class HeatmapView(View):
         self.widget.scene().sigMouseMoved.connect(self._on_hover)
 
     def _on_hover(self, scene_pos) -> None:
-        text = ""
+        text, under = "", None
         for run, plot in self.plots.items():
             vb = plot.getViewBox()
             if run in self._drawn and vb.sceneBoundingRect().contains(scene_pos):
                 p = vb.mapSceneToView(scene_pos)
-                text = self.reading_at(run, p.x(), p.y())
+                text, under = self.reading_at(run, p.x(), p.y()), vb
                 break
         if text != self.hover_text:
             self.hover_text = text
-            show_hover(self.widget, text)
+            for plot in self.plots.values():  # the other strips' readouts are stale
+                if plot.getViewBox() is not under:
+                    plot.getViewBox().setToolTip("")
+            show_hover(self.widget, text, under if under is not None else self.layout_)
 
     def reading_at(self, run: str, x: float, y: float) -> str:
         """What the hover readout says at (step x, row y) of a run's image: the layer's name and
