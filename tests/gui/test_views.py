@@ -819,6 +819,35 @@ def test_heatmap_names_the_cell_under_the_pointer(qtbot):
     assert heat.hover_text == ""
 
 
+def test_eval_loss_is_drawn_above_the_training_curve_and_marked(qtbot):
+    """The eval curve, dashed in its run's colour, was lost among the noisy per-batch training
+    curve of the same colour (the demo's residual twin). It is drawn above the training curves,
+    each evaluation a hollow marker while there are few enough to tell apart."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.loss import EVAL_MARKERS_UPTO, LossView
+
+    rec = Recording()
+    rec.add_run("residual", ["l0"], ["Linear"], [])
+    rng = np.random.default_rng(0)
+    for step in range(200):
+        row = {"loss": float(np.exp(rng.normal(-3, 1)))}
+        if step % 25 == 0:
+            row["eval_loss"] = 0.05
+        rec.append("residual", step, row)
+    view = _draw_view(qtbot, LossView(), rec, (700, 500))
+    train, ev = view.curves[("residual", "loss")], view.curves[("residual", "eval_loss")]
+    assert ev.zValue() > train.zValue()
+    assert ev.opts["symbol"] == "o" and train.opts["symbol"] is None
+    assert ev.opts["symbolPen"].color().name() == train.opts["pen"].color().name()  # the run's colour
+    assert ev.opts["symbolBrush"].color().name() == QtGui.QColor(view.theme.background).name()  # hollow
+    np.testing.assert_array_equal(ev.getData()[0], np.arange(0, 200, 25))
+    for step in range(200, 25 * (EVAL_MARKERS_UPTO + 1)):  # many evaluations: the line alone
+        rec.append("residual", step, {"loss": 0.1, **({"eval_loss": 0.05} if step % 25 == 0 else {})})
+    view.refresh(rec)
+    assert ev.opts["symbol"] is None and ev.zValue() > train.zValue()
+
+
 def test_a_four_run_loss_key_keeps_two_columns_in_a_narrow_pane(qtbot):
     """The init preset's four runs in the pane beside the depth profile (370 px, presentation
     text): "eval (dashed)" made every column too wide, and the key stacked one name per line, a

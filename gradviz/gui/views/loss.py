@@ -21,6 +21,11 @@ from .base import (
 
 SERIES = ("loss", "eval_loss")  # train solid, eval dashed
 EVAL_ENTRY = "eval (dashed)"
+# The eval curve in its run's colour, dashed, lay under or among the noisy per-batch training curve of
+# the same colour and could not be seen (the demo's residual twin). It is drawn above the training
+# curves, and while few enough of its points are on the chart each gets a hollow marker.
+EVAL_Z = 5
+EVAL_MARKERS_UPTO = 80  # evaluations drawn; beyond this the markers would merge into a band
 NO_LOSS = "no loss recorded\n(gradviz.watch: pass it to log, w.log(loss=loss))"
 
 
@@ -77,10 +82,15 @@ class LossView(View):
                     new_run = True
                     name = html.escape(run) if metric == "loss" else None  # eval curves share the run's colour; the key is rich text
                     self.curves[key] = live_curve(self.plot, self._pen(recording, run, metric), name=name)
+                    if metric != "loss":
+                        self.curves[key].setZValue(EVAL_Z)
                 steps, values = recording.metric(run, metric)
                 n = upto_count(steps, upto)
                 steps, values = steps[:n], values[:n]
-                self.curves[key].setData(steps, positive(values))
+                curve = self.curves[key]
+                if metric != "loss" and (n <= EVAL_MARKERS_UPTO) != (curve.opts["symbol"] is not None):
+                    self._mark(curve, self.run_color(recording, run), n <= EVAL_MARKERS_UPTO)
+                curve.setData(steps, positive(values))
                 self._drawn[key] = (steps, values)
         # one legend entry for every dashed curve, in the foreground colour, kept last; none while
         # no run has an evaluation (a `gradviz.watch` run, the first steps of a session)
@@ -108,6 +118,16 @@ class LossView(View):
 
     def _fit_legend(self, *_args) -> None:
         self.widget.fit_key()
+
+    def _mark(self, curve: pg.PlotDataItem, color: str, on: bool) -> None:
+        """Hollow markers (the background inside, the run's colour around) on an eval curve, or none."""
+        if not on:
+            curve.setSymbol(None)
+            return
+        curve.setSymbol("o")
+        curve.setSymbolSize(4 + 2.5 * self.theme.line_width)
+        curve.setSymbolPen(self.theme.pen(color, self.theme.line_width))
+        curve.setSymbolBrush(pg.mkBrush(self.theme.background))
 
     def _eval_pen(self):
         return self.theme.pen(self.theme.foreground, self.theme.line_width * 1.5, dash=True)
@@ -139,6 +159,8 @@ class LossView(View):
         if self.recording is not None:
             for (run, metric), c in self.curves.items():
                 c.setPen(self._pen(self.recording, run, metric))
+                if metric != "loss" and c.opts["symbol"] is not None:  # the theme's sizes and colours
+                    self._mark(c, self.run_color(self.recording, run), True)
         if self.eval_entry is not None:
             self.eval_entry.setPen(self._eval_pen())
         self._fit_legend()  # the key's samples follow the new pens
