@@ -795,6 +795,30 @@ def test_depth_profile_names_the_layer_under_the_pointer(qtbot):
     assert depth.hover_text == ""
 
 
+def test_activations_name_the_layer_under_the_pointer(qtbot):
+    from PySide6 import QtCore
+
+    from gradviz.gui.views.activations import ActivationsView
+
+    rec = _hover_recording()
+    rec.set_meta({"config": {"model": {"activation": "tanh", "kind": "mlp"}}})
+    nan = np.nan
+    stats = {"act_mean": np.array([0.1, -0.2, 0.0, 0.3, 0.05, nan]), "act_std": np.array([0.5] * 5 + [nan]), "act_saturation": np.array([0.25, 0.5, nan, 0.0, 0.1, nan])}
+    rec.append("mine", 5, {"loss": 1.0, **stats})
+    acts = _draw_view(qtbot, ActivationsView(), rec, (900, 500))
+    vb = acts.plots["act_std"].getViewBox()
+    acts._on_hover(vb.mapViewToScene(QtCore.QPointF(1.1, 0.5)))
+    assert acts.hover_text == "layer 1: gru (GRU)\nmine: mean -0.2, std 0.5, saturated fraction 0.5 at step 5"
+    assert "gru (GRU)" in vb.toolTip()
+    acts._on_hover(acts.plots["act_saturation"].getViewBox().mapViewToScene(QtCore.QPointF(2.0, 0.5)))
+    assert acts.hover_text.endswith("mine: mean 0, std 0.5, saturated fraction none at step 5")
+    assert vb.toolTip() == ""  # the plot left behind drops its readout
+    # a layer with none of the three (a switched-off norm; here past the plots' drawn range)
+    assert acts.reading_at(5.2) == "layer 5: head (Linear)\nmine: not used at step 5"
+    acts._on_hover(QtCore.QPointF(-50.0, -50.0))
+    assert acts.hover_text == ""
+
+
 def test_heatmap_names_the_cell_under_the_pointer(qtbot):
     from PySide6 import QtCore
 

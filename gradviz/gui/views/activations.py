@@ -15,9 +15,12 @@ from .base import (
     View,
     add_title,
     fit_plot_title,
+    fmt_reading,
     index_names,
+    layer_caption,
     live_curve,
     run_key,
+    show_hover,
     style_plot,
     style_widget,
     upto_count,
@@ -129,6 +132,42 @@ class ActivationsView(View):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
+        self.hover_text = ""  # the layer under the pointer, named, with each run's three statistics
+        self.widget.scene().sigMouseMoved.connect(self._on_hover)
+
+    def _on_hover(self, scene_pos) -> None:
+        text, under = "", self.widget.ci
+        for p in self.plots.values():
+            vb = p.getViewBox()
+            if self._drawn and vb.sceneBoundingRect().contains(scene_pos):
+                text, under = self.reading_at(vb.mapSceneToView(scene_pos).x()), vb
+                break
+        if text != self.hover_text:
+            self.hover_text = text
+            for p in self.plots.values():
+                if p.getViewBox() is not under:
+                    p.getViewBox().setToolTip("")
+            show_hover(self.widget, text, under)
+
+    def reading_at(self, x: float) -> str:
+        """The nearest layer's name and, per run, its mean, std and saturated (or dead) fraction
+        at the latest cadence step drawn; "" where no run has that layer."""
+        i = int(round(x))
+        lines = []
+        runs = []
+        sat = getattr(self, "_sat_label", "saturated fraction").split(" (")[0]
+        for run, step in self._step.items():
+            vals = {stat: self._drawn.get((run, stat)) for stat in STATS}
+            if not any(v is not None and 0 <= i < len(v) for v in vals.values()):
+                continue
+            runs.append(run)
+            got = {stat: float(v[i]) if v is not None and 0 <= i < len(v) else float("nan") for stat, v in vals.items()}
+            if all(np.isnan(v) for v in got.values()):  # a switched-off norm
+                lines.append(f"{run}: not used at step {step}")
+                continue
+            f = {stat: fmt_reading(v, missing="none", zero="0") for stat, v in got.items()}  # none: no activation reads it
+            lines.append(f"{run}: mean {f['act_mean']}, std {f['act_std']}, {sat} {f['act_saturation']} at step {step}")
+        return "\n".join([layer_caption(self.recording, runs, i), *lines]) if runs else ""
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
         # the chart's own size decides, not the tab's: an export resizes the chart alone

@@ -70,13 +70,13 @@ def layer_caption(recording, runs, i: int, blocks: bool = False) -> str:
     return f"{unit} {i}" + (": " + " / ".join(parts) if parts else "")
 
 
-def fmt_reading(x: float) -> str:
-    """A hover readout's value: 3 significant digits; a layer with no value is "not used" (a
-    switched-off norm), a gradient of exactly 0 says so."""
+def fmt_reading(x: float, missing: str = "not used", zero: str = "0 (exactly)") -> str:
+    """A hover readout's value: 3 significant digits; a layer with no value is `missing` (a
+    switched-off norm has no gradient: "not used"), a gradient of exactly 0 says so."""
     if x is None or math.isnan(x):
-        return "not used"
+        return missing
     if x == 0:
-        return "0 (exactly)"
+        return zero
     return f"{x:.3g}"
 
 
