@@ -819,6 +819,28 @@ def test_activations_name_the_layer_under_the_pointer(qtbot):
     assert acts.hover_text == ""
 
 
+def test_loss_chart_reads_each_run_at_the_step_under_the_pointer(qtbot):
+    from PySide6 import QtCore
+
+    from gradviz.gui.views.loss import LossView
+
+    rec = Recording()
+    for run in ("plain", "residual"):
+        rec.add_run(run, ["l0"], ["Linear"], [])
+    for step in range(10):
+        rec.append("plain", step, {"loss": step + 1.0, **({"eval_loss": 0.5 + step} if step % 5 == 0 else {})})
+        rec.append("residual", step, {"loss": 0.1 * (step + 1)})
+    view = _draw_view(qtbot, LossView(), rec, (700, 500))
+    vb = view.plot.getViewBox()
+    view._on_hover(vb.mapViewToScene(QtCore.QPointF(6.4, 0.0)))
+    assert view.hover_text.splitlines() == ["plain: loss 7 at step 6, eval 5.5 at step 5", "residual: loss 0.7 at step 6"]
+    assert "eval 5.5" in vb.toolTip()
+    assert view.reading_at(-3.0).splitlines()[0] == "plain: loss 1 at step 0, eval 0.5 at step 0"
+    assert view.reading_at(40.0).splitlines()[1] == "residual: loss 1 at step 9"
+    view._on_hover(QtCore.QPointF(-50.0, -50.0))
+    assert view.hover_text == ""
+
+
 def test_heatmap_names_the_cell_under_the_pointer(qtbot):
     from PySide6 import QtCore
 

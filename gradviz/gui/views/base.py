@@ -92,6 +92,16 @@ def show_hover(widget: QtWidgets.QWidget, text: str, item: QtWidgets.QGraphicsIt
         QtWidgets.QToolTip.hideText()
 
 
+def follow_pointer(view, plot: pg.PlotItem, scene_pos, reading) -> None:
+    """A one-plot view's hover readout: `reading(x)` (x in view coordinates) while the pointer is
+    over the plot, none off it; `view.hover_text` keeps what is shown."""
+    vb = plot.getViewBox()
+    text = reading(vb.mapSceneToView(scene_pos).x()) if vb.sceneBoundingRect().contains(scene_pos) else ""
+    if text != view.hover_text:
+        view.hover_text = text
+        show_hover(view.widget, text, vb)
+
+
 def fmt_num(x: float) -> str:
     if x is None or not math.isfinite(x):
         return ""

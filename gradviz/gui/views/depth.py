@@ -22,12 +22,12 @@ from .base import (
     View,
     WrapBar,
     fmt_reading,
+    follow_pointer,
     index_names,
     is_norm_layer,
     layer_caption,
     live_curve,
     positive,
-    show_hover,
     upto_count,
 )
 
@@ -392,13 +392,7 @@ class DepthView(View):
         self.nothing.setVisible(True)
 
     def _on_hover(self, scene_pos) -> None:
-        vb = self.plot.getViewBox()
-        text = ""
-        if self._latest and vb.sceneBoundingRect().contains(scene_pos):
-            text = self.reading_at(vb.mapSceneToView(scene_pos).x())
-        if text != self.hover_text:
-            self.hover_text = text
-            show_hover(self.widget, text, vb)
+        follow_pointer(self, self.plot, scene_pos, self.reading_at)
 
     def reading_at(self, x: float) -> str:
         """What the hover readout says at x (view coordinates): the nearest index's name and each

@@ -14,6 +14,8 @@ from .base import (
     Markers,
     SpacedAxis,
     View,
+    fmt_reading,
+    follow_pointer,
     live_curve,
     positive,
     upto_count,
@@ -58,6 +60,29 @@ class LossView(View):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
+        self.hover_text = ""  # each run's loss (and latest evaluation) at the step under the pointer
+        self.plot.scene().sigMouseMoved.connect(self._on_hover)
+
+    def _on_hover(self, scene_pos) -> None:
+        follow_pointer(self, self.plot, scene_pos, self.reading_at)
+
+    def reading_at(self, x: float) -> str:
+        """Per run, the training loss at the recorded step nearest x and the last evaluation at or
+        before it; "" where no run has a step."""
+        lines = []
+        for (run, metric), (steps, values) in self._drawn.items():
+            if metric != "loss" or len(steps) == 0:
+                continue
+            i = int(np.clip(np.searchsorted(steps, x), 1, len(steps) - 1)) if len(steps) > 1 else 0
+            if i and abs(steps[i - 1] - x) <= abs(steps[i] - x):
+                i -= 1
+            line = f"{run}: loss {fmt_reading(float(values[i]), missing='not finite')} at step {int(steps[i])}"
+            ev_steps, ev = self._drawn.get((run, "eval_loss"), (np.zeros(0), np.zeros(0)))
+            j = int(np.searchsorted(ev_steps, steps[i], side="right")) - 1
+            if j >= 0:
+                line += f", eval {fmt_reading(float(ev[j]), missing='not finite')} at step {int(ev_steps[j])}"
+            lines.append(line)
+        return "\n".join(lines)
 
     def _on_new_recording(self, recording) -> None:
         for c in [*self.curves.values(), self.eval_entry]:
