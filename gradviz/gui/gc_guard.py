@@ -11,6 +11,13 @@ GUI thread inside `QMenu::addMenu` (holding the GIL, waiting for that mutex).
 So `install()` switches automatic collection off and a timer on the GUI thread collects the young
 generation every tick, and the older ones when the interpreter's own thresholds say so. Reference
 counting still frees everything that is not in a cycle at once; cycles wait at most one tick.
+
+Once the window is built (the first turn of the event loop), everything alive then (torch's,
+Qt's and pyqtgraph's modules, the window's items: over 200 000 objects) is moved out of the
+collector's sight with `gc.freeze()`. A full collection had to walk them all, about every ten
+seconds: a 115 ms freeze of the window each time (`bench/gui_latency.py`'s longest stall).
+Frozen objects are still freed by reference counting; only a cycle among them that becomes
+garbage later is kept.
 """
 
 from __future__ import annotations
@@ -54,6 +61,13 @@ def install() -> None:
     _timer.setInterval(TICK_MS)
     _timer.timeout.connect(collect_due)
     _timer.start()
+    QtCore.QTimer.singleShot(0, freeze_long_lived)  # once the window that called install() is built
+
+
+def freeze_long_lived() -> None:
+    """Collect once, then keep what is left (the long-lived objects) out of later collections."""
+    gc.collect()
+    gc.freeze()
 
 
 def installed() -> bool:
