@@ -454,6 +454,16 @@ def test_make_switchable_reaches_transformer_convnext_and_regnet_blocks(family, 
         assert rel(block(h), _branch(block, h)) < 1e-6 and rel(own, _branch(block, h)) > 0.05
         assert rel(model(x), reference(x)) > 0.05
     assert supports(model)["residual"]
+    depth = getattr(block, "stochastic_depth", None)
+    if depth is not None:
+        # training mode, every branch dropped: with the skip path the block is the identity; without
+        # it stochastic depth does not apply (it zeroed those samples: a plain Swin's gradients overflowed)
+        block.train()
+        depth.p = 1.0
+        with torch.no_grad():
+            assert rel(block(h), _branch(block, h)) < 1e-6
+            set_residual(model, True)
+            assert rel(block(h), h) < 1e-6
 
 
 def test_torchvision_kind_builds_switchable_twins():

@@ -132,10 +132,18 @@ def _flagged_forward(self, x: torch.Tensor) -> torch.Tensor:
     return self._gradviz_own_forward(x)
 
 
+# Stochastic depth drops a block's branch for some samples of a batch, keeping the skip path: the
+# block becomes the identity for them. With the skip path off it would zero those samples instead
+# (a plain Swin's gradients overflowed at its first step, LayerNorm's backward scaling each zeroed
+# sample by 1/sqrt(eps) block after block), so it applies only while `residual`, as torchvision's
+# own MBConv does (its stochastic depth sits inside `use_res_connect`).
+
+
 def _convnext_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """torchvision ConvNeXt CNBlock.forward with the input added only while `self.residual`."""
-    out = self.stochastic_depth(self.layer_scale * self.block(x))
-    return out + x if self.residual else out
+    """torchvision ConvNeXt CNBlock.forward with the input (and stochastic depth) only while
+    `self.residual`."""
+    out = self.layer_scale * self.block(x)
+    return self.stochastic_depth(out) + x if self.residual else out
 
 
 def _vit_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,10 +159,10 @@ def _vit_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 def _swin_branches(self, x: torch.Tensor, norm_after: bool) -> torch.Tensor:
     """torchvision's Swin block: attention then MLP, each normalised before its branch (v1) or
-    after it (v2), each added to its input only while `self.residual`."""
+    after it (v2), each added to its input (after stochastic depth) only while `self.residual`."""
     for norm, branch in ((self.norm1, self.attn), (self.norm2, self.mlp)):
-        y = self.stochastic_depth(norm(branch(x)) if norm_after else branch(norm(x)))
-        x = x + y if self.residual else y
+        y = norm(branch(x)) if norm_after else branch(norm(x))
+        x = x + self.stochastic_depth(y) if self.residual else y
     return x
 
 
