@@ -134,9 +134,9 @@ def _flagged_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 # Stochastic depth drops a block's branch for some samples of a batch, keeping the skip path: the
 # block becomes the identity for them. With the skip path off it would zero those samples instead
-# (a plain Swin's gradients overflowed at its first step, LayerNorm's backward scaling each zeroed
-# sample by 1/sqrt(eps) block after block), so it applies only while `residual`, as torchvision's
-# own MBConv does (its stochastic depth sits inside `use_res_connect`).
+# (a plain swin_t's gradients overflowed at its first step; a LayerNorm fed a zeroed sample scales
+# its gradient by 1/sqrt(eps), 316, at each drop), so it applies only while `residual`, as
+# torchvision's own MBConv does (its stochastic depth sits inside `use_res_connect`).
 
 
 def _convnext_forward(self, x: torch.Tensor) -> torch.Tensor:
