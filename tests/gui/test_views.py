@@ -767,7 +767,7 @@ def _hover_recording() -> Recording:
     for step in range(5):
         g = np.array([0.03, 0.6, 0.2, 0.0, np.nan, 0.4 + step], np.float32)
         rec.append("mine", step, {"loss": 1.0, "grad_norm": g})
-        rec.append("twin", step, {"loss": 1.0, "grad_norm": g * 2})
+        rec.append("twin", step, {"loss": 1.0, "grad_norm": np.where(np.isnan(g), 0.7, g * 2)})
     return rec
 
 
@@ -791,8 +791,24 @@ def test_depth_profile_names_the_layer_under_the_pointer(qtbot):
     assert "layer 4: ln (LayerNorm) / n (LayerNorm)" in depth.hover_text and "mine: ‖∂L/∂W‖ = not used" in depth.hover_text
     depth._on_hover(at(3.0, -1.0))
     assert "mine: ‖∂L/∂W‖ = 0 (exactly) at step 4" in depth.hover_text
+    assert depth.reading_at(3.8).startswith("layer 4:")  # the twin has a value there
     depth._on_hover(QtCore.QPointF(-50.0, -50.0))  # off the plot
     assert depth.hover_text == ""
+    # a resting pointer's readout follows the training at each redraw, while over the chart
+    depth.pointer_moved(at(5.2, -1.0))
+    rec.append("mine", 5, {"loss": 1.0, "grad_norm": np.array([0.03, 0.6, 0.2, 0.0, np.nan, 9.5], np.float32)})
+    depth.refresh(rec)
+    assert "at step 4" in depth.hover_text  # the pointer is not over the window: left as it was
+    depth.setAttribute(QtCore.Qt.WidgetAttribute.WA_UnderMouse, True)
+    rec.append("mine", 6, {"loss": 1.0, "grad_norm": np.array([0.03, 0.6, 0.2, 0.0, np.nan, 9.75], np.float32)})
+    depth.refresh(rec)
+    assert "mine: ‖∂L/∂W‖ = 9.75 at step 6" in depth.hover_text
+    # an index no run has a value at (a switched-off norm between two layers) is passed over for
+    # the nearest one that has
+    for run in ("mine", "twin"):
+        rec.append(run, 7, {"loss": 1.0, "grad_norm": np.array([0.03, 0.6, 0.2, 0.0, np.nan, 0.4], np.float32)})
+    depth.refresh(rec)
+    assert depth.reading_at(3.8).startswith("layer 3:") and depth.reading_at(4.6).startswith("layer 5:")
 
 
 def test_activations_name_the_layer_under_the_pointer(qtbot):
@@ -805,16 +821,17 @@ def test_activations_name_the_layer_under_the_pointer(qtbot):
     nan = np.nan
     stats = {"act_mean": np.array([0.1, -0.2, 0.0, 0.3, 0.05, nan]), "act_std": np.array([0.5] * 5 + [nan]), "act_saturation": np.array([0.25, 0.5, nan, 0.0, 0.1, nan])}
     rec.append("mine", 5, {"loss": 1.0, **stats})
+    rec.append("twin", 5, {"loss": 1.0, "act_mean": np.zeros(6), "act_std": np.ones(6), "act_saturation": np.zeros(6)})
     acts = _draw_view(qtbot, ActivationsView(), rec, (900, 500))
     vb = acts.plots["act_std"].getViewBox()
     acts._on_hover(vb.mapViewToScene(QtCore.QPointF(1.1, 0.5)))
-    assert acts.hover_text == "layer 1: gru (GRU)\nmine: mean -0.2, std 0.5, saturated fraction 0.5 at step 5"
+    assert acts.hover_text == "layer 1: gru (GRU) / g (GRU)\nmine: mean -0.2, std 0.5, saturated fraction 0.5 at step 5\ntwin: mean 0, std 1, saturated fraction 0 at step 5"
     assert "gru (GRU)" in vb.toolTip()
     acts._on_hover(acts.plots["act_saturation"].getViewBox().mapViewToScene(QtCore.QPointF(2.0, 0.5)))
-    assert acts.hover_text.endswith("mine: mean 0, std 0.5, saturated fraction none at step 5")
+    assert "mine: mean 0, std 0.5, saturated fraction none at step 5" in acts.hover_text
     assert vb.toolTip() == ""  # the plot left behind drops its readout
     # a layer with none of the three (a switched-off norm; here past the plots' drawn range)
-    assert acts.reading_at(5.2) == "layer 5: head (Linear)\nmine: not used at step 5"
+    assert acts.reading_at(5.2).splitlines()[:2] == ["layer 5: head (Linear) / h (Linear)", "mine: not used at step 5"]
     acts._on_hover(QtCore.QPointF(-50.0, -50.0))
     assert acts.hover_text == ""
 
@@ -849,7 +866,7 @@ def test_heatmap_names_the_cell_under_the_pointer(qtbot):
     rec = _hover_recording()
     heat = _draw_view(qtbot, HeatmapView(), rec, (700, 600))
     rows = list(heat._rows["twin"][0])
-    assert 4 not in rows  # the layer that never had a gradient has no row
+    assert 4 not in heat._rows["mine"][0] and 4 in rows  # a layer that never had a gradient has no row
     vb = heat.plots["twin"].getViewBox()
     heat._on_hover(vb.mapViewToScene(QtCore.QPointF(3.4, rows.index(5) + 0.5)))
     assert heat.hover_text == f"twin · layer 5: h (Linear)\nstep 3: ‖∂L/∂W‖ = {np.float32(6.8):.3g}"

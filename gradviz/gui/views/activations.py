@@ -19,6 +19,7 @@ from .base import (
     index_names,
     layer_caption,
     live_curve,
+    nearest_drawn,
     run_key,
     show_hover,
     style_plot,
@@ -132,8 +133,7 @@ class ActivationsView(View):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
-        self.hover_text = ""  # the layer under the pointer, named, with each run's three statistics
-        self.widget.scene().sigMouseMoved.connect(self._on_hover)
+        self.widget.scene().sigMouseMoved.connect(self.pointer_moved)
 
     def _on_hover(self, scene_pos) -> None:
         text, under = "", self.widget.ci
@@ -152,7 +152,7 @@ class ActivationsView(View):
     def reading_at(self, x: float) -> str:
         """The nearest layer's name and, per run, its mean, std and saturated (or dead) fraction
         at the latest cadence step drawn; "" where no run has that layer."""
-        i = int(round(x))
+        i = nearest_drawn(x, list(self._drawn.values()))
         lines = []
         runs = []
         sat = getattr(self, "_sat_label", "saturated fraction").split(" (")[0]

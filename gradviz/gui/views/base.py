@@ -70,6 +70,18 @@ def layer_caption(recording, runs, i: int, blocks: bool = False) -> str:
     return f"{unit} {i}" + (": " + " / ".join(parts) if parts else "")
 
 
+def nearest_drawn(x: float, rows: list[np.ndarray]) -> int:
+    """The index nearest `x` at which any of `rows` (one per run) has a finite value, else the
+    nearest index: the pointer between two of the demo's Linear layers snapped to the switched-off
+    norm between them, "not used" for every run."""
+    width = max((len(r) for r in rows), default=0)
+    drawn = np.zeros(width, bool)
+    for r in rows:
+        drawn[: len(r)] |= np.isfinite(np.asarray(r, np.float64))
+    at = np.flatnonzero(drawn)
+    return int(at[np.argmin(np.abs(at - x))]) if len(at) else int(round(x))
+
+
 def fmt_reading(x: float, missing: str = "not used", zero: str = "0 (exactly)") -> str:
     """A hover readout's value: 3 significant digits; a layer with no value is `missing` (a
     switched-off norm has no gradient: "not used"), a gradient of exactly 0 says so."""
@@ -123,6 +135,17 @@ class View(QtWidgets.QWidget):
         self.draw_count = 0  # how many real redraws happened (tests and the bench read it)
         self.recording = None
         self.drawn_upto: int | None = None  # newest step the current drawing includes
+        self.hover_text = ""  # the hover readout shown (views with one set it in `_on_hover`)
+        self._pointer: QtCore.QPointF | None = None  # the pointer's last scene position over the chart
+
+    # ---- hover readout -----------------------------------------------------------------
+    def pointer_moved(self, scene_pos) -> None:
+        """The chart scene's `sigMouseMoved`: the readout follows the pointer."""
+        self._pointer = scene_pos
+        self._on_hover(scene_pos)
+
+    def _on_hover(self, scene_pos) -> None:
+        """Views with a readout say there what is under `scene_pos`."""
 
     # ---- protocol ---------------------------------------------------------------------
     def refresh(self, recording, upto_step: int | None = None) -> None:
@@ -139,6 +162,8 @@ class View(QtWidgets.QWidget):
         self._draw(recording, upto_step)
         self.drawn_upto = recording.last_step() if upto_step is None else min(upto_step, recording.last_step())
         self.draw_count += 1
+        if self.hover_text and self._pointer is not None and self.underMouse():
+            self._on_hover(self._pointer)  # a readout under a resting pointer follows the training
 
     def invalidate(self) -> None:
         """Redraw at the next refresh even if the recording did not change."""

@@ -27,6 +27,7 @@ from .base import (
     is_norm_layer,
     layer_caption,
     live_curve,
+    nearest_drawn,
     positive,
     upto_count,
 )
@@ -127,8 +128,7 @@ class DepthView(View):
         self.plot.getViewBox().sigResized.connect(self._place_zeros)  # rows are a symbol apart on screen
         # the layer under the pointer, named, with each run's value: the axis gives only indices,
         # and an engineer's own model is known by its layers' names
-        self.hover_text = ""
-        self.plot.scene().sigMouseMoved.connect(self._on_hover)
+        self.plot.scene().sigMouseMoved.connect(self.pointer_moved)
 
     # ---- settings ---------------------------------------------------------------------
     def set_metric(self, metric: str) -> None:
@@ -397,7 +397,7 @@ class DepthView(View):
     def reading_at(self, x: float) -> str:
         """What the hover readout says at x (view coordinates): the nearest index's name and each
         drawn run's latest value there; "" off the profile."""
-        i = int(round(x))
+        i = nearest_drawn(x, [vals for _step, vals in self._latest.values()])
         runs = [r for r, (_step, vals) in self._latest.items() if 0 <= i < len(vals)]
         if not runs:
             return ""

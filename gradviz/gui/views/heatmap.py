@@ -78,8 +78,7 @@ class HeatmapView(View):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
-        self.hover_text = ""  # the cell under the pointer: run, layer by name, step, value
-        self.widget.scene().sigMouseMoved.connect(self._on_hover)
+        self.widget.scene().sigMouseMoved.connect(self.pointer_moved)
 
     def _on_hover(self, scene_pos) -> None:
         text, under = "", None

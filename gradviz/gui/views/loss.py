@@ -60,8 +60,7 @@ class LossView(View):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(self.widget)
         self._apply_theme(self.theme)
-        self.hover_text = ""  # each run's loss (and latest evaluation) at the step under the pointer
-        self.plot.scene().sigMouseMoved.connect(self._on_hover)
+        self.plot.scene().sigMouseMoved.connect(self.pointer_moved)
 
     def _on_hover(self, scene_pos) -> None:
         follow_pointer(self, self.plot, scene_pos, self.reading_at)
