@@ -19,7 +19,6 @@ Last line: `compiled <ratio of the better C++ row>`.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from overhead import bare_copy, demo_run  # noqa: E402
+from overhead_floor import round_args  # noqa: E402
 
 from gradviz.core.models.switches import blocks as switch_blocks  # noqa: E402
 from gradviz.core.probes import BlockGradNorms  # noqa: E402
@@ -145,10 +145,7 @@ def make_step(run, kind: str, ext):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=40)
-    ap.add_argument("--per-round", type=int, default=20)
-    args = ap.parse_args()
+    args = round_args()
     if shutil.which("g++") is None and shutil.which("c++") is None:
         print("compiled: no C++ compiler here (g++): nothing to measure")
         return 0

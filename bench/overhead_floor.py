@@ -94,11 +94,16 @@ def copy_step(run, measure: str):
     return step
 
 
-def main() -> int:
+def round_args() -> argparse.Namespace:
+    """`--rounds` and `--per-round` of an interleaved comparison (also `bench/compiled_hooks.py`'s)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--per-round", type=int, default=20)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> int:
+    args = round_args()
     torch.set_num_threads(1)
     run = demo_run()
     with tempfile.TemporaryDirectory() as d:
