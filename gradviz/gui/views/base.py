@@ -72,8 +72,8 @@ def layer_caption(recording, runs, i: int, blocks: bool = False) -> str:
 
 def nearest_drawn(x: float, rows: list[np.ndarray]) -> int:
     """The index nearest `x` at which any of `rows` (one per run) has a finite value, else the
-    nearest index: the pointer between two of the demo's Linear layers snapped to the switched-off
-    norm between them, "not used" for every run."""
+    nearest index. Rounding alone put a pointer between two of the demo's Linear layers on the
+    switched-off norm between them, "not used" for every run."""
     width = max((len(r) for r in rows), default=0)
     drawn = np.zeros(width, bool)
     for r in rows:
