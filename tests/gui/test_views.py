@@ -858,6 +858,36 @@ def test_loss_chart_reads_each_run_at_the_step_under_the_pointer(qtbot):
     assert view.hover_text == ""
 
 
+def test_histograms_read_the_bin_under_the_pointer(qtbot):
+    from PySide6 import QtCore
+
+    from gradviz.gui.views.histograms import HistogramsView
+
+    rec = Recording()
+    edges = np.linspace(-1.0, 1.0, 5)  # bins: below -0.5 | -0.5 to 0 | 0 to 0.5 | 0.5 and above
+    for run in ("plain", "residual"):
+        rec.add_run(run, ["l0", "l1"], ["Linear", "Linear"], [])
+        rec.set_edges(run, "weight", 1, edges)
+    for step in (0, 10, 20):
+        rec.append_histograms("plain", step, "weight", {1: np.array([1.0, 2.0 + step, 3.0, 4.0])})
+        rec.append_histograms("residual", step, "weight", {1: np.array([0.0, 5.0, 5.0, step])})
+        for run in ("plain", "residual"):
+            rec.append(run, step, {"loss": 1.0})
+    hist = _draw_view(qtbot, HistogramsView(), rec, (700, 800))
+    assert hist.layer == 1
+    vb = hist.plots["plain"].getViewBox()
+    hist._on_hover(vb.mapViewToScene(QtCore.QPointF(12.0, -0.25)))
+    assert hist.hover_text == "plain · step 10: -0.5 to 0: 12 of 20 values"
+    assert "step 10" in vb.toolTip()
+    lv = hist.latest.getViewBox()
+    hist._on_hover(lv.mapViewToScene(QtCore.QPointF(0.9, 1.0)))
+    assert hist.hover_text.splitlines() == ["plain: 0.5 and above: 4 of 30 values at step 20", "residual: 0.5 and above: 20 of 30 values at step 20"]
+    assert vb.toolTip() == ""
+    assert hist.reading_at(None, QtCore.QPointF(-3.0, 0.0)).startswith("plain: below -0.5: 1 of 30")
+    hist._on_hover(QtCore.QPointF(-50.0, -50.0))
+    assert hist.hover_text == ""
+
+
 def test_heatmap_names_the_cell_under_the_pointer(qtbot):
     from PySide6 import QtCore
 

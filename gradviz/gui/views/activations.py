@@ -16,12 +16,12 @@ from .base import (
     add_title,
     fit_plot_title,
     fmt_reading,
+    follow_pointer_over,
     index_names,
     layer_caption,
     live_curve,
     nearest_drawn,
     run_key,
-    show_hover,
     style_plot,
     style_widget,
     upto_count,
@@ -136,18 +136,7 @@ class ActivationsView(View):
         self.widget.scene().sigMouseMoved.connect(self.pointer_moved)
 
     def _on_hover(self, scene_pos) -> None:
-        text, under = "", self.widget.ci
-        for p in self.plots.values():
-            vb = p.getViewBox()
-            if self._drawn and vb.sceneBoundingRect().contains(scene_pos):
-                text, under = self.reading_at(vb.mapSceneToView(scene_pos).x()), vb
-                break
-        if text != self.hover_text:
-            self.hover_text = text
-            for p in self.plots.values():
-                if p.getViewBox() is not under:
-                    p.getViewBox().setToolTip("")
-            show_hover(self.widget, text, under)
+        follow_pointer_over(self, self.plots, scene_pos, lambda _stat, p: self.reading_at(p.x()), self.widget.ci)
 
     def reading_at(self, x: float) -> str:
         """The nearest layer's name and, per run, its mean, std and saturated (or dead) fraction

@@ -104,14 +104,28 @@ def show_hover(widget: QtWidgets.QWidget, text: str, item: QtWidgets.QGraphicsIt
         QtWidgets.QToolTip.hideText()
 
 
-def follow_pointer(view, plot: pg.PlotItem, scene_pos, reading) -> None:
-    """A one-plot view's hover readout: `reading(x)` (x in view coordinates) while the pointer is
-    over the plot, none off it; `view.hover_text` keeps what is shown."""
-    vb = plot.getViewBox()
-    text = reading(vb.mapSceneToView(scene_pos).x()) if vb.sceneBoundingRect().contains(scene_pos) else ""
+def follow_pointer_over(view, plots: dict, scene_pos, reading, idle: QtWidgets.QGraphicsItem) -> None:
+    """A view's hover readout over several plots: `reading(key, point)` (the point in that plot's
+    view coordinates) for the plot under the pointer, none elsewhere; the other plots' view boxes
+    drop their copies, `idle` takes the empty one off every plot. `view.hover_text` keeps what is
+    shown."""
+    text, under = "", None
+    for key, plot in plots.items():
+        vb = plot.getViewBox()
+        if vb.sceneBoundingRect().contains(scene_pos):
+            text, under = reading(key, vb.mapSceneToView(scene_pos)), vb
+            break
     if text != view.hover_text:
         view.hover_text = text
-        show_hover(view.widget, text, vb)
+        for plot in plots.values():
+            if plot.getViewBox() is not under:
+                plot.getViewBox().setToolTip("")
+        show_hover(view.widget, text, under if under is not None else idle)
+
+
+def follow_pointer(view, plot: pg.PlotItem, scene_pos, reading) -> None:
+    """A one-plot view's hover readout: `reading(x)` (x in view coordinates)."""
+    follow_pointer_over(view, {0: plot}, scene_pos, lambda _key, p: reading(p.x()), plot.getViewBox())
 
 
 def fmt_num(x: float) -> str:

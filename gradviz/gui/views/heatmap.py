@@ -23,12 +23,12 @@ from .base import (
     add_title,
     fit_run_titles,
     fmt_reading,
+    follow_pointer_over,
     layer_caption,
     nice_step,
     pool_rows,
     set_axis_label,
     share_step_axis,
-    show_hover,
     style_plot,
     style_widget,
     upto_count,
@@ -81,19 +81,10 @@ class HeatmapView(View):
         self.widget.scene().sigMouseMoved.connect(self.pointer_moved)
 
     def _on_hover(self, scene_pos) -> None:
-        text, under = "", None
-        for run, plot in self.plots.items():
-            vb = plot.getViewBox()
-            if run in self._drawn and vb.sceneBoundingRect().contains(scene_pos):
-                p = vb.mapSceneToView(scene_pos)
-                text, under = self.reading_at(run, p.x(), p.y()), vb
-                break
-        if text != self.hover_text:
-            self.hover_text = text
-            for plot in self.plots.values():  # the other strips' readouts are stale
-                if plot.getViewBox() is not under:
-                    plot.getViewBox().setToolTip("")
-            show_hover(self.widget, text, under if under is not None else self.layout_)
+        def reading(run, p):
+            return self.reading_at(run, p.x(), p.y()) if run in self._drawn else ""
+
+        follow_pointer_over(self, self.plots, scene_pos, reading, self.layout_)
 
     def reading_at(self, run: str, x: float, y: float) -> str:
         """What the hover readout says at (step x, row y) of a run's image: the layer's name and

@@ -20,6 +20,7 @@ from .base import (
     add_title,
     fit_run_titles,
     fmt_num,
+    follow_pointer_over,
     is_norm_layer,
     pool_rows,
     run_key,
@@ -87,6 +88,31 @@ class HistogramsView(View):
         lay.addWidget(self.bar)
         lay.addWidget(self.widget, 1)
         self._apply_theme(self.theme)
+        # which bin is under the pointer and how many values it holds: the colour of a cell (log
+        # counts) and a bar's height give no number
+        self.widget.scene().sigMouseMoved.connect(self.pointer_moved)
+
+    def _on_hover(self, scene_pos) -> None:
+        follow_pointer_over(self, {**self.plots, None: self.latest}, scene_pos, self.reading_at, self.ci)
+
+    def reading_at(self, run: str | None, p) -> str:
+        """Over a run's image (`run`; p = (step, value)): that column's step and the bin's count;
+        over the latest histograms (`run` None; p.x() a value): the bin and each run's count."""
+        if run is not None:
+            if run not in self._drawn:
+                return ""
+            steps, edges, counts = self._drawn[run]
+            col = int(np.clip(np.searchsorted(steps, p.x(), side="right") - 1, 0, len(steps) - 1))
+            k = _bin_at(edges, p.y())
+            return f"{run} · step {int(steps[col])}: {_bin_text(edges, k)}: {_count_text(counts[col], k)}"
+        drawn = {r: v for r, v in self._drawn.items() if len(v[1]) > 1}
+        if not drawn:
+            return ""
+        lines = []
+        for r, (steps, edges, counts) in drawn.items():
+            k = _bin_at(edges, p.x())
+            lines.append(f"{r}: {_bin_text(edges, k)}: {_count_text(counts[-1], k)} at step {int(steps[-1])}")
+        return "\n".join(lines)
 
     def set_selection(self, kind: str | None = None, layer: int | None = None) -> None:
         if kind is not None:
@@ -311,3 +337,22 @@ def first_shown_layer(layer_types: list[str]) -> int:
     not a normalisation layer (ConvNeXt's layer 1 is its stem's LayerNorm, whose weights start
     all at 1: a single bar that moves little); the input layer when there is no other."""
     return next((i for i, t in enumerate(layer_types) if i >= 1 and not is_norm_layer(t)), 0)
+
+
+def _bin_at(edges: np.ndarray, value: float) -> int:
+    return int(np.clip(np.searchsorted(edges, value, side="right") - 1, 0, len(edges) - 2))
+
+
+def _bin_text(edges: np.ndarray, k: int) -> str:
+    """A bin's range; the end bins also hold the values beyond the fixed range (clamped there)."""
+    lo, hi = float(edges[k]), float(edges[k + 1])
+    if k == 0:
+        return f"below {hi:.3g}"
+    if k == len(edges) - 2:
+        return f"{lo:.3g} and above"
+    return f"{lo:.3g} to {hi:.3g}"
+
+
+def _count_text(counts: np.ndarray, k: int) -> str:
+    total = float(np.nansum(counts))
+    return f"{fmt_num(float(counts[k]))} of {fmt_num(total)} values"
