@@ -92,6 +92,14 @@ def fmt_reading(x: float, missing: str = "not used", zero: str = "0 (exactly)") 
     return f"{x:.3g}"
 
 
+def hollow_markers(item: pg.PlotDataItem, theme: Theme, color: str, size: float, width: float) -> None:
+    """Circles on `item`'s points with the background inside and `color` around them."""
+    item.setSymbol("o")
+    item.setSymbolSize(size)
+    item.setSymbolBrush(pg.mkBrush(theme.background))
+    item.setSymbolPen(theme.pen(color, width))
+
+
 def show_hover(widget: QtWidgets.QWidget, text: str, item: QtWidgets.QGraphicsItem) -> None:
     """The readout beside the pointer at once, or none when `text` is empty. `item` (the plot's
     view box under the pointer) gets it as its tooltip too: once the pointer rests, the scene

@@ -23,6 +23,7 @@ from .base import (
     WrapBar,
     fmt_reading,
     follow_pointer,
+    hollow_markers,
     index_names,
     is_norm_layer,
     layer_caption,
@@ -226,20 +227,13 @@ class DepthView(View):
             symbolPen=None,
         )
         self.curves[run].setZValue(10)
-        self.norm_dots[run] = live_curve(self.plot, None, **self._norm_style(color))
+        self.norm_dots[run] = live_curve(self.plot, None)
+        self._restyle_norm(self.norm_dots[run], color)
         self.norm_dots[run].setZValue(10)
         self.zeros[run] = live_curve(self.plot, None, symbol=ZERO_SYMBOL, symbolBrush=pg.mkBrush(color), symbolPen=None)
         self.zeros[run].setZValue(11)
         self._size_zero_symbols()
         self._fit_legend()
-
-    def _norm_style(self, color: str) -> dict:
-        return {
-            "symbol": "o",
-            "symbolSize": 6 + 2 * self.theme.bold_width,
-            "symbolBrush": pg.mkBrush(self.theme.background),
-            "symbolPen": self.theme.pen(color, max(1.5, self.theme.bold_width / 2)),
-        }
 
     def _norm_mask(self, recording, run: str, width: int) -> np.ndarray:
         """Which of the run's `width` columns are norm layers (none for blocks)."""
@@ -348,7 +342,8 @@ class DepthView(View):
             self._fit_legend()
         if any_norm != (self.norm_entry is not None):
             if any_norm:
-                self.norm_entry = live_curve(self.plot, None, name=NORM_KEY, **self._norm_style(self.theme.foreground))
+                self.norm_entry = live_curve(self.plot, None, name=NORM_KEY)
+                self._restyle_norm(self.norm_entry, self.theme.foreground)
             else:
                 self.plot.removeItem(self.norm_entry)
                 self.norm_entry = None
@@ -455,10 +450,8 @@ class DepthView(View):
         self._apply_axes()
 
     def _restyle_norm(self, item: pg.PlotDataItem, color: str) -> None:
-        style = self._norm_style(color)
-        item.setSymbolSize(style["symbolSize"])
-        item.setSymbolBrush(style["symbolBrush"])
-        item.setSymbolPen(style["symbolPen"])
+        bold = self.theme.bold_width
+        hollow_markers(item, self.theme, color, 6 + 2 * bold, max(1.5, bold / 2))
 
     def _style_zero_entry(self) -> None:
         """The key's triangle in the foreground colour: it stands for every run's."""

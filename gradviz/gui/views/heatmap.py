@@ -161,10 +161,11 @@ class HeatmapView(View):
             # keeps the layer indices of the depth profile. A gradient of exactly 0 (vanished past
             # float32's range, as in a 200-block plain stack's first layers) is a row in the
             # darkest colour: dropping it hid the very layers the heatmap is there to show.
-            rows = np.flatnonzero((~np.isnan(logv)).any(axis=1))
+            missing = np.isnan(logv)
+            rows = np.flatnonzero(~missing.all(axis=1))
             if len(rows) == 0:
                 rows = np.arange(logv.shape[0])
-            shown = fill_unused_cells(logv[rows])
+            shown = fill_unused_cells(logv[rows], missing[rows])
             if np.isneginf(shown).any():
                 shown = np.where(np.isneginf(shown), np.float32(self.levels[0]), shown)
             shown, tall = pool_rows(shown, self.plots[run].getViewBox().height(), "mean")
@@ -263,13 +264,15 @@ class HeatmapView(View):
         self._fit_axes()
 
 
-def fill_unused_cells(logv: np.ndarray) -> np.ndarray:
+def fill_unused_cells(logv: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
     """`logv` (rows, columns) with each NaN cell given the value of the nearest row below it in the
     same column that has one (above it for the bottom rows). A BatchNorm switched off for part of the
     window has no gradient there: drawn transparent, each such layer striped the whole image with
     background between the layers that carry the gradient; filled, a switched-off layer reads as part
-    of the layer feeding it, and the event markers say when the switch flipped."""
-    missing = np.isnan(logv)
+    of the layer feeding it, and the event markers say when the switch flipped. `missing`:
+    `np.isnan(logv)` where the caller has it already."""
+    if missing is None:
+        missing = np.isnan(logv)
     partial = np.flatnonzero(missing.any(axis=1))
     if len(partial) == 0:
         return logv

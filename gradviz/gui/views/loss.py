@@ -16,6 +16,7 @@ from .base import (
     View,
     fmt_reading,
     follow_pointer,
+    hollow_markers,
     live_curve,
     positive,
     upto_count,
@@ -148,10 +149,7 @@ class LossView(View):
         if not on:
             curve.setSymbol(None)
             return
-        curve.setSymbol("o")
-        curve.setSymbolSize(4 + 2.5 * self.theme.line_width)
-        curve.setSymbolPen(self.theme.pen(color, self.theme.line_width))
-        curve.setSymbolBrush(pg.mkBrush(self.theme.background))
+        hollow_markers(curve, self.theme, color, 4 + 2.5 * self.theme.line_width, self.theme.line_width)
 
     def _eval_pen(self):
         return self.theme.pen(self.theme.foreground, self.theme.line_width * 1.5, dash=True)
