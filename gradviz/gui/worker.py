@@ -170,6 +170,7 @@ class Worker:
         with self._lock:
             if exp is not None:
                 exp.messages.append(note)  # the status's messages are the experiment's
+                self._status.messages = list(exp.messages)  # now, with not_recorded: one snapshot says both
             else:
                 self._status.messages.append(note)
             self._status.not_recorded = msg

@@ -542,7 +542,9 @@ def test_a_disk_that_fills_up_mid_lecture_stops_the_recording_not_the_training(q
         worker.writer.flush()
         kept = len(open_run(path).metric("plain", "loss")[0])
         worker.writer._db.execute("PRAGMA query_only=ON")  # every write from here fails
-        qtbot.waitUntil(lambda: worker.writer.error is not None, timeout=10000)
+        first = []  # the first status snapshot that says the recording stopped also says why, in its messages
+        qtbot.waitUntil(lambda: first.append(worker.status()) or bool(first[-1].not_recorded), timeout=10000)
+        assert any(m.startswith("recording stopped at step ") for m in first[-1].messages), first[-1].messages
         at = worker.recording.last_step()
         qtbot.waitUntil(lambda: worker.recording.last_step() >= at + 20, timeout=30000)  # still training
         qtbot.waitUntil(lambda: win.path_label.text() == "not recorded (the run file could not be written)", timeout=5000)
