@@ -257,12 +257,13 @@ def cmd_run(args) -> int:
         print(("\r" if tty else "") + _progress_line(exp, steps, started, first), file=sys.stderr)
     elapsed = time.perf_counter() - started
     print(f"{exp.step_index - first} steps in {elapsed:.1f} s ({(exp.step_index - first) / max(elapsed, 1e-9):.1f} steps/s)")
+    width = max([12, *(len(n) for n in exp.run_names())])  # the columns line up under any run names
     for name in exp.run_names():
         _, loss = rec.metric(name, "loss")
         final = f"{loss[-1]:.6g}" if len(loss) else "-"
         ratio = gradient_ratio(rec, name)
         shown = f"{ratio:.3g}" if math.isfinite(ratio) else "-"  # no step, or under two layers with gradients
-        print(f"  {name:<12} final loss {final:<12} first/last layer grad_norm {shown}")
+        print(f"  {name:<{width}} final loss {final:<12} first/last layer grad_norm {shown}")
     for msg in exp.messages:
         print(f"  note: {msg}")
     if lost:

@@ -31,6 +31,18 @@ def test_run_records_a_file_and_prints_a_summary(tmp_path):
         assert f"grad_norm {ratio:.3g}" in line
 
 
+def test_the_summary_columns_line_up_under_long_run_names(tmp_path):
+    """The depth preset's 'shallow-plain' and 'deep-residual' ran into "final loss" (names were
+    padded to 12), so the summary's columns went ragged."""
+    res = gv("run", "--preset", "depth", "--steps", "2", "--quiet", "--set", "model.width=8", "--out", str(tmp_path / "d.gradviz"), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stdout.splitlines() if " final loss " in ln]
+    assert [ln.split()[0] for ln in lines] == ["shallow-plain", "deep-plain", "deep-residual"], res.stdout
+    assert len({ln.index(" final loss ") for ln in lines}) == 1, res.stdout
+    assert len({ln.index(" first/last ") for ln in lines}) == 1, res.stdout
+    assert all(ln.index(" final loss ") > len("  deep-residual") - 1 for ln in lines)
+
+
 def test_a_run_of_no_steps_says_so_instead_of_nan(tmp_path):
     """`--steps 0` printed "first/last layer grad_norm nan" for a ratio that was never measured."""
     out = tmp_path / "none.gradviz"
