@@ -404,6 +404,14 @@ def _tiny_torchvision(family: str):
         model = tvm.vision_transformer.VisionTransformer(16, 8, 2, 2, 8, 16, num_classes=3)
         nn.init.normal_(model.heads.head.weight)  # torchvision starts the head at zero: no output to compare
         return model, torch.randn(2, 3, 16, 16)
+    if family == "mnasnet":
+        return tvm.mnasnet.MNASNet(0.25, num_classes=3), torch.randn(2, 3, 32, 32)
+    if family == "maxvit":
+        model = tvm.maxvit.MaxVit(
+            input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[8, 16], block_layers=[1, 1],
+            head_dim=4, stochastic_depth_prob=0.2, num_classes=3,
+        )
+        return model, torch.randn(2, 3, 32, 32)
     from torchvision.models.regnet import BlockParams
 
     model = tvm.regnet.RegNet(BlockParams.from_init_params(depth=3, w_0=8, w_a=8.0, w_m=2.0, group_width=8), num_classes=3)
@@ -423,14 +431,22 @@ def _branch(block: nn.Module, h: torch.Tensor) -> torch.Tensor:
         return block.norm2(block.mlp(block.norm1(block.attn(h))))
     if name == "SwinTransformerBlock":
         return block.mlp(block.norm2(block.attn(block.norm1(h))))
+    if name in ("_InvertedResidual", "MBConv"):  # MNASNet's; MaxViT's
+        return block.layers(h)
+    if name == "PartitionAttentionLayer":
+        gh, gw = block.grid_size[0] // block.p, block.grid_size[1] // block.p
+        a = block.mlp_layer(block.attn_layer(block.partition_swap(block.partition_op(h, block.p))))
+        return block.departition_op(block.departition_swap(a), block.p, gh, gw)
     assert name == "ResBottleneckBlock"
     return block.activation(block.f(h))
 
 
-@pytest.mark.parametrize(("family", "count"), [("convnext", 3), ("swin", 3), ("swin_v2", 3), ("vit", 2), ("regnet", 3)])
+@pytest.mark.parametrize(
+    ("family", "count"), [("convnext", 3), ("swin", 3), ("swin_v2", 3), ("vit", 2), ("regnet", 3), ("mnasnet", 11), ("maxvit", 6)]
+)
 def test_make_switchable_reaches_transformer_convnext_and_regnet_blocks(family, count):
-    """ConvNeXt, ViT, Swin and RegNet kept their own skip paths in the "plain" twin (the two twins
-    were one network, said in a note). Their residual blocks switch now: with the skip on a block
+    """ConvNeXt, ViT, Swin, RegNet, MNASNet and MaxViT kept their own skip paths in the "plain"
+    twin (the two twins were one network, said in a note). Their residual blocks switch now: with the skip on a block
     gives what torchvision's own forward gives; with it off, its branches alone (composed here from
     the block's parts); the layers keep their forward order."""
     model, x = _tiny_torchvision(family)
@@ -454,8 +470,10 @@ def test_make_switchable_reaches_transformer_convnext_and_regnet_blocks(family, 
         assert rel(block(h), _branch(block, h)) < 1e-6 and rel(own, _branch(block, h)) > 0.05
         assert rel(model(x), reference(x)) > 0.05
     assert supports(model)["residual"]
-    depth = getattr(block, "stochastic_depth", None)
-    if depth is not None:
+    depth = getattr(block, "stochastic_depth", None) or getattr(block, "stochastic_dropout", None)  # MaxViT's name
+    if family == "maxvit":
+        assert hasattr(depth, "p")  # the last block's is a real StochasticDepth: the part below runs
+    if hasattr(depth, "p"):
         # training mode, every branch dropped: with the skip path the block is the identity; without
         # it stochastic depth does not apply (it zeroed those samples: a plain Swin's gradients overflowed)
         block.train()
@@ -527,3 +545,21 @@ def test_kind_fields_name_exactly_the_settings_a_kind_is_built_from(case):
     for field, value in (("depth", cfg.depth + 1), ("width", cfg.width * 2), ("activation", other_act)):
         changed = signature(replace(cfg, **{field: value})) != base
         assert changed == (field in kind_fields(cfg.kind)), (case, field)
+
+
+def test_torchvision_transformers_are_built_for_the_datas_image_size():
+    """vit_b_16 was built for 224x224 and its first batch of 64x64 images failed ("Wrong image
+    height! Expected 224 but got 64!"): ViT and MaxViT now take the data's size, and a size the
+    architecture cannot take says which size it was built for and how to change it."""
+    pytest.importorskip("torchvision")
+    cfg = ModelConfig(kind="torchvision:vit_b_16", residual=False)
+    model = build_model(cfg, (1, 32, 32), 3, 0)
+    assert model.image_size == 32
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 32, 32)).shape == (1, 3)
+    assert len(blocks(model)) == 12 and not any(b.residual for _, b in blocks(model))
+    with pytest.raises(ModelError) as err:
+        build_model(ModelConfig(kind="torchvision:maxvit_t"), (3, 64, 64), 3, 0)
+    msg = str(err.value)
+    assert "\n" not in msg and "not divisible by partition size" in msg and "built for the data's 64x64 images" in msg and "data.resize=N" in msg

@@ -126,9 +126,10 @@ def _bottleneck_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 
 def _flagged_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """An inverted residual's own forward (MobileNet v2/v3, EfficientNet), which adds the input
-    while `use_res_connect`: the switch sets that flag before each call."""
-    self.use_res_connect = self.residual
+    """An inverted residual's own forward (MobileNet v2/v3, EfficientNet, MNASNet), which adds the
+    input while its flag (`use_res_connect`, MNASNet's `apply_residual`) is set: the switch sets
+    that flag before each call."""
+    setattr(self, self._gradviz_flag, self.residual)
     return self._gradviz_own_forward(x)
 
 
@@ -182,6 +183,26 @@ def _regnet_forward(self, x: torch.Tensor) -> torch.Tensor:
     return self.activation(out if identity is None else identity + out)
 
 
+def _maxvit_mbconv_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision MaxViT MBConv.forward with the shortcut (identity or pooled projection) and
+    stochastic depth only while `self.residual`; the projection runs first, as there."""
+    res = self.proj(x) if self.residual else None
+    out = self.layers(x)
+    return out if res is None else res + self.stochastic_depth(out)
+
+
+def _maxvit_partition_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision MaxViT PartitionAttentionLayer.forward (window or grid attention, then the MLP)
+    with both skip paths, and stochastic depth, only while `self.residual`."""
+    gh, gw = self.grid_size[0] // self.p, self.grid_size[1] // self.p
+    torch._assert(self.grid_size[0] % self.p == 0 and self.grid_size[1] % self.p == 0, "grid size must be divisible by the partition size")
+    x = self.partition_swap(self.partition_op(x, self.p))
+    for branch in (self.attn_layer, self.mlp_layer):
+        y = branch(x)
+        x = x + self.stochastic_dropout(y) if self.residual else y
+    return self.departition_op(self.departition_swap(x), self.p, gh, gw)
+
+
 def _skip_forwards() -> list[tuple[type, object]]:
     """(torchvision block class, its forward with a switchable skip path), subclasses first."""
     found = []
@@ -191,6 +212,8 @@ def _skip_forwards() -> list[tuple[type, object]]:
         ("convnext", "CNBlock", _convnext_forward),
         ("vision_transformer", "EncoderBlock", _vit_forward),
         ("regnet", "ResBottleneckBlock", _regnet_forward),
+        ("maxvit", "MBConv", _maxvit_mbconv_forward),  # not efficientnet's MBConv: that one is flagged
+        ("maxvit", "PartitionAttentionLayer", _maxvit_partition_forward),
     ):
         try:
             cls = getattr(__import__(f"torchvision.models.{module}", fromlist=[name]), name)
@@ -200,24 +223,29 @@ def _skip_forwards() -> list[tuple[type, object]]:
     return found
 
 
-def _inverted_residual_types() -> tuple[type, ...]:
-    """torchvision's blocks whose skip path is the flag `use_res_connect` (set at build where the
-    shape allows one: stride 1, as many channels out as in)."""
-    found = []
-    for module, names in (("mobilenetv2", ("InvertedResidual",)), ("mobilenetv3", ("InvertedResidual",)), ("efficientnet", ("MBConv", "FusedMBConv"))):
+def _inverted_residual_types() -> dict[type, str]:
+    """torchvision's blocks whose skip path is a flag set at build where the shape allows one
+    (stride 1, as many channels out as in): block class -> the flag's name."""
+    found = {}
+    for module, names, flag in (
+        ("mobilenetv2", ("InvertedResidual",), "use_res_connect"),
+        ("mobilenetv3", ("InvertedResidual",), "use_res_connect"),
+        ("efficientnet", ("MBConv", "FusedMBConv"), "use_res_connect"),
+        ("mnasnet", ("_InvertedResidual",), "apply_residual"),
+    ):
         try:
             mod = __import__(f"torchvision.models.{module}", fromlist=list(names))
         except Exception:  # noqa: BLE001 - an older torchvision without the family
             continue
-        found += [getattr(mod, n) for n in names if hasattr(mod, n)]
-    return tuple(found)
+        found.update({getattr(mod, n): flag for n in names if hasattr(mod, n)})
+    return found
 
 
 def make_switchable(model: nn.Module, residual: bool = True) -> int:
     """Make every torchvision residual block of `model` a switchable block: BasicBlock, Bottleneck,
-    the inverted residuals of MobileNet v2/v3 and EfficientNet that have a skip path, ConvNeXt's
-    CNBlock, the encoder blocks of ViT and Swin (v1 and v2; both skip paths of each), and RegNet's
-    ResBottleneckBlock.
+    the inverted residuals of MobileNet v2/v3, EfficientNet and MNASNet that have a skip path,
+    ConvNeXt's CNBlock, the encoder blocks of ViT and Swin (v1 and v2; both skip paths of each),
+    RegNet's ResBottleneckBlock, and MaxViT's MBConv and attention layers (both skip paths).
 
     Each instance gets `gradviz_block = True`, `residual` and a forward that skips the identity while
     `residual` is False (a per-instance bound method; the classes stay untouched). Blocks patched
@@ -239,8 +267,10 @@ def make_switchable(model: nn.Module, residual: bool = True) -> int:
             forward = _basic_forward
         elif isinstance(m, TvBottleneck):
             forward = _bottleneck_forward
-        elif inverted and isinstance(m, inverted) and getattr(m, "use_res_connect", False):
-            # a strided or widening one has no skip path to switch: it stays as it is
+        elif (flag := next((f for cls, f in inverted.items() if isinstance(m, cls)), None)) is not None:
+            if not getattr(m, flag, False):
+                continue  # a strided or widening one has no skip path to switch: it stays as it is
+            m._gradviz_flag = flag
             m._gradviz_own_forward = types.MethodType(type(m).forward, m)
             forward = _flagged_forward
         else:
@@ -277,6 +307,20 @@ def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
         return
 
 
+def _image_size_args(name: str, input_shape: tuple[int, ...]) -> dict:
+    """The builder arguments that fix an input size (ViT's position embeddings, MaxViT's
+    partitions), set to the data's: without them torchvision builds for 224x224 and the first
+    batch of 64x64 images fails ("Wrong image height! Expected 224 but got 64!")."""
+    if len(input_shape) != 3:
+        return {}
+    h, w = input_shape[1:]
+    if name.startswith("vit_") and h == w:
+        return {"image_size": h}
+    if name.startswith("maxvit"):
+        return {"input_size": (h, w)}
+    return {}
+
+
 def build_torchvision(name: str, cfg, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     builtin = "built-in models: mlp, conv, resnet18, rgb, lenet"
     try:
@@ -291,13 +335,16 @@ def build_torchvision(name: str, cfg, input_shape: tuple[int, ...], n_outputs: i
             f"unknown torchvision model {name!r}; use a name from torchvision.models.list_models(),"
             f" e.g. torchvision:resnet34, or a {builtin}"
         )
+    sized = _image_size_args(name, input_shape)
     try:
-        extra = {}
+        extra = dict(sized)
         if name in ("googlenet", "inception_v3"):  # train-mode aux heads return namedtuples, not logits
             extra = {"aux_logits": False, "init_weights": True}
         model = ctor(weights=None, num_classes=n_outputs, **extra)
     except Exception as exc:  # noqa: BLE001 - torchvision raises many kinds here
         msg = " ".join(str(exc).split()) or type(exc).__name__
+        if sized:
+            msg += f" (built for the data's {input_shape[1]}x{input_shape[2]} images; image sets take data.resize=N)"
         raise ModelError(f"torchvision:{name} cannot be built: {msg}") from None
     if len(input_shape) == 3:
         _replace_first_conv(model, input_shape[0])
