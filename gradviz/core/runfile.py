@@ -206,6 +206,33 @@ def _release_path(path: Path, fd: int | None) -> None:
     os.close(fd)  # closing lets the flock go
 
 
+def writer_state(path: str | Path) -> str | None:
+    """Whether a writer is at work on `path`, from its lock (see `_hold_path`): "writing", "closed"
+    (no lock: the writer closed the file, or it was never written with one), "gone" (the lock of a
+    process that no longer exists: killed before it could close), or None where it cannot be told
+    (no `flock`, or the lock unreadable). Only reads: taking the lock, even briefly, could make a
+    writer starting that instant refuse the file."""
+    try:
+        import fcntl  # noqa: F401 - only where writers take the lock
+    except ImportError:
+        return None
+    try:
+        holder = Path(str(path) + "-lock").read_text("ascii", "replace").strip()
+    except FileNotFoundError:
+        return "closed"
+    except OSError:
+        return None
+    if not holder.isdigit():  # created, its pid not written yet: a writer is starting
+        return "writing"
+    try:
+        os.kill(int(holder), 0)
+    except ProcessLookupError:
+        return "gone"
+    except (PermissionError, OverflowError, ValueError):  # another user's process: alive
+        return "writing"
+    return "writing"
+
+
 class RunFileWriter:
     """Listens to a Recording and persists every change, committing at least every 0.5 s.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ..core.runfile import RunFileError, RunFileReader
+from ..core.runfile import RunFileError, RunFileReader, writer_state
 from .tooltips import plain_tooltip
 
 log = logging.getLogger("gradviz.replay")
@@ -299,6 +299,7 @@ class Follower(QtCore.QObject):
         self.path = path
         self._runs = list(rec.runs)  # named in the message
         self._identity = _file_identity(path)  # the file being followed, not its name
+        self.ended: str | None = None  # the writer's state once it stopped writing ("closed", "gone")
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.poll)
@@ -307,6 +308,7 @@ class Follower(QtCore.QObject):
     def poll(self) -> int:
         if self._replaced():
             return 0
+        state = writer_state(self.path) if self.path else None  # before the poll: then it read all the writer wrote
         try:
             new = self.reader.poll(self.recording)
         except Exception as exc:  # noqa: BLE001 - RunFileError, or anything a damaged file provokes
@@ -325,7 +327,19 @@ class Follower(QtCore.QObject):
             self.bar.sync()
             if self.bar.at_end():
                 self.bar._apply()
+        elif state in ("closed", "gone") and self.ended is None:
+            self._writer_stopped(state)
         return new
+
+    def _writer_stopped(self, state: str) -> None:
+        """The file is complete (its writer closed it) or will not grow (its writer died): the
+        slider stops saying "(live)" and the status line says which. Polling goes on: the path may
+        be written again (a new file in its place, which `_replaced` picks up)."""
+        self.ended = state
+        self.bar.following = False
+        self.bar._update_label()
+        if self.window.message_label.text().startswith("Following "):
+            _message(self.window, ended_text(self.path, self.recording, state))
 
     def _replaced(self) -> bool:
         """Whether the path now names another file (a script run again: `gradviz.watch` and
@@ -366,6 +380,13 @@ def _file_identity(path) -> tuple[int, int] | None:
 
 def following_text(path, runs) -> str:
     return f"Following {path} as it grows: runs {', '.join(runs) or 'no runs yet'}"
+
+
+def ended_text(path, rec, state: str) -> str:
+    last = rec.last_step()
+    upto = f" at step {last}" if last is not None and last >= 0 else ""
+    why = "its writer closed it" if state == "closed" else "its writer stopped without closing it (the process is gone)"
+    return f"Followed {path} to its end{upto}: {why}"  # the legends name the runs: short enough for a laptop's status bar
 
 
 def _message(window, text: str) -> None:

@@ -235,7 +235,35 @@ def test_follow_a_file_another_process_writes(opened, qtbot, tmp_path):
     assert list(steps) == list(range(60))
     np.testing.assert_allclose(w.depth.latest_values("plain"), [60.0, 2.0, 3.0])
     assert any(9 < s < 59 for s in seen if s is not None), "the views never showed an intermediate step"
-    assert w.replay_bar.at_end() and "(live)" in w.replay_bar.label.text()
+    # the writer closed the file: it said "(live)" and "as it grows" for ever after
+    done = f"Followed {path} to its end at step 59: its writer closed it"
+    qtbot.waitUntil(lambda: w.message_label.text() == done, timeout=3000)
+    assert w.replay_bar.at_end() and w.replay_bar.label.text() == "step 59 / 59"
+    assert w.follower.ended == "closed" and w.follower.timer.isActive()  # it still watches the path
+
+
+def test_following_a_file_whose_writer_was_killed_says_it_will_not_grow(opened, qtbot, tmp_path):
+    """A training killed mid-run (out of memory, Ctrl+\\) leaves its lock behind; the window said
+    "as it grows" and "(live)" over a file that never would."""
+    from gradviz.core.runfile import writer_state
+
+    path, go = tmp_path / "killed.gradviz", tmp_path / "never"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(go)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        assert writer_state(path) == "writing"
+        w = opened(path, follow=True)
+        qtbot.wait(600)  # polls while the writer is alive but idle: still live
+        assert w.follower.ended is None and "(live)" in w.replay_bar.label.text()
+        assert w.message_label.text().startswith("Following ")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert writer_state(path) == "gone"
+    want = f"Followed {path} to its end at step 9: its writer stopped without closing it (the process is gone)"
+    qtbot.waitUntil(lambda: w.message_label.text() == want, timeout=3000)
+    assert w.replay_bar.label.text() == "step 9 / 9" and len(w.recording.metric("plain", "loss")[0]) == 10
 
 
 # ---- hostile files -------------------------------------------------------------------------------------
