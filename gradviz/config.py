@@ -161,6 +161,10 @@ RANGES = {
     ("train", "weight_decay"): (0.0, 100.0),
     ("train", "lr_decay"): (0.0, 1e6),
     ("data", "noise"): (0.0, 100.0),
+    # read only when the data set is built: a spiral of one class stopped there, without file or line
+    ("data", "classes"): (2, 1000),
+    ("data", "n_train"): (1, 1 << 30),
+    ("data", "n_test"): (1, 1 << 30),
     ("data", "resize"): (0, 4096),
 }
 

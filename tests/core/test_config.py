@@ -80,6 +80,23 @@ def test_settings_that_trained_on_without_a_word_are_refused(setting, shown, tmp
     assert getattr(getattr(ok.runs[0], section), name) == 0
 
 
+@pytest.mark.parametrize(("key", "bad", "least"), [("data.classes", 1, 2), ("data.n_train", 0, 1), ("data.n_test", 0, 1)])
+def test_data_sizes_are_checked_with_the_config(key, bad, least, tmp_path):
+    """A spiral of one class or an empty split stopped only when the data set was built, in a
+    line without the file, line or key ("spiral needs at least 2 classes, got 1"). The config
+    refuses them now, like every other range, and takes the least value that works."""
+    section, name = key.split(".")
+    path = tmp_path / "bad.toml"
+    path.write_text(f'name = "bad"\n\n[{section}]\n{name} = {bad}\n\n[[runs]]\nname = "a"\n')
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}:4: {key} = {bad}: accepted range is {least} to ")
+    with pytest.raises(ConfigError, match=rf"^--set {re.escape(key)} = {bad}: accepted range is {least} to "):
+        load_preset("demo").with_overrides(parse_set([f"{key}={bad}"]))
+    ok = load_preset("demo").with_overrides(parse_set([f"{key}={least}"]))
+    assert getattr(ok.runs[0].data, name) == least
+
+
 def test_set_flags():
     cfg = load_preset("demo").with_overrides(parse_set(["model.depth=12", "train.optimizer=adam"]))
     assert all(r.model.depth == 12 and r.train.optimizer == "adam" for r in cfg.runs)
