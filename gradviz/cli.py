@@ -234,13 +234,16 @@ def cmd_run(args) -> int:
     started = last_print = time.perf_counter()
     first = exp.step_index
 
-    def on_step(e) -> None:
+    def on_step(e, busy: str = "") -> None:
         nonlocal last_print
         now = time.perf_counter()
         if now - last_print >= (0.25 if tty else 2.0):
             last_print = now
-            line = _progress_line(e, steps, started, first)
-            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            line = _progress_line(e, steps, started, first) + (f"  ({busy})" if busy else "")
+            print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    if not args.quiet:  # a long evaluation between two steps says how far it has got
+        exp.on_busy = lambda text: on_step(exp, text) if text else None
 
     print(f"gradviz run {cfg.name}: {len(cfg.runs)} runs on {exp.device}, {steps} steps, recording to {out}", file=sys.stderr)
     if note:
@@ -254,7 +257,7 @@ def cmd_run(args) -> int:
     finally:
         writer.close()
     if not args.quiet:
-        print(("\r" if tty else "") + _progress_line(exp, steps, started, first), file=sys.stderr)
+        print(("\r\033[K" if tty else "") + _progress_line(exp, steps, started, first), file=sys.stderr)
     elapsed = time.perf_counter() - started
     print(f"{exp.step_index - first} steps in {elapsed:.1f} s ({(exp.step_index - first) / max(elapsed, 1e-9):.1f} steps/s)")
     width = max([12, *(len(n) for n in exp.run_names())])  # the columns line up under any run names

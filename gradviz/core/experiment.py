@@ -95,6 +95,7 @@ class Experiment:
     def __init__(self, cfg: ExperimentConfig, recording: Recording | None = None, device: str | None = None, progress=None) -> None:
         self.cfg = cfg
         self.progress = progress  # progress(text): how a slow start goes (an image folder being read)
+        self.on_busy = None  # on_busy(text): what a long stretch between two steps is doing ("" when done)
         self.recording = recording if recording is not None else Recording()
         self.device = resolve_device(device or cfg.train.device)
         self.commands: queue.Queue = queue.Queue()
@@ -297,7 +298,8 @@ class Experiment:
     def _step_run(self, run: TrainingRun, step: int, x, y) -> None:
         metrics, lr = run.train_step(step, x, y)
         evaluate = step % run.cfg.train.eval_every == 0 and metrics.first_nonfinite is None
-        record_step(self.recording, run.name, run.probe, step, metrics, {"lr": lr}, run.evaluate if evaluate else None)
+        busy = self.on_busy
+        record_step(self.recording, run.name, run.probe, step, metrics, {"lr": lr}, (lambda: run.evaluate(busy)) if evaluate else None)
         if metrics.first_nonfinite is not None:
             where = "the loss" if metrics.first_nonfinite == "(loss)" else f"layer {metrics.first_nonfinite}"
             msg = f"{run.name}: non-finite gradient at step {step}, first in {where}; run paused"

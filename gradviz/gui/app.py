@@ -313,7 +313,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.path_label.setToolTip(plain_tooltip(rec.source or ""))
             return
         s = w.status()
-        self.step_label.setText(f"step {s.step}")
+        self.step_label.setText(f"step {s.step}" + (f"  {s.busy}" if s.busy else ""))  # a long evaluation says so
         self.rate_label.setText("   ".join(f"{run} {rate:.0f} steps/s" for run, rate in s.rates.items()))
         failed = bool(s.error) and not s.device  # the session never started
         self.device_label.setText(s.device or ("not started" if failed else f"starting… {s.starting}".strip()))

@@ -39,6 +39,7 @@ class Status:
     messages: list[str] = field(default_factory=list)  # one-line notices, oldest first
     not_recorded: str = ""  # why the session has no run file (it could not be created), if it has none
     starting: str = ""  # what a session that has not started yet is doing ("reading images: 2,300 of 50,000")
+    busy: str = ""  # what a long stretch between two steps is doing ("evaluating plain: 1,024 of 2,000 examples")
     error: str | None = None
     updated: float = 0.0  # time.monotonic() of this snapshot
 
@@ -180,6 +181,10 @@ class Worker:
         with self._lock:
             self._status.starting = text
 
+    def _busy(self, text: str) -> None:
+        with self._lock:
+            self._status.busy = text
+
     def _session(self) -> None:
         from ..core.experiment import Experiment
         from ..core.runfile import RunFileError, RunFileWriter
@@ -205,6 +210,7 @@ class Worker:
                     self._status.not_recorded = str(exc)
                 self.path = None
         self._store_layer_table(exp)
+        exp.on_busy = self._busy
         with self._lock:
             self.experiment = exp
             for cmd in self._pending:

@@ -251,3 +251,47 @@ def test_a_switch_the_model_lacks_is_refused_with_a_note():
     assert rgb.messages[-1] == "plain: RGBNet has no normalisation layer to switch"
     demo = Experiment(load_preset("demo").with_overrides({"model.depth": 2, "model.width": 4}))
     assert sw.supports(demo.runs[0].model) == {"residual": True, "norm": True, "dropout": True}
+
+
+def test_evaluation_goes_in_batches_of_a_few_training_batches_and_says_how_far_it_got(monkeypatch):
+    """Evaluation took the whole split in batches of 1024 whatever the model: a MaxViT trained in
+    batches of 4 on 224 x 224 images asked for 13 GB of activations in one layer and ran for
+    minutes at step 0 with nothing on screen. It now goes in batches of at most 8 training batches,
+    gives the same numbers as one pass over the split (checked here by hand), and tells
+    `on_busy` how far it has got."""
+    from gradviz.core import training
+
+    exp = Experiment(small(**{"data.n_test": 300, "train.batch_size": 16, "train.eval_every": 3}))
+    run = exp.runs[0]
+    sizes: list[int] = []
+    own = run.data.eval_batches
+
+    def counted(batch_size=1024):
+        for x, y in own(batch_size):
+            sizes.append(len(x))
+            yield x, y
+
+    monkeypatch.setattr(run.data, "eval_batches", counted)
+    monkeypatch.setattr(training, "EVAL_TELL_AFTER", -1.0)  # tell from the first batch on
+    told: list[str] = []
+    exp.on_busy = told.append
+    for _ in range(4):  # steps 0..3: evaluations at 0 and 3
+        exp.step()
+    assert sizes == [128, 128, 44] * 4  # 8 x 16 per batch, the rest last; both runs, twice (they share the data)
+    assert told == [f"evaluating plain: {n} of 300 examples" for n in (0, 128, 256)] + [""] + [
+        f"evaluating residual: {n} of 300 examples" for n in (0, 128, 256)] + [""] + [
+        f"evaluating plain: {n} of 300 examples" for n in (0, 128, 256)] + [""] + [
+        f"evaluating residual: {n} of 300 examples" for n in (0, 128, 256)] + [""]
+    steps, recorded = exp.recording.metric("plain", "eval_loss")
+    assert list(steps) == [0, 3]
+    model = run.model
+    model.eval()
+    with torch.no_grad():
+        x = run.data._prepare(run.data.test_x)
+        mine = torch.nn.functional.cross_entropy(model(x), run.data.test_y).item()
+        accuracy = (model(x).argmax(1) == run.data.test_y).float().mean().item()
+    model.train()
+    assert recorded[-1] == pytest.approx(mine, rel=1e-5)
+    assert exp.recording.metric("plain", "eval_accuracy")[1][-1] == pytest.approx(accuracy)
+    assert training.eval_batch_size(0, run.data) == training.EVAL_BATCH_MOST  # full batch: 256 examples, capped
+    assert training.eval_batch_size(1000, run.data) == 1024

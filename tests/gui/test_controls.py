@@ -818,3 +818,35 @@ def test_the_wheel_scrolls_the_panel_past_its_boxes(qtbot):
     qtbot.waitUntil(panel.depth.hasFocus, timeout=2000)
     wheel(panel.depth, notches=1)
     assert panel.depth.value() != before[1]  # a box being edited takes the wheel
+
+
+def test_a_long_evaluation_says_so_in_the_status_bar(qtbot, tmp_path, tiny, monkeypatch):
+    """An evaluation that takes seconds (a big model on CPU) froze the step counter with no word
+    of why. The status bar says what the session is doing and how far it has got, and goes back
+    to the bare step count when it is done."""
+    from gradviz.core import training
+    from gradviz.core.data.synthetic import DataBundle
+
+    monkeypatch.setattr(training, "EVAL_TELL_AFTER", 0.0)
+    own = DataBundle.eval_batches
+
+    def slow(self, batch_size=1024):
+        for batch in own(self, batch_size):
+            time.sleep(0.25)
+            yield batch
+
+    monkeypatch.setattr(DataBundle, "eval_batches", slow)
+    worker = Worker(tiny(**{"data.n_test": 256, "train.batch_size": 8, "train.eval_every": 40}), path=tmp_path / "e.gradviz").start()
+    win = MainWindow(worker.recording, session=worker)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        seen: list[str] = []
+        qtbot.waitUntil(lambda: seen.append(win.step_label.text()) or "evaluating" in seen[-1], timeout=30000)
+        text = seen[-1]
+        assert text.startswith("step 0  evaluating ") and text.endswith(" of 256 examples"), text
+        qtbot.waitUntil(lambda: worker.recording.last_step() >= 3, timeout=30000)  # past it: training again
+        qtbot.waitUntil(lambda: win.step_label.text().startswith("step ") and "evaluating" not in win.step_label.text(), timeout=5000)
+        assert len(worker.recording.metric("plain", "eval_loss")[0]) >= 1
+    finally:
+        win.shutdown()
