@@ -388,6 +388,45 @@ def test_readout_on_the_recording(recorded):
     assert text.startswith("plain: layer 0 receives") and text.split(": ")[-1] in ("vanishing", "it flows back", "exploding")
 
 
+def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
+    """At 16 pt each readout line took two lines in the 600 px depth panel of a 1366x768 screen:
+    four lines of headline for two runs. A line now shrinks to fit its width, down to 1.2x the
+    window's text size; only a line too long even then wraps, and with room it is full size."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.readout import Readout
+
+    theme = make_theme("light")
+    readout = Readout()
+    qtbot.addWidget(readout)
+    readout.refresh(_synthetic(1 / 1.2e7))
+    readout.apply_theme(theme)
+    lab = readout.labels["plain"]
+    text = lab.text()
+    assert text == "plain: layer 0 receives 1/1.2e7 of layer 29's gradient: vanishing"
+    base = lab.base_point_size()
+    assert base == theme.readout_pt
+
+    def shown(width: int):
+        readout.resize(width, 300)
+        readout.show()
+        qtbot.wait(20)
+        pt = lab.font().pointSizeF()
+        wide = QtGui.QFontMetricsF(lab.font()).horizontalAdvance(text)
+        lines = round(lab.heightForWidth(lab.width()) / QtGui.QFontMetricsF(lab.font()).lineSpacing())
+        return pt, wide, lines
+
+    pt, full_width, lines = shown(1600)  # room to spare: full size, one line
+    assert pt == base and lines == 1
+    pt, wide, lines = shown(int(full_width * 0.8) + 20)  # a narrower panel: smaller, still one line
+    assert 1.2 * theme.font_pt <= pt < base and wide <= lab.contentsRect().width() and lines == 1
+    assert pt > 0.75 * base  # no smaller than it has to be
+    pt, wide, lines = shown(int(full_width * 0.3))  # a sliver: the floor, wrapped
+    assert pt == pytest.approx(1.2 * theme.font_pt) and lines >= 2
+    pt, _, lines = shown(1600)  # and back
+    assert pt == base and lines == 1
+
+
 def test_presentation_mode_makes_fonts_and_pens_bigger(views, recorded):
     depth, loss = views["depth"], views["loss"]
     pen0 = depth.curves["plain"].opts["pen"].widthF()

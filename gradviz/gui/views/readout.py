@@ -10,12 +10,14 @@ import warnings
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from ..fitted_label import FittedLabel
 from ..theme import Theme, make_theme
 from .base import upto_count
 
 VANISHING = 1e-2  # first-layer gradient below 1/100 of the last layer's
 EXPLODING = 1e2
 WINDOW = 10  # steps the ratio is a median over, so the line does not flicker
+FIT_FLOOR = 0.6  # a line too long for its width shrinks down to this much of its size before it wraps
 
 
 def _fraction(r: float) -> str:
@@ -88,7 +90,7 @@ class Readout(QtWidgets.QWidget):
         self._lay = QtWidgets.QVBoxLayout(self)
         self._lay.setContentsMargins(8, 2, 8, 2)
         self._lay.setSpacing(0)
-        self.labels: dict[str, QtWidgets.QLabel] = {}
+        self.labels: dict[str, FittedLabel] = {}
         self._key = None
         self.recording = None
         # a session that could not start (a missing data folder, a model that will not build) has
@@ -124,11 +126,9 @@ class Readout(QtWidgets.QWidget):
                 lab.deleteLater()
             self.labels = {}
             for run in recording.runs:
-                lab = QtWidgets.QLabel("")
+                lab = FittedLabel("")
                 lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)  # run and layer names: text, never markup
                 lab.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.NoTextInteraction)
-                lab.setWordWrap(True)  # never let a long line widen the window past the screen
-                lab.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
                 self._lay.addWidget(lab)
                 self.labels[run] = lab
             self.apply_theme(self.theme)
@@ -144,8 +144,11 @@ class Readout(QtWidgets.QWidget):
         # two runs get the full size; with up to six the lines shrink so the depth profile keeps its room
         font.setPointSizeF(theme.readout_pt * (1.0 if len(runs) <= 2 else max(0.55, 2.0 / len(runs) + 0.1)))
         font.setBold(True)
+        # shrunk to fit one line, but never below 1.2x the window's text: the headline stays the
+        # largest text on the screen, and wraps where even that does not fit
+        floor_pt = min(font.pointSizeF(), max(FIT_FLOOR * font.pointSizeF(), 1.2 * theme.font_pt))
         for run, lab in self.labels.items():
-            lab.setFont(font)
+            lab.set_base_font(font, floor_pt)
             color = theme.run_color(runs.index(run) if run in runs else 0)
             lab.setStyleSheet(f"color: {color};")
         err = theme.font()
