@@ -11,6 +11,7 @@ text in the SVG and PDF files, so they stay sharp at any size on a slide.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import logging
@@ -407,6 +408,9 @@ def export_view(
     old_theme = getattr(view, "theme", None)
     if theme is not None and theme != old_theme:
         view.apply_theme(theme)
+    # a view that shows something else on paper than on screen (the layer table drops its run
+    # selector, a control, and names the run in its title instead)
+    export_mode = getattr(view, "export_mode", None) or contextlib.nullcontext
     try:
         widget = view.export_widget()
         title = _title(view)
@@ -414,7 +418,7 @@ def export_view(
         if fit is not None:
             shown = widget.isVisible() and widget.width() >= 200 and widget.height() >= 150
             size = fit(size or (widget.size() if shown else DEFAULT_SIZE))
-        with _Prepared(widget, transparent, size) as wsize:
+        with export_mode(), _Prepared(widget, transparent, size) as wsize:
             for fmt in painted:
                 p = folder / f"{stem}.{fmt}"
                 if fmt == "png":

@@ -463,6 +463,39 @@ def test_an_exported_layer_table_shows_every_row(qtbot, tmp_path, rows):
     assert "head" in texts and f"blocks.{rows - 2}.linear" in texts  # the last rows are drawn
 
 
+def test_an_exported_layer_table_names_its_run_instead_of_showing_the_selector(qtbot, tmp_path):
+    """An exported slide showed the "run [plain ▾]" drop-down, a control that means nothing on
+    paper. The export leaves it out and says in the title which run's table it is; the view on
+    screen keeps its selector."""
+    from gradviz.core.recording import Recording
+    from gradviz.gui.views.layers import LayersView
+
+    rec = Recording()
+    for run in ("plain", "residual"):
+        table = [["blocks.0.linear", "Linear", [128], 16512, 32896], ["head", "Linear", [4], 516, 1028]]
+        rec.add_run(run, [r[0] for r in table], [r[1] for r in table], [])
+    rec.set_meta({"layer_table": {"plain": table, "residual": table}})
+    view = LayersView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    view.refresh(rec)
+    view.run_box.setCurrentText("residual")
+    (svg,) = ex.export_view(view, tmp_path, "svg", size=(960, 540))
+    _, texts = svg_texts(svg)
+    assert "Layer table: residual" in texts and "head" in texts
+    assert "run" not in texts and "plain" not in texts  # neither the selector's label nor its items
+    assert view.run_box.isVisible() and view.run_label.isVisible() and view.title_label.text() == "Layer table"
+    # one run: nothing to name
+    one = Recording()
+    one.add_run("solo", ["head"], ["Linear"], [])
+    one.set_meta({"layer_table": {"solo": [["head", "Linear", [4], 516, 1028]]}})
+    view.refresh(one)
+    (svg,) = ex.export_view(view, tmp_path / "one", "svg", size=(960, 540))
+    _, texts = svg_texts(svg)
+    assert "Layer table" in texts and "run" not in texts
+
+
 def _render_svg(path: Path) -> np.ndarray:
     from PySide6 import QtSvg
 

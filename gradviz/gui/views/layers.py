@@ -8,6 +8,7 @@ that is not on this machine, say) the table shows the names and types the record
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from PySide6 import QtCore, QtWidgets
@@ -78,7 +79,8 @@ class LayersView(View):
         self.title_label = QtWidgets.QLabel(self.title)
         bar.addWidget(self.title_label)
         bar.addStretch(1)
-        bar.addWidget(QtWidgets.QLabel("run"))
+        self.run_label = QtWidgets.QLabel("run")
+        bar.addWidget(self.run_label)
         bar.addWidget(self.run_box)
         self.table = QtWidgets.QTableWidget(0, len(SHOWN_HEADER))
         self.table.setHorizontalHeaderLabels(SHOWN_HEADER)
@@ -250,6 +252,24 @@ class LayersView(View):
             + 24  # the layout's spacing and margins
         )
         return QtCore.QSize(size.width(), max(size.height(), need))
+
+    @contextlib.contextmanager
+    def export_mode(self):
+        """On paper the run selector (a control) is left out, and the title names the run shown
+        where there is more than one: an exported slide showed a "run [plain ▾]" drop-down."""
+        runs = [self.run_box.itemText(i) for i in range(self.run_box.count())]
+        run = self.run_box.currentText()
+        title = f"{self.title}: {run}" if len(runs) > 1 and run else self.title
+        hidden = [w for w in (self.run_label, self.run_box) if not w.isHidden()]
+        for w in hidden:
+            w.hide()
+        self.title_label.setText(title)
+        try:
+            yield
+        finally:
+            self.title_label.setText(self.title)
+            for w in hidden:
+                w.show()
 
     def plot_items(self) -> list:
         return [self._export]
