@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -296,6 +297,16 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         raise
 
 
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so nothing more (the interpreter's last flush included)
+    is written to a pipe whose reader has gone."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stdout (an embedding host): nothing to do
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     _setup_logging()
@@ -320,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError) as exc:
         print(f"gradviz: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`gradviz summary ... | head`): stop quietly, as `ls | head` does;
+        # it printed "gradviz: [Errno 32] Broken pipe", and Python's flush at exit a traceback
+        _drop_stdout()
+        return 1
     except Exception as exc:  # noqa: BLE001 - user-facing errors from data, models, files
         from .core.data import DataError
         from .core.experiment import out_of_memory_text, user_text

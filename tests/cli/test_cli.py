@@ -318,3 +318,19 @@ def test_run_stores_the_layer_table_so_opening_the_file_builds_nothing(tmp_path)
     model = build_model(rc.model, (2,), 4, seed=0)
     expect = [(name or "(model)", sum(p.numel() for p in m.parameters(recurse=False))) for name, m in param_layers(model)]
     assert sorted((r[0], r[3]) for r in table["plain"]) == sorted(expect)
+
+
+def test_a_reader_that_stops_early_gets_no_error(tmp_path):
+    """`gradviz summary ... | head` printed "gradviz: [Errno 32] Broken pipe": a reader that has
+    read enough and gone is no error to report. The pipe is closed before the command writes
+    (importing torch takes a second), so its first line hits a closed pipe."""
+    env = dict(os.environ, GRADVIZ_HOME=str(tmp_path / "home"))
+    for args in (["summary", "--preset", "demo"], ["presets"]):
+        p = subprocess.Popen([sys.executable, "-m", "gradviz", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 1
+        assert err == "", err
+    # an open pipe still gets everything
+    res = gv("presets", tmp_path=tmp_path)
+    assert res.returncode == 0 and res.stdout.splitlines()[1].startswith("demo")
