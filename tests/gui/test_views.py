@@ -390,11 +390,13 @@ def test_readout_on_the_recording(recorded):
 
 def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
     """At 16 pt each readout line took two lines in the 600 px depth panel of a 1366x768 screen:
-    four lines of headline for two runs. A line now shrinks to fit its width, down to 1.2x the
-    window's text size; only a line too long even then wraps, and with room it is full size."""
+    four lines of headline for two runs; in presentation mode in a narrow panel, three lines each.
+    A line now shrinks to fit one line, down to 1.2x the window's text size; else two lines, down
+    to 0.6 of its size; only a line too long even then wraps further. With room it is full size."""
     from PySide6 import QtGui
 
-    from gradviz.gui.views.readout import Readout
+    from gradviz.gui.fitted_label import FittedLabel
+    from gradviz.gui.views.readout import FIT_FLOOR, Readout
 
     theme = make_theme("light")
     readout = Readout()
@@ -421,10 +423,59 @@ def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
     pt, wide, lines = shown(int(full_width * 0.8) + 20)  # a narrower panel: smaller, still one line
     assert 1.2 * theme.font_pt <= pt < base and wide <= lab.contentsRect().width() and lines == 1
     assert pt > 0.75 * base  # no smaller than it has to be
-    pt, wide, lines = shown(int(full_width * 0.3))  # a sliver: the floor, wrapped
-    assert pt == pytest.approx(1.2 * theme.font_pt) and lines >= 2
-    pt, _, lines = shown(1600)  # and back
+    pt, wide, lines = shown(int(full_width * 0.6))  # one line would take less than 1.2x the text: two
+    assert lines == 2 and FIT_FLOOR * base <= pt <= base
+    two_lines_pt = pt
+    pt, wide, lines = shown(int(full_width * 0.2))  # a sliver: the least size, wrapped
+    assert pt == pytest.approx(FIT_FLOOR * base) and lines >= 3
+    pt, _, lines = shown(int(full_width * 0.6))  # and back, through the sizes it found before
+    assert lines == 2 and pt == two_lines_pt
+    pt, _, lines = shown(1600)
     assert pt == base and lines == 1
+    # a new text of the same length in the same room (a digit changed) is checked, not assumed
+    shown(int(full_width * 0.8) + 20)
+    for other in (text.replace("1.2e7", "1.1e7"), text.replace("vanishing", "WWWWWWWWW")):
+        lab.setText(other)
+        fresh = FittedLabel(other)  # one that never saw the first text
+        qtbot.addWidget(fresh)
+        fresh.resize(lab.size())
+        fresh.set_base_font(lab._base, 1.2 * theme.font_pt, FIT_FLOOR * base)
+        assert lab.font().pointSizeF() == fresh.font().pointSizeF(), other
+    assert lab.heightForWidth(lab.width()) > 1.5 * QtGui.QFontMetricsF(lab.font()).lineSpacing()  # the Ws: two lines
+    lab.setText(text)
+    shown(1600)
+    # a live readout: a digit changes, the line keeps fitting
+    readout.refresh(_synthetic(1 / 3.4e7))
+    lab = readout.labels["plain"]
+    assert lab.text() != text and len(lab.text()) == len(text)
+    qtbot.waitUntil(lambda: lab.font().pointSizeF() == base, timeout=2000)  # once the new line is laid out
+
+
+@pytest.mark.parametrize("presentation", [False, True])
+def test_readout_lines_of_many_runs_stay_larger_than_the_charts_text(qtbot, presentation):
+    """Four runs were headlined at 9.6 pt, under the charts' 10 pt: the lines of more than two runs
+    shrink less now (their width is fitted anyway), and never below 1.1x the window's text."""
+    from gradviz.gui.views.readout import Readout, readout_size
+
+    theme = make_theme("light", presentation)
+    sizes = {n: readout_size(theme, n) for n in range(1, 9)}
+    assert sizes[1] == sizes[2] == theme.readout_pt
+    assert all(sizes[n] >= sizes[n + 1] for n in range(1, 8))  # more runs, smaller or equal
+    assert all(s >= 1.1 * theme.font_pt - 1e-9 for s in sizes.values())
+    assert sizes[4] >= 0.75 * theme.readout_pt - 1e-9
+    rec = Recording()
+    runs = [f"run{i}" for i in range(4)]
+    for run in runs:
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec.append(run, 0, {"loss": 1.0, "grad_norm": np.array([0.1, 1.0], np.float32)})
+    readout = Readout()
+    qtbot.addWidget(readout)
+    readout.apply_theme(theme)
+    readout.refresh(rec)
+    readout.resize(1600, 200)
+    readout.show()
+    qtbot.wait(20)
+    assert [readout.labels[r].font().pointSizeF() for r in runs] == [sizes[4]] * 4  # room: the full size
 
 
 def test_presentation_mode_makes_fonts_and_pens_bigger(views, recorded):

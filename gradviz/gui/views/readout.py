@@ -17,7 +17,7 @@ from .base import upto_count
 VANISHING = 1e-2  # first-layer gradient below 1/100 of the last layer's
 EXPLODING = 1e2
 WINDOW = 10  # steps the ratio is a median over, so the line does not flicker
-FIT_FLOOR = 0.6  # a line too long for its width shrinks down to this much of its size before it wraps
+FIT_FLOOR = 0.6  # a line too long for its width shrinks down to this much of its size
 
 
 def _fraction(r: float) -> str:
@@ -81,6 +81,14 @@ def describe(recording, run: str, upto: int | None = None) -> str:
     return f"{run}: layer {a} receives {_times(r)} layer {b}'s gradient: it flows back"
 
 
+def readout_size(theme: Theme, n_runs: int) -> float:
+    """Point size of the readout's lines: two runs get the full size; more get smaller lines so
+    the depth profile keeps its room, but never below 1.1x the window's text (four runs were
+    headlined at 9.6 pt, under the 10 pt of the charts' labels)."""
+    k = 1.0 if n_runs <= 2 else max(0.6, 1.15 - 0.1 * n_runs)
+    return max(theme.readout_pt * k, min(theme.readout_pt, 1.1 * theme.font_pt))
+
+
 class Readout(QtWidgets.QWidget):
     """Large text, one line per run, in the run's colour."""
 
@@ -141,14 +149,13 @@ class Readout(QtWidgets.QWidget):
         self.theme = theme
         runs = self.recording.runs if self.recording is not None else []
         font = theme.font()
-        # two runs get the full size; with up to six the lines shrink so the depth profile keeps its room
-        font.setPointSizeF(theme.readout_pt * (1.0 if len(runs) <= 2 else max(0.55, 2.0 / len(runs) + 0.1)))
+        font.setPointSizeF(readout_size(theme, len(runs)))
         font.setBold(True)
-        # shrunk to fit one line, but never below 1.2x the window's text: the headline stays the
-        # largest text on the screen, and wraps where even that does not fit
-        floor_pt = min(font.pointSizeF(), max(FIT_FLOOR * font.pointSizeF(), 1.2 * theme.font_pt))
+        # shrunk to fit one line, but not below 1.2x the window's text (on one line the headline
+        # stays the largest text on the screen); else two lines, down to FIT_FLOOR of the size
+        least = FIT_FLOOR * font.pointSizeF()
         for run, lab in self.labels.items():
-            lab.set_base_font(font, floor_pt)
+            lab.set_base_font(font, max(least, 1.2 * theme.font_pt), least)
             color = theme.run_color(runs.index(run) if run in runs else 0)
             lab.setStyleSheet(f"color: {color};")
         err = theme.font()
