@@ -1,6 +1,9 @@
-"""A large one-line label that shrinks its text to fit its width before it wraps."""
+"""Large labels that shrink their text to fit their width before they wrap, alone or as a group
+drawn at one size."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -11,13 +14,18 @@ class FittedLabel(QtWidgets.QLabel):
     at `least_pt`, wrapped as it needs. The readout's lines at 16 pt took two lines each in a
     600 px wide depth panel (1366x768): four lines of headline for two runs where one each at 12 pt
     fit; in presentation mode in a 470 px panel they took three lines each, and left the depth
-    profile a 130 px strip."""
+    profile a 130 px strip.
 
-    def __init__(self, text: str = "", parent=None) -> None:
+    `on_change`, when set, is called instead of fitting this label alone (its text or width
+    changed): a group of labels (`fit_together`) takes one size, so that lines of different
+    lengths do not come out in different sizes."""
+
+    def __init__(self, text: str = "", parent=None, on_change: Callable[[], None] | None = None) -> None:
         super().__init__(text, parent)
         self._base: QtGui.QFont | None = None
         self._one_line_pt = self._least_pt = 0.0
-        self._known: dict[tuple, tuple[float, int]] = {}  # (room, len(text), sizes) -> (pt, lines)
+        self._known: dict[tuple, tuple[float | None, float]] = {}  # (room, len(text)) -> sizes()
+        self.on_change = on_change
         self.setWordWrap(True)  # never let a long line widen the window past the screen
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
 
@@ -41,34 +49,48 @@ class FittedLabel(QtWidgets.QLabel):
         super().resizeEvent(event)
         self._fit()
 
-    def _room(self) -> float:
-        return float(self.contentsRect().width() - 2 * max(0, self.margin()) - max(0, self.indent()) - 2)
+    def sizes(self) -> tuple[float | None, float]:
+        """(the largest size that fits one line, None if none from `one_line_pt` up does; the
+        largest that fits two lines, or `least_pt`). A live readout changes a digit or two per
+        refresh: the sizes found for a text of the same length in the same room are kept while
+        the text still fits them."""
+        if self._base is None:
+            return None, self.font().pointSizeF()
+        base, room, text = self._base.pointSizeF(), self._room(), self.text()
+        if not text or room <= 0:
+            return base, base
+        key = (room, len(text))
+        known = self._known.get(key)
+        if known is not None:
+            one, two = known
+            one_holds = self._lines(self._one_line_pt, text, room) > 1 if one is None else self._lines(one, text, room) == 1
+            if one_holds and (two <= self._least_pt or self._lines(two, text, room) <= 2):
+                return known
+        one = self._largest(self._one_line_pt, base, text, room, 1)
+        two = self._largest(self._least_pt, base, text, room, 2) or self._least_pt
+        if len(self._known) > 64:
+            self._known.clear()
+        self._known[key] = (one, two)
+        return one, two
+
+    def apply_size(self, pt: float) -> None:
+        if self._base is None:
+            return
+        f = self._at(pt)
+        if f != self.font():
+            self.setFont(f)
 
     def _fit(self) -> None:
         if self._base is None:
             return
-        base, room, text = self._base.pointSizeF(), self._room(), self.text()
-        # a live readout changes a digit or two per refresh: the size found for a text of the same
-        # length in the same room is kept while the text still fits it as it did
-        key = (room, len(text), base, self._one_line_pt, self._least_pt)
-        known = self._known.get(key)
-        if known is not None and self._lines(known[0], text, room) <= known[1]:
-            pt = known[0]
-        else:
-            pt, lines = base, 1
-            if text and room > 0 and self._lines(base, text, room) > 1:
-                pt = self._largest(self._one_line_pt, base, text, room, 1)
-                if pt is None:
-                    lines = 2
-                    pt = self._largest(self._least_pt, base, text, room, 2)
-                    if pt is None:
-                        pt, lines = self._least_pt, 1 << 30
-            if len(self._known) > 64:
-                self._known.clear()
-            self._known[key] = (pt, lines)
-        f = self._at(pt)
-        if f != self.font():
-            self.setFont(f)
+        if self.on_change is not None:
+            self.on_change()
+            return
+        one, two = self.sizes()
+        self.apply_size(one if one is not None else two)
+
+    def _room(self) -> float:
+        return float(self.contentsRect().width() - 2 * max(0, self.margin()) - max(0, self.indent()) - 2)
 
     def _at(self, pt: float) -> QtGui.QFont:
         f = QtGui.QFont(self._base)
@@ -96,3 +118,17 @@ class FittedLabel(QtWidgets.QLabel):
             else:
                 hi = mid
         return lo
+
+
+def fit_together(labels: Iterable[FittedLabel]) -> float | None:
+    """One size for all `labels`: the smallest of their one-line sizes where every one fits one
+    line, else the smallest of their two-line sizes. Returns the size (None: no labels)."""
+    labels = list(labels)
+    sizes = [lab.sizes() for lab in labels]
+    if not sizes:
+        return None
+    ones = [one for one, _ in sizes]
+    pt = min(ones) if all(one is not None for one in ones) else min(two for _, two in sizes)
+    for lab in labels:
+        lab.apply_size(pt)
+    return pt

@@ -391,12 +391,12 @@ def test_readout_on_the_recording(recorded):
 def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
     """At 16 pt each readout line took two lines in the 600 px depth panel of a 1366x768 screen:
     four lines of headline for two runs; in presentation mode in a narrow panel, three lines each.
-    A line now shrinks to fit one line, down to 1.2x the window's text size; else two lines, down
+    A line now shrinks to fit one line, down to 1.05x the window's text size; else two lines, down
     to 0.6 of its size; only a line too long even then wraps further. With room it is full size."""
     from PySide6 import QtGui
 
     from gradviz.gui.fitted_label import FittedLabel
-    from gradviz.gui.views.readout import FIT_FLOOR, Readout
+    from gradviz.gui.views.readout import FIT_FLOOR, ONE_LINE_FLOOR, Readout
 
     theme = make_theme("light")
     readout = Readout()
@@ -421,9 +421,9 @@ def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
     pt, full_width, lines = shown(1600)  # room to spare: full size, one line
     assert pt == base and lines == 1
     pt, wide, lines = shown(int(full_width * 0.8) + 20)  # a narrower panel: smaller, still one line
-    assert 1.2 * theme.font_pt <= pt < base and wide <= lab.contentsRect().width() and lines == 1
+    assert ONE_LINE_FLOOR * theme.font_pt <= pt < base and wide <= lab.contentsRect().width() and lines == 1
     assert pt > 0.75 * base  # no smaller than it has to be
-    pt, wide, lines = shown(int(full_width * 0.6))  # one line would take less than 1.2x the text: two
+    pt, wide, lines = shown(int(full_width * 0.6))  # one line would take less than 1.05x the text: two
     assert lines == 2 and FIT_FLOOR * base <= pt <= base
     two_lines_pt = pt
     pt, wide, lines = shown(int(full_width * 0.2))  # a sliver: the least size, wrapped
@@ -434,12 +434,12 @@ def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
     assert pt == base and lines == 1
     # a new text of the same length in the same room (a digit changed) is checked, not assumed
     shown(int(full_width * 0.8) + 20)
-    for other in (text.replace("1.2e7", "1.1e7"), text.replace("vanishing", "WWWWWWWWW")):
+    for other in (text.replace("1.2e7", "1.1e7"), ("WWWW " * 20)[: len(text)]):
         lab.setText(other)
         fresh = FittedLabel(other)  # one that never saw the first text
         qtbot.addWidget(fresh)
         fresh.resize(lab.size())
-        fresh.set_base_font(lab._base, 1.2 * theme.font_pt, FIT_FLOOR * base)
+        fresh.set_base_font(lab._base, ONE_LINE_FLOOR * theme.font_pt, FIT_FLOOR * base)
         assert lab.font().pointSizeF() == fresh.font().pointSizeF(), other
     assert lab.heightForWidth(lab.width()) > 1.5 * QtGui.QFontMetricsF(lab.font()).lineSpacing()  # the Ws: two lines
     lab.setText(text)
@@ -449,6 +449,38 @@ def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
     lab = readout.labels["plain"]
     assert lab.text() != text and len(lab.text()) == len(text)
     qtbot.waitUntil(lambda: lab.font().pointSizeF() == base, timeout=2000)  # once the new line is laid out
+
+
+def test_readout_lines_of_different_lengths_share_one_size(qtbot):
+    """On a 1280x720 laptop the depth preset's "deep-plain" line fitted one line at 10.7 pt while
+    "shallow-plain" and "deep-residual" took two lines at 13.6: a size difference that read as a
+    difference between the runs. All lines now take one size, at every width."""
+    from PySide6 import QtGui
+
+    from gradviz.gui.views.readout import Readout
+
+    rec = Recording()
+    for run, ratio in (("shallow-plain", 0.69), ("deep-plain", 1.3), ("deep-residual", 0.075)):
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec.append(run, 0, {"loss": 1.0, "grad_norm": np.array([ratio, 1.0], np.float32)})
+    readout = Readout()
+    qtbot.addWidget(readout)
+    readout.apply_theme(make_theme("light"))
+    readout.refresh(rec)
+    readout.show()
+    labels = list(readout.labels.values())
+    assert len({len(lab.text()) for lab in labels}) == 3
+    for width in range(300, 1700, 50):
+        readout.resize(width, 300)
+        qtbot.wait(5)
+        sizes = {lab.font().pointSizeF() for lab in labels}
+        assert len(sizes) == 1, (width, sizes)
+        room = labels[0].contentsRect().width()
+        wide = [QtGui.QFontMetricsF(lab.font()).horizontalAdvance(lab.text()) for lab in labels]
+        if max(wide) > room:  # where any line wraps, the size is the smallest of the sizes that fit two lines
+            assert sizes.pop() <= min(lab.sizes()[1] for lab in labels) + 1e-9
+        else:  # all on one line: no smaller than the longest needs
+            assert sizes.pop() == pytest.approx(min(lab.sizes()[0] for lab in labels))
 
 
 @pytest.mark.parametrize("presentation", [False, True])

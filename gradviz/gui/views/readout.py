@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from ..fitted_label import FittedLabel
+from ..fitted_label import FittedLabel, fit_together
 from ..theme import Theme, make_theme
 from .base import upto_count
 
@@ -18,6 +18,9 @@ VANISHING = 1e-2  # first-layer gradient below 1/100 of the last layer's
 EXPLODING = 1e2
 WINDOW = 10  # steps the ratio is a median over, so the line does not flicker
 FIT_FLOOR = 0.6  # a line too long for its width shrinks down to this much of its size
+# on one line, down to this much of the window's text size: at 1.2x, three runs on a 1280x720
+# laptop took two lines each where one each fitted at 10.5 pt
+ONE_LINE_FLOOR = 1.05
 
 
 def _fraction(r: float) -> str:
@@ -100,6 +103,7 @@ class Readout(QtWidgets.QWidget):
         self._lay.setSpacing(0)
         self.labels: dict[str, FittedLabel] = {}
         self._key = None
+        self._fitting = False
         self.recording = None
         # a session that could not start (a missing data folder, a model that will not build) has
         # no runs to describe: its one-line reason goes here, in the large text, not only in the
@@ -134,7 +138,7 @@ class Readout(QtWidgets.QWidget):
                 lab.deleteLater()
             self.labels = {}
             for run in recording.runs:
-                lab = FittedLabel("")
+                lab = FittedLabel("", on_change=self._fit_lines)
                 lab.setTextFormat(QtCore.Qt.TextFormat.PlainText)  # run and layer names: text, never markup
                 lab.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.NoTextInteraction)
                 self._lay.addWidget(lab)
@@ -145,17 +149,28 @@ class Readout(QtWidgets.QWidget):
             if lab.text() != text:
                 lab.setText(text)
 
+    def _fit_lines(self) -> None:
+        """All runs' lines at one size (a short line next to a long one came out smaller or
+        larger than it, which read as a difference between the runs)."""
+        if self._fitting:
+            return
+        self._fitting = True
+        try:
+            fit_together(self.labels.values())
+        finally:
+            self._fitting = False
+
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         runs = self.recording.runs if self.recording is not None else []
         font = theme.font()
         font.setPointSizeF(readout_size(theme, len(runs)))
         font.setBold(True)
-        # shrunk to fit one line, but not below 1.2x the window's text (on one line the headline
-        # stays the largest text on the screen); else two lines, down to FIT_FLOOR of the size
+        # shrunk to fit one line, but not below ONE_LINE_FLOOR x the window's text (bold and in its
+        # run's colour it still leads the screen); else two lines, down to FIT_FLOOR of the size
         least = FIT_FLOOR * font.pointSizeF()
         for run, lab in self.labels.items():
-            lab.set_base_font(font, max(least, 1.2 * theme.font_pt), least)
+            lab.set_base_font(font, max(least, ONE_LINE_FLOOR * theme.font_pt), least)
             color = theme.run_color(runs.index(run) if run in runs else 0)
             lab.setStyleSheet(f"color: {color};")
         err = theme.font()
