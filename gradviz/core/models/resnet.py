@@ -339,7 +339,7 @@ def build_torchvision(name: str, cfg, input_shape: tuple[int, ...], n_outputs: i
     try:
         extra = dict(sized)
         if name in ("googlenet", "inception_v3"):  # train-mode aux heads return namedtuples, not logits
-            extra = {"aux_logits": False, "init_weights": True}
+            extra.update(aux_logits=False, init_weights=True)
         model = ctor(weights=None, num_classes=n_outputs, **extra)
     except Exception as exc:  # noqa: BLE001 - torchvision raises many kinds here
         msg = " ".join(str(exc).split()) or type(exc).__name__
