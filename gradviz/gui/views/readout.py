@@ -18,8 +18,8 @@ VANISHING = 1e-2  # first-layer gradient below 1/100 of the last layer's
 EXPLODING = 1e2
 WINDOW = 10  # steps the ratio is a median over, so the line does not flicker
 FIT_FLOOR = 0.6  # a line too long for its width shrinks down to this much of its size
-# on one line, down to this much of the window's text size: at 1.2x, three runs on a 1280x720
-# laptop took two lines each where one each fitted at 10.5 pt
+# on one line, down to this much of the window's text size: bold and in its run's colour a line
+# still leads the screen at 1.05x, and one line per run leaves the charts the most room
 ONE_LINE_FLOOR = 1.05
 
 
