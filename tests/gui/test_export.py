@@ -481,11 +481,23 @@ def test_an_exported_layer_table_names_its_run_instead_of_showing_the_selector(q
     view.show()
     view.refresh(rec)
     view.run_box.setCurrentText("residual")
-    (svg,) = ex.export_view(view, tmp_path, "svg", size=(960, 540))
+    policies = (view.table.verticalScrollBarPolicy(), view.table.horizontalScrollBarPolicy())
+    files = {p.suffix: p for p in ex.export_view(view, tmp_path, "svg,png", scale=1.0, size=(960, 540))}
+    svg, png = files[".svg"], files[".png"]
     _, texts = svg_texts(svg)
     assert "Layer table: residual" in texts and "head" in texts
     assert "run" not in texts and "plain" not in texts  # neither the selector's label nor its items
     assert view.run_box.isVisible() and view.run_label.isVisible() and view.title_label.text() == "Layer table"
+    # the table is as wide as its columns, not the slide: its header bar and grid stopped running
+    # on past the last column; every column is drawn
+    assert {"#", "name", "type", "shape", "params", "FLOPs"} <= set(texts)
+    arr = image_stats(QtGui.QImage(str(png)))[2]
+    band = arr[40:200]  # below the title, across the header and the first rows
+    ink = np.any(band[:, :, :3] < 250, axis=(0, 2))  # columns with anything not white in them
+    right = int(np.flatnonzero(ink).max())
+    assert right < 0.6 * arr.shape[1], right
+    assert view.table.maximumWidth() > 10**6 and view.table.minimumWidth() == 0
+    assert (view.table.verticalScrollBarPolicy(), view.table.horizontalScrollBarPolicy()) == policies
     # one run: nothing to name
     one = Recording()
     one.add_run("solo", ["head"], ["Linear"], [])

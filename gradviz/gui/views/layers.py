@@ -18,6 +18,7 @@ from ...core.table import SKIPPED_NOTE, row_fields, summary_rows
 from ..tooltips import plain_tooltip
 from .base import View
 
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum"
 log = logging.getLogger("gradviz")
 HEADER = ["layer", "name", "type", "output shape", "params", "FLOPs", "tied params"]  # the CSV's
 # on screen the index column is as narrow as its numbers, and "shape" leaves the column as narrow
@@ -109,6 +110,7 @@ class LayersView(View):
         self._meta_table = None  # the recording's table these rows came from
         self._natural: list[int] = []  # column widths the contents want, every column shown
         self.hidden_columns: list[str] = []
+        self._export_width = 0  # the width an export asked for (`export_size`)
         self._tried_config = False
         self.live = False  # set by the window while a worker trains into the recording
 
@@ -251,6 +253,7 @@ class LayersView(View):
             + self.total_label.heightForWidth(size.width())
             + 24  # the layout's spacing and margins
         )
+        self._export_width = size.width()
         return QtCore.QSize(size.width(), max(size.height(), need))
 
     @contextlib.contextmanager
@@ -264,9 +267,27 @@ class LayersView(View):
         for w in hidden:
             w.hide()
         self.title_label.setText(title)
+        # the table no wider than its columns: on a 960 px slide its grey header bar and grid ran
+        # on for 600 px past the last column
+        # (every column where the export is wide enough, as the pane on screen may not have been)
+        t = self.table
+        natural = sum(self._natural) + 2 * t.frameWidth() + 2
+        bars = (t.verticalScrollBarPolicy(), t.horizontalScrollBarPolicy())
+        if self._natural:
+            off = QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff  # every row is shown (`export_size`)
+            t.setVerticalScrollBarPolicy(off)
+            t.setHorizontalScrollBarPolicy(off)
+            t.setFixedWidth(min(natural, self._export_width) if self._export_width else natural)
+        lay = self._export.layout()
+        lay.setAlignment(t, QtCore.Qt.AlignmentFlag.AlignLeft)
         try:
             yield
         finally:
+            lay.setAlignment(t, QtCore.Qt.AlignmentFlag(0))
+            t.setMinimumWidth(0)
+            t.setMaximumWidth(QWIDGETSIZE_MAX)
+            t.setVerticalScrollBarPolicy(bars[0])
+            t.setHorizontalScrollBarPolicy(bars[1])
             self.title_label.setText(self.title)
             for w in hidden:
                 w.show()
