@@ -481,6 +481,8 @@ def test_an_exported_layer_table_names_its_run_instead_of_showing_the_selector(q
     view.show()
     view.refresh(rec)
     view.run_box.setCurrentText("residual")
+    # the theme's fonts from the start (`gradviz export` applies none): the title stands out
+    assert view.title_label.font().pointSizeF() == view.theme.font(1.3).pointSizeF() > view.table.font().pointSizeF()
     policies = (view.table.verticalScrollBarPolicy(), view.table.horizontalScrollBarPolicy())
     files = {p.suffix: p for p in ex.export_view(view, tmp_path, "svg,png", scale=1.0, size=(960, 540))}
     svg, png = files[".svg"], files[".png"]

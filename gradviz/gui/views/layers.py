@@ -113,6 +113,9 @@ class LayersView(View):
         self._export_width = 0  # the width an export asked for (`export_size`)
         self._tried_config = False
         self.live = False  # set by the window while a worker trains into the recording
+        # its fonts from the start, as the charts do: `gradviz export` never applies a theme, and
+        # its layer table came out with a title no larger than the rows
+        self._apply_theme(self.theme)
 
     def _on_new_recording(self, recording) -> None:
         self._tables, self._source, self._tried_config = {}, "", False
