@@ -2,6 +2,8 @@
 
 On the demo's plain model (30 blocks, batch 128, one torch thread), interleaved in one run:
 - `bare`: the training step alone;
+- `empty block hooks`: a Python pre-hook per block that does nothing: the hook mechanism alone
+  (registering it in forward, calling it from backward), without the norm it would take;
 - `block hooks only`: gradviz's `BlockGradNorms` (a Python hook per block in backward, which is the
   only way to see dL/d(block output) at all), nothing else;
 - `norm arithmetic only`: the bare step plus the arithmetic every per-step probe must do, with no
@@ -64,13 +66,26 @@ class NormThread:
             self.done += 1
 
 
+def _empty_hook(_grads) -> None:
+    return None
+
+
+def _empty_hook_sink(_block, out) -> None:
+    """What `BlockGradNorms` does per block, less the norm: a pre-hook on the output's node that
+    does nothing, so the row shows what the hook mechanism alone costs."""
+    out.grad_fn.register_prehook(_empty_hook)
+
+
 def copy_step(run, measure: str):
     """A step on a hook-free copy of the run's model; `measure` is 'none', 'arithmetic', 'thread',
-    'hooks' or 'minimal'."""
+    'empty hooks', 'hooks' or 'minimal'."""
     model, opt = bare_copy(run)
     params = list(model.parameters())
     worker = NormThread() if measure == "thread" else None
     hooks = BlockGradNorms(switch_blocks(model)) if measure in ("hooks", "minimal") else None
+    if measure == "empty hooks":
+        for _, block in switch_blocks(model):
+            block.gradviz_sink = _empty_hook_sink
     width, batch = run.cfg.model.width, run.cfg.train.batch_size
     stand_ins = [torch.randn(batch, width) for _ in switch_blocks(model)] if measure == "arithmetic" else []
 
@@ -111,6 +126,7 @@ def main() -> int:
             "bare": copy_step(run, "none"),
             "norm arithmetic only": copy_step(run, "arithmetic"),
             "param norms on a 2nd thread": copy_step(run, "thread"),
+            "empty block hooks": copy_step(run, "empty hooks"),
             "block hooks only": copy_step(run, "hooks"),
             "minimal measure": copy_step(run, "minimal"),
             "gradviz default": gradviz_step(run, Path(d)),
