@@ -26,6 +26,8 @@ class FittedLabel(QtWidgets.QLabel):
         self._one_line_pt = self._least_pt = 0.0
         self._known: dict[tuple, tuple[float | None, float]] = {}  # (room, len(text)) -> sizes()
         self.on_change = on_change
+        self.texts: list[str] = [text]  # the text and shorter forms of it, longest first
+        self.fit_state: tuple | None = None  # (room, size, form, lines) `fit_together` last chose
         self.setWordWrap(True)  # never let a long line widen the window past the screen
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
 
@@ -36,27 +38,51 @@ class FittedLabel(QtWidgets.QLabel):
         self._least_pt = min(float(least_pt), base)
         self._one_line_pt = min(max(float(one_line_pt), self._least_pt), base)
         self._known.clear()
+        self.fit_state = None
         self._fit()
 
     def base_point_size(self) -> float:
         return self._base.pointSizeF() if self._base is not None else self.font().pointSizeF()
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt API
-        super().setText(text)
+        self.texts = [text]
+        self._show(text)
         self._fit()
+
+    def set_texts(self, texts: list[str]) -> None:
+        """The text and shorter forms of it, longest first: a shorter one is shown where it fits
+        one line and the full one does not (the full one is then the tooltip)."""
+        texts = [t for t in texts if t] or [""]
+        if texts == self.texts:
+            return
+        self.texts = texts
+        if self.text() not in texts:
+            self._show(texts[0])
+        self._fit()
+
+    def full_text(self) -> str:
+        return self.texts[0]
+
+    def _show(self, text: str) -> None:
+        if self.text() != text:
+            super().setText(text)
+        tip = self.texts[0] if text != self.texts[0] else ""
+        if self.toolTip() != tip:
+            self.setToolTip(tip)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         self._fit()
 
-    def sizes(self) -> tuple[float | None, float]:
-        """(the largest size that fits one line, None if none from `one_line_pt` up does; the
-        largest that fits two lines, or `least_pt`). A live readout changes a digit or two per
-        refresh: the sizes found for a text of the same length in the same room are kept while
-        the text still fits them."""
+    def sizes(self, text: str | None = None) -> tuple[float | None, float]:
+        """For `text` (default: the full text): (the largest size that fits one line, None if
+        none from `one_line_pt` up does; the largest that fits two lines, or `least_pt`). A live
+        readout changes a digit or two per refresh: the sizes found for a text of the same length
+        in the same room are kept while the text still fits them."""
         if self._base is None:
             return None, self.font().pointSizeF()
-        base, room, text = self._base.pointSizeF(), self._room(), self.text()
+        text = self.texts[0] if text is None else text
+        base, room = self._base.pointSizeF(), self._room()
         if not text or room <= 0:
             return base, base
         key = (room, len(text))
@@ -73,9 +99,11 @@ class FittedLabel(QtWidgets.QLabel):
         self._known[key] = (one, two)
         return one, two
 
-    def apply_size(self, pt: float) -> None:
+    def apply_size(self, pt: float, text: str | None = None) -> None:
+        """Draw `text` (one of `texts`; default the full one) at `pt`."""
         if self._base is None:
             return
+        self._show(self.texts[0] if text is None else text)
         f = self._at(pt)
         if f != self.font():
             self.setFont(f)
@@ -86,8 +114,7 @@ class FittedLabel(QtWidgets.QLabel):
         if self.on_change is not None:
             self.on_change()
             return
-        one, two = self.sizes()
-        self.apply_size(one if one is not None else two)
+        fit_together([self])
 
     def _room(self) -> float:
         return float(self.contentsRect().width() - 2 * max(0, self.margin()) - max(0, self.indent()) - 2)
@@ -120,15 +147,40 @@ class FittedLabel(QtWidgets.QLabel):
         return lo
 
 
+def _form(lab: FittedLabel, k: int) -> str:
+    return lab.texts[min(k, len(lab.texts) - 1)]
+
+
 def fit_together(labels: Iterable[FittedLabel]) -> float | None:
-    """One size for all `labels`: the smallest of their one-line sizes where every one fits one
-    line, else the smallest of their two-line sizes. Returns the size (None: no labels)."""
+    """One size for all `labels`: where every label's full text fits one line, the smallest of
+    their one-line sizes; else the same with each label's shortest form, where that fits; else
+    the full texts at the smallest of their two-line sizes. Returns the size (None: no labels).
+
+    A live readout's texts change a digit at a time: in the same room, the size and form chosen
+    last are kept while every text still fits them, so the lines do not jump between sizes (or
+    between long and short forms) as "0.43x" becomes "0.094x". A new room chooses afresh."""
     labels = list(labels)
-    sizes = [lab.sizes() for lab in labels]
-    if not sizes:
+    if not labels:
         return None
-    ones = [one for one, _ in sizes]
-    pt = min(ones) if all(one is not None for one in ones) else min(two for _, two in sizes)
-    for lab in labels:
-        lab.apply_size(pt)
+    rooms = [lab._room() for lab in labels]
+    states = {lab.fit_state for lab in labels}
+    if len(states) == 1 and (last := states.pop()) is not None and all(r == last[0] for r in rooms):
+        _room, pt, k, lines = last
+        if all(lab._lines(pt, _form(lab, k), r) <= lines for lab, r in zip(labels, rooms, strict=True)):
+            for lab in labels:
+                lab.apply_size(pt, _form(lab, k))
+            return pt
+    choice = None
+    depth = max(len(lab.texts) for lab in labels)
+    for k in range(depth):  # the full texts, then ever shorter forms
+        ones = [lab.sizes(_form(lab, k))[0] for lab in labels]
+        if all(one is not None for one in ones):
+            choice = (min(ones), k, 1)
+            break
+    if choice is None:
+        choice = (min(lab.sizes()[1] for lab in labels), 0, 2)
+    pt, k, lines = choice
+    for lab, r in zip(labels, rooms, strict=True):
+        lab.apply_size(pt, _form(lab, k))
+        lab.fit_state = (r, pt, k, lines)
     return pt

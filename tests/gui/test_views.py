@@ -380,6 +380,11 @@ def test_readout_in_plain_language():
     rec.add_event(11, "plain", "nonfinite", "plain: non-finite gradient at step 11, first in layer l3; run paused")
     assert describe(rec, "plain") == "plain: non-finite gradient at step 11, first in layer l3; run paused"
     assert describe(rec, "plain", upto=10).endswith("it flows back")
+    # the short forms say the same in fewer words; a stop reads the same in both
+    assert describe(_synthetic(1 / 3000), "plain", short=True) == "plain: layer 0 gets 1/3,000 of layer 29's gradient: vanishing"
+    assert describe(_synthetic(1.0), "plain", short=True) == "plain: layer 0 gets 1× layer 29's gradient: flows back"
+    assert describe(_synthetic(5000.0), "plain", short=True).endswith("gets 5,000× layer 29's gradient: exploding")
+    assert describe(rec, "plain", short=True) == describe(rec, "plain")
 
 
 def test_readout_on_the_recording(recorded):
@@ -454,7 +459,8 @@ def test_readout_lines_shrink_to_one_line_before_they_wrap(qtbot):
 def test_readout_lines_of_different_lengths_share_one_size(qtbot):
     """On a 1280x720 laptop the depth preset's "deep-plain" line fitted one line at 10.7 pt while
     "shallow-plain" and "deep-residual" took two lines at 13.6: a size difference that read as a
-    difference between the runs. All lines now take one size, at every width."""
+    difference between the runs. All lines now take one size, at every width; where the full lines
+    take two lines and the short forms ("gets", "flows back") fit one, the short forms are shown."""
     from PySide6 import QtGui
 
     from gradviz.gui.views.readout import Readout
@@ -470,17 +476,73 @@ def test_readout_lines_of_different_lengths_share_one_size(qtbot):
     readout.show()
     labels = list(readout.labels.values())
     assert len({len(lab.text()) for lab in labels}) == 3
-    for width in range(300, 1700, 50):
+    seen = set()
+    for width in range(300, 1700, 25):
         readout.resize(width, 300)
         qtbot.wait(5)
         sizes = {lab.font().pointSizeF() for lab in labels}
         assert len(sizes) == 1, (width, sizes)
         room = labels[0].contentsRect().width()
         wide = [QtGui.QFontMetricsF(lab.font()).horizontalAdvance(lab.text()) for lab in labels]
-        if max(wide) > room:  # where any line wraps, the size is the smallest of the sizes that fit two lines
-            assert sizes.pop() <= min(lab.sizes()[1] for lab in labels) + 1e-9
-        else:  # all on one line: no smaller than the longest needs
-            assert sizes.pop() == pytest.approx(min(lab.sizes()[0] for lab in labels))
+        pt = sizes.pop()
+        full = [lab.sizes(lab.texts[0])[0] for lab in labels]
+        short = [lab.sizes(lab.texts[-1])[0] for lab in labels]
+        shown = [lab.text() for lab in labels]
+        if all(s is not None for s in full):  # every full line fits one line: full, as large as the longest allows
+            assert shown == [lab.texts[0] for lab in labels] and pt == pytest.approx(min(full)) and max(wide) <= room
+        elif all(s is not None for s in short):  # the short forms do: they are shown, on one line each
+            assert shown == [lab.texts[-1] for lab in labels] and pt == pytest.approx(min(short)) and max(wide) <= room
+            assert all(lab.toolTip() == lab.texts[0] for lab in labels)  # the full line on hover
+        else:  # two lines: the full texts at the smallest of the sizes that fit two lines
+            assert shown == [lab.texts[0] for lab in labels] and pt <= min(lab.sizes()[1] for lab in labels) + 1e-9
+        seen.add("full" if all(s is not None for s in full) else "short" if all(s is not None for s in short) else "two")
+    assert seen == {"full", "short", "two"}  # the sweep passed through all three
+
+
+def test_readout_lines_keep_their_size_while_digits_change(qtbot):
+    """A live line changes a digit at a time ("0.43x" becomes "0.094x"): refitting each text drew
+    the lines a little larger or smaller at every change. In the same room the size and form are
+    kept while the texts still fit them; a text that no longer fits, or a new width, refits."""
+    from PySide6 import QtGui, QtWidgets
+
+    from gradviz.gui.fitted_label import FittedLabel, fit_together
+
+    box = QtWidgets.QWidget()
+    qtbot.addWidget(box)
+    lay = QtWidgets.QVBoxLayout(box)
+    labels: list[FittedLabel] = []
+    for _ in range(2):
+        lab = FittedLabel("", on_change=lambda: fit_together(labels))
+        lay.addWidget(lab)
+        labels.append(lab)
+    font = QtGui.QFont()
+    font.setPointSizeF(16)
+    font.setBold(True)
+    for lab in labels:
+        lab.set_base_font(font, 10.5, 9.6)
+
+    def texts(a: str, b: str) -> None:
+        labels[0].set_texts([f"plain: layer 0 receives {a} layer 61's gradient: it flows back", f"plain: layer 0 gets {a} layer 61's gradient: flows back"])
+        labels[1].set_texts([f"residual: layer 0 receives {b} layer 61's gradient: it flows back", f"residual: layer 0 gets {b} layer 61's gradient: flows back"])
+
+    texts("0.43×", "1.6×")
+    full = QtGui.QFontMetricsF(font).horizontalAdvance(labels[1].texts[0])
+    box.resize(int(full * 0.85), 200)
+    box.show()
+    qtbot.wait(20)
+    pt = labels[0].font().pointSizeF()
+    assert pt < 16 and labels[1].text() == labels[1].texts[0]  # shrunk, full form, one line
+    texts("0.4×", "1×")  # shorter texts would fit larger: kept
+    assert [lab.font().pointSizeF() for lab in labels] == [pt, pt]
+    texts("0.094×", "1.6×")  # a digit longer, still shorter than the residual line: kept
+    assert [lab.font().pointSizeF() for lab in labels] == [pt, pt]
+    texts("0.0000094×", "1.6×")  # no longer fits: refitted, and it fits
+    lab = labels[0]
+    assert QtGui.QFontMetricsF(lab.font()).horizontalAdvance(lab.text()) <= lab.contentsRect().width()
+    assert lab.font().pointSizeF() < pt or lab.text() != lab.texts[0]
+    box.resize(1600, 200)  # a new width: chosen afresh, full size
+    qtbot.wait(20)
+    assert [lab.font().pointSizeF() for lab in labels] == [16, 16]
 
 
 @pytest.mark.parametrize("presentation", [False, True])

@@ -59,8 +59,10 @@ def gradient_ratio(recording, run: str, upto: int | None = None) -> tuple[float,
     return float(med[a] / med[b]), a, b
 
 
-def describe(recording, run: str, upto: int | None = None) -> str:
-    """e.g. "plain: layer 0 receives 1/3,000 of layer 61's gradient: vanishing"."""
+def describe(recording, run: str, upto: int | None = None, short: bool = False) -> str:
+    """e.g. "plain: layer 0 receives 1/3,000 of layer 61's gradient: vanishing". `short`: the same
+    facts in fewer words ("plain: layer 0 gets 1/3,000 of layer 61's gradient: vanishing"), for a
+    pane where the long form takes two lines and the short one fits one."""
     stop = None
     for e in recording.event_objects():
         if upto is not None and e.step > upto:
@@ -75,13 +77,14 @@ def describe(recording, run: str, upto: int | None = None) -> str:
     if got is None:
         return f"{run}: waiting for gradients"
     r, a, b = got
+    gets = "gets" if short else "receives"
     if r == 0:
-        return f"{run}: layer {a} receives no gradient at all (exactly 0): it cannot learn"
+        return f"{run}: layer {a} {gets} no gradient{'' if short else ' at all'} (exactly 0): it cannot learn"
     if r < VANISHING:
-        return f"{run}: layer {a} receives {_fraction(r)} of layer {b}'s gradient: vanishing"
+        return f"{run}: layer {a} {gets} {_fraction(r)} of layer {b}'s gradient: vanishing"
     if r > EXPLODING:
-        return f"{run}: layer {a} receives {_times(r)} layer {b}'s gradient: exploding"
-    return f"{run}: layer {a} receives {_times(r)} layer {b}'s gradient: it flows back"
+        return f"{run}: layer {a} {gets} {_times(r)} layer {b}'s gradient: exploding"
+    return f"{run}: layer {a} {gets} {_times(r)} layer {b}'s gradient: {'flows back' if short else 'it flows back'}"
 
 
 def readout_size(theme: Theme, n_runs: int) -> float:
@@ -123,7 +126,8 @@ class Readout(QtWidgets.QWidget):
         self.error_label.setVisible(bool(text))
 
     def lines(self) -> list[str]:
-        return [lab.text() for lab in self.labels.values()]
+        """Each run's line in full (a narrow pane may show the short form)."""
+        return [lab.full_text() for lab in self.labels.values()]
 
     def refresh(self, recording, upto: int | None = None) -> None:
         if recording is None:
@@ -145,9 +149,7 @@ class Readout(QtWidgets.QWidget):
                 self.labels[run] = lab
             self.apply_theme(self.theme)
         for run, lab in self.labels.items():
-            text = describe(recording, run, upto)
-            if lab.text() != text:
-                lab.setText(text)
+            lab.set_texts([describe(recording, run, upto), describe(recording, run, upto, short=True)])
 
     def _fit_lines(self) -> None:
         """All runs' lines at one size (a short line next to a long one came out smaller or
