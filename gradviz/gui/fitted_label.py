@@ -9,9 +9,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 
 class FittedLabel(QtWidgets.QLabel):
-    """Plain text drawn as large as it fits, by three rules in turn: on one line at a size from
-    `set_base_font`'s down to `one_line_pt`; else on two lines at a size down to `least_pt`; else
-    at `least_pt`, wrapped as it needs. The readout's lines at 16 pt took two lines each in a
+    """Plain text drawn as large as it fits, by these rules in turn: on one line at a size from
+    `set_base_font`'s down to `one_line_pt`; else a shorter form of it (`set_texts`) on one line;
+    else on two lines at a size down to `least_pt`; else at `least_pt`, wrapped as it needs
+    (`fit_together` applies them). The readout's lines at 16 pt took two lines each in a
     600 px wide depth panel (1366x768): four lines of headline for two runs where one each at 12 pt
     fit; in presentation mode in a 470 px panel they took three lines each, and left the depth
     profile a 130 px strip.
