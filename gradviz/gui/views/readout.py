@@ -63,6 +63,11 @@ def describe(recording, run: str, upto: int | None = None, short: bool = False) 
     """e.g. "plain: layer 0 receives 1/3,000 of layer 61's gradient: vanishing". `short`: the same
     facts in fewer words ("plain: layer 0 gets 1/3,000 of layer 61's gradient: vanishing"), for a
     pane where the long form takes two lines and the short one fits one."""
+    return describe_both(recording, run, upto)[1 if short else 0]
+
+
+def describe_both(recording, run: str, upto: int | None = None) -> tuple[str, str]:
+    """(`describe`'s long form, its short form), from one look at the recording."""
     stop = None
     for e in recording.event_objects():
         if upto is not None and e.step > upto:
@@ -72,19 +77,27 @@ def describe(recording, run: str, upto: int | None = None, short: bool = False) 
         elif e.run in (run, "") and e.kind in ("resume", "restart") and stop is not None and stop.kind == "nonfinite":
             stop = None
     if stop is not None:
-        return stop.detail if stop.detail.startswith(run) else f"{run}: {stop.detail}"
+        text = stop.detail if stop.detail.startswith(run) else f"{run}: {stop.detail}"
+        return text, text
     got = gradient_ratio(recording, run, upto)
     if got is None:
-        return f"{run}: waiting for gradients"
+        return (f"{run}: waiting for gradients",) * 2
     r, a, b = got
-    gets = "gets" if short else "receives"
     if r == 0:
-        return f"{run}: layer {a} {gets} no gradient{'' if short else ' at all'} (exactly 0): it cannot learn"
+        return (
+            f"{run}: layer {a} receives no gradient at all (exactly 0): it cannot learn",
+            f"{run}: layer {a} gets no gradient (exactly 0): it cannot learn",
+        )
     if r < VANISHING:
-        return f"{run}: layer {a} {gets} {_fraction(r)} of layer {b}'s gradient: vanishing"
-    if r > EXPLODING:
-        return f"{run}: layer {a} {gets} {_times(r)} layer {b}'s gradient: exploding"
-    return f"{run}: layer {a} {gets} {_times(r)} layer {b}'s gradient: {'flows back' if short else 'it flows back'}"
+        amount, end = f"{_fraction(r)} of", "vanishing"
+    elif r > EXPLODING:
+        amount, end = _times(r), "exploding"
+    else:
+        amount, end = _times(r), "it flows back"
+    return (
+        f"{run}: layer {a} receives {amount} layer {b}'s gradient: {end}",
+        f"{run}: layer {a} gets {amount} layer {b}'s gradient: {end.removeprefix('it ')}",
+    )
 
 
 def readout_size(theme: Theme, n_runs: int) -> float:
@@ -149,7 +162,7 @@ class Readout(QtWidgets.QWidget):
                 self.labels[run] = lab
             self.apply_theme(self.theme)
         for run, lab in self.labels.items():
-            lab.set_texts([describe(recording, run, upto), describe(recording, run, upto, short=True)])
+            lab.set_texts(list(describe_both(recording, run, upto)))
 
     def _fit_lines(self) -> None:
         """All runs' lines at one size (a short line next to a long one came out smaller or
