@@ -25,7 +25,6 @@ class FittedLabel(QtWidgets.QLabel):
         super().__init__(text, parent)
         self._base: QtGui.QFont | None = None
         self._one_line_pt = self._least_pt = 0.0
-        self._known: dict[tuple, tuple[float | None, float]] = {}  # (room, len(text)) -> sizes()
         self.on_change = on_change
         self.texts: list[str] = [text]  # the text and shorter forms of it, longest first
         self.fit_state: tuple | None = None  # (room, size, form, lines) `fit_together` last chose
@@ -38,7 +37,6 @@ class FittedLabel(QtWidgets.QLabel):
         base = font.pointSizeF()
         self._least_pt = min(float(least_pt), base)
         self._one_line_pt = min(max(float(one_line_pt), self._least_pt), base)
-        self._known.clear()
         self.fit_state = None
         self._fit()
 
@@ -77,27 +75,16 @@ class FittedLabel(QtWidgets.QLabel):
 
     def sizes(self, text: str | None = None) -> tuple[float | None, float]:
         """For `text` (default: the full text): (the largest size that fits one line, None if
-        none from `one_line_pt` up does; the largest that fits two lines, or `least_pt`). A live
-        readout changes a digit or two per refresh: the sizes found for a text of the same length
-        in the same room are kept while the text still fits them."""
+        none from `one_line_pt` up does; the largest that fits two lines, or `least_pt`). Only
+        a refit asks (`fit_together` keeps its choice while the texts still fit it)."""
         if self._base is None:
             return None, self.font().pointSizeF()
         text = self.texts[0] if text is None else text
         base, room = self._base.pointSizeF(), self._room()
         if not text or room <= 0:
             return base, base
-        key = (room, len(text))
-        known = self._known.get(key)
-        if known is not None:
-            one, two = known
-            one_holds = self._lines(self._one_line_pt, text, room) > 1 if one is None else self._lines(one, text, room) == 1
-            if one_holds and (two <= self._least_pt or self._lines(two, text, room) <= 2):
-                return known
         one = self._largest(self._one_line_pt, base, text, room, 1)
         two = self._largest(self._least_pt, base, text, room, 2) or self._least_pt
-        if len(self._known) > 64:
-            self._known.clear()
-        self._known[key] = (one, two)
         return one, two
 
     def apply_size(self, pt: float, text: str | None = None) -> None:
