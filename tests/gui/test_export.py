@@ -459,6 +459,12 @@ def test_an_exported_layer_table_shows_every_row(qtbot, tmp_path, rows):
         assert (img.width(), img.height()) == (960, 540)
     else:
         assert img.width() == 960 and img.height() >= rows * row_h, (img.height(), rows * row_h)
+    # the table's frame ends at its last row and the totals line follows it: a 5-row table was
+    # a framed grid running 360 px down the slide with nothing in it
+    arr = image_stats(img)[2]
+    inked = np.flatnonzero(np.any(arr[:, :, :3] < 250, axis=(1, 2)))
+    total_h = view.total_label.sizeHint().height()
+    assert inked.max() <= view.title_label.sizeHint().height() + view._rows_height() + total_h + 16, (inked.max(), img.height())
     _, texts = svg_texts(svg)
     assert "head" in texts and f"blocks.{rows - 2}.linear" in texts  # the last rows are drawn
 
@@ -499,6 +505,7 @@ def test_an_exported_layer_table_names_its_run_instead_of_showing_the_selector(q
     right = int(np.flatnonzero(ink).max())
     assert right < 0.6 * arr.shape[1], right
     assert view.table.maximumWidth() > 10**6 and view.table.minimumWidth() == 0
+    assert view.table.maximumHeight() > 10**6 and view.table.minimumHeight() == 0  # the pane scrolls again
     assert (view.table.verticalScrollBarPolicy(), view.table.horizontalScrollBarPolicy()) == policies
     # one run: nothing to name
     one = Recording()

@@ -243,16 +243,18 @@ class LayersView(View):
             rows.append([i, name, typ, _shape(shape) if shape is not None else "", params if known else "", flops if flops is not None else "", tied if known else ""])
         return list(HEADER), rows
 
+    def _rows_height(self) -> int:
+        """The table's height with every row shown and nothing below the last one."""
+        t = self.table
+        return t.horizontalHeader().sizeHint().height() + t.verticalHeader().length() + 2 * t.frameWidth()
+
     def export_size(self, size: QtCore.QSize) -> QtCore.QSize:
         """An exported table shows every row: the export grows taller where the rows need it. A
         960 x 540 slide held 14 of the demo's 62 rows behind a scroll bar; the slide can be cropped,
         a hidden row cannot be read."""
-        t = self.table
         need = (
             self.title_label.sizeHint().height()
-            + t.horizontalHeader().sizeHint().height()
-            + t.rowCount() * t.verticalHeader().defaultSectionSize()
-            + 2 * t.frameWidth()
+            + self._rows_height()
             + self.total_label.heightForWidth(size.width())
             + 24  # the layout's spacing and margins
         )
@@ -283,12 +285,21 @@ class LayersView(View):
             t.setFixedWidth(min(natural, self._export_width) if self._export_width else natural)
         lay = self._export.layout()
         lay.setAlignment(t, QtCore.Qt.AlignmentFlag.AlignLeft)
+        # and no taller than its rows: a 5-row table on a 960 x 540 slide was a framed grid with
+        # 360 px of nothing in it; the room left over goes below the totals line, blank
+        if self._natural:
+            t.setFixedHeight(self._rows_height())
+        lay.setStretchFactor(t, 0)
+        rest = QtWidgets.QSpacerItem(0, 0, QtWidgets.QSizePolicy.Policy.Minimum, QtWidgets.QSizePolicy.Policy.Expanding)
+        lay.addItem(rest)
         try:
             yield
         finally:
+            lay.removeItem(rest)
+            lay.setStretchFactor(t, 1)
             lay.setAlignment(t, QtCore.Qt.AlignmentFlag(0))
-            t.setMinimumWidth(0)
-            t.setMaximumWidth(QWIDGETSIZE_MAX)
+            t.setMinimumSize(0, 0)
+            t.setMaximumSize(QWIDGETSIZE_MAX, QWIDGETSIZE_MAX)
             t.setVerticalScrollBarPolicy(bars[0])
             t.setHorizontalScrollBarPolicy(bars[1])
             self.title_label.setText(self.title)
