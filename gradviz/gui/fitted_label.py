@@ -3,6 +3,7 @@ drawn at one size."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -27,7 +28,7 @@ class FittedLabel(QtWidgets.QLabel):
         self._one_line_pt = self._least_pt = 0.0
         self.on_change = on_change
         self.texts: list[str] = [text]  # the text and shorter forms of it, longest first
-        self.fit_state: tuple | None = None  # (room, size, form, lines) `fit_together` last chose
+        self.fit_state: tuple | None = None  # (room, size, form, lines, when) `fit_together` last chose
         self.setWordWrap(True)  # never let a long line widen the window past the screen
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
 
@@ -139,6 +140,30 @@ def _form(lab: FittedLabel, k: int) -> str:
     return lab.texts[min(k, len(lab.texts) - 1)]
 
 
+REGROW_AFTER = 10.0  # s: a kept choice is checked against the texts' best fit this often
+REGROW_GAIN = 1.1  # a larger size is taken only when this much larger (or a fuller form, fewer lines)
+clock = time.monotonic  # tests move it on
+
+
+def _choose(labels: list[FittedLabel]) -> tuple[float, int, int]:
+    """(size, form, lines) that fit every label now, ignoring what was chosen before."""
+    depth = max(len(lab.texts) for lab in labels)
+    for k in range(depth):  # the full texts, then ever shorter forms
+        ones = [lab.sizes(_form(lab, k))[0] for lab in labels]
+        if all(one is not None for one in ones):
+            return min(ones), k, 1
+    return min(lab.sizes()[1] for lab in labels), 0, 2
+
+
+def _better(new: tuple[float, int, int], old: tuple[float, int, int]) -> bool:
+    """Whether a fresh choice is worth a visible change: fewer lines, a fuller form, or a clearly
+    larger size (a small gain would only trade one jitter for another)."""
+    (pt, k, lines), (old_pt, old_k, old_lines) = new, old
+    if (lines, k) != (old_lines, old_k):
+        return (lines, k) < (old_lines, old_k)
+    return pt >= REGROW_GAIN * old_pt
+
+
 def fit_together(labels: Iterable[FittedLabel]) -> float | None:
     """One size for all `labels`: where every label's full text fits one line, the smallest of
     their one-line sizes; else the same with each label's shortest form, where that fits; else
@@ -146,29 +171,30 @@ def fit_together(labels: Iterable[FittedLabel]) -> float | None:
 
     A live readout's texts change a digit at a time: in the same room, the size and form chosen
     last are kept while every text still fits them, so the lines do not jump between sizes (or
-    between long and short forms) as "0.43x" becomes "0.094x". A new room chooses afresh."""
+    between long and short forms) as "0.43x" becomes "0.094x". A new room chooses afresh. Every
+    `REGROW_AFTER` seconds a kept choice is weighed against a fresh one, which replaces it only
+    when clearly better: after "1/1.5e7" became "1.3x" the line stayed small until a resize."""
     labels = list(labels)
     if not labels:
         return None
     rooms = [lab._room() for lab in labels]
+    now = clock()
     states = {lab.fit_state for lab in labels}
-    if len(states) == 1 and (last := states.pop()) is not None and all(r == last[0] for r in rooms):
-        _room, pt, k, lines = last
-        if all(lab._lines(pt, _form(lab, k), r) <= lines for lab, r in zip(labels, rooms, strict=True)):
-            for lab in labels:
-                lab.apply_size(pt, _form(lab, k))
-            return pt
     choice = None
-    depth = max(len(lab.texts) for lab in labels)
-    for k in range(depth):  # the full texts, then ever shorter forms
-        ones = [lab.sizes(_form(lab, k))[0] for lab in labels]
-        if all(one is not None for one in ones):
-            choice = (min(ones), k, 1)
-            break
+    if len(states) == 1 and (last := states.pop()) is not None and all(r == last[0] for r in rooms):
+        _room, pt, k, lines, when = last
+        if all(lab._lines(pt, _form(lab, k), r) <= lines for lab, r in zip(labels, rooms, strict=True)):
+            if now - when < REGROW_AFTER:
+                for lab in labels:
+                    lab.apply_size(pt, _form(lab, k))
+                return pt
+            fresh = _choose(labels)
+            # not better: keep it, and look again in REGROW_AFTER
+            choice = fresh if _better(fresh, (pt, k, lines)) else (pt, k, lines)
     if choice is None:
-        choice = (min(lab.sizes()[1] for lab in labels), 0, 2)
+        choice = _choose(labels)
     pt, k, lines = choice
     for lab, r in zip(labels, rooms, strict=True):
         lab.apply_size(pt, _form(lab, k))
-        lab.fit_state = (r, pt, k, lines)
+        lab.fit_state = (r, pt, k, lines, now)
     return pt

@@ -499,13 +499,19 @@ def test_readout_lines_of_different_lengths_share_one_size(qtbot):
     assert seen == {"full", "short", "two"}  # the sweep passed through all three
 
 
-def test_readout_lines_keep_their_size_while_digits_change(qtbot):
+def test_readout_lines_keep_their_size_while_digits_change(qtbot, monkeypatch):
     """A live line changes a digit at a time ("0.43x" becomes "0.094x"): refitting each text drew
     the lines a little larger or smaller at every change. In the same room the size and form are
-    kept while the texts still fit them; a text that no longer fits, or a new width, refits."""
+    kept while the texts still fit them; a text that no longer fits, or a new width, refits; and
+    every few seconds a clearly larger fit replaces the kept one (the line stayed small after its
+    text got shorter, until the window was resized)."""
     from PySide6 import QtGui, QtWidgets
 
+    from gradviz.gui import fitted_label
     from gradviz.gui.fitted_label import FittedLabel, fit_together
+
+    now = [1000.0]
+    monkeypatch.setattr(fitted_label, "clock", lambda: now[0])
 
     box = QtWidgets.QWidget()
     qtbot.addWidget(box)
@@ -535,6 +541,17 @@ def test_readout_lines_keep_their_size_while_digits_change(qtbot):
     texts("0.4×", "1×")  # shorter texts would fit larger: kept
     assert [lab.font().pointSizeF() for lab in labels] == [pt, pt]
     texts("0.094×", "1.6×")  # a digit longer, still shorter than the residual line: kept
+    assert [lab.font().pointSizeF() for lab in labels] == [pt, pt]
+    now[0] += fitted_label.REGROW_AFTER + 1
+    texts("0.4×", "1×")  # later: a fit a little larger is not worth the jump
+    assert labels[0].sizes()[0] > pt and [lab.font().pointSizeF() for lab in labels] == [pt, pt]
+    labels[0].set_texts(["plain: layer 0 receives 1×"])
+    labels[1].set_texts(["residual: layer 0 receives 1×"])
+    assert [lab.font().pointSizeF() for lab in labels] == [pt, pt]  # much shorter, but just now
+    now[0] += fitted_label.REGROW_AFTER + 1
+    labels[0].set_texts(["plain: layer 0 receives 2×"])
+    assert [lab.font().pointSizeF() for lab in labels] == [16, 16]  # a while later: grown back
+    texts("0.094×", "1.6×")  # the long lines again: shrunk to fit at once
     assert [lab.font().pointSizeF() for lab in labels] == [pt, pt]
     texts("0.0000094×", "1.6×")  # no longer fits: refitted, and it fits
     lab = labels[0]
