@@ -16,6 +16,7 @@ import csv
 import html
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -462,13 +463,38 @@ def export_slide_pack(
     for i, view in enumerate(views):
         if progress is not None:
             progress(i, len(views), view.name)
+        # a view that shows one run at a time (the layer table) gives every other run whose
+        # content differs a slide of its own: the depth preset's pack held the shallow stack's
+        # 10 layers and not the deep ones' 62
+        others = getattr(view, "other_runs", lambda: [])()
         files = export_view(view, folder, fmts, scale, transparent, size, theme, stem=str(view.name))
-        per_view.append((view, files))
+        per_view.append((f"{_title(view)}: {view.current_run()}" if others else _title(view), files))
         written.extend(files)
+        stems = {str(view.name)}
+        for run in others:
+            stem = _unique_stem(f"{view.name}-{_file_part(run)}", stems)
+            with view.showing_run(run):
+                files = export_view(view, folder, fmts, scale, transparent, size, theme, stem=stem)
+            per_view.append((f"{_title(view)}: {run}", files))
+            written.extend(files)
     index = folder / "index.html"
     index.write_text(_index_html(per_view, title), encoding="utf-8")
     written.append(index)
     return written
+
+
+def _file_part(name: str) -> str:
+    """A run's name as part of a file name: anything but letters, digits, '.', '_' and '-' becomes
+    '_' (a run called "a/b" must not write into a folder)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip(".") or "run"
+
+
+def _unique_stem(stem: str, used: set[str]) -> str:
+    out, k = stem, 2
+    while out in used:
+        out, k = f"{stem}-{k}", k + 1
+    used.add(out)
+    return out
 
 
 def _index_html(per_view, title: str) -> str:
@@ -481,12 +507,12 @@ def _index_html(per_view, title: str) -> str:
         "nav a{margin-right:1em}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
-    for view, files in per_view:
-        name = str(view.name)
-        parts.append(f'<section id="{html.escape(name)}"><h2>{html.escape(_title(view))}</h2>')
+    for heading, files in per_view:
+        name = files[0].stem if files else heading
+        parts.append(f'<section id="{html.escape(name)}"><h2>{html.escape(heading)}</h2>')
         png = [f for f in files if f.suffix == ".png"]
         if png:
-            parts.append(f'<img src="{html.escape(png[0].name)}" alt="{html.escape(_title(view))}">')
+            parts.append(f'<img src="{html.escape(png[0].name)}" alt="{html.escape(heading)}">')
         links = " ".join(f'<a href="{html.escape(f.name)}">{f.suffix[1:].upper()}</a>' for f in files)
         parts.append(f"<nav>{links}</nav></section>")
     parts.append("</body></html>")

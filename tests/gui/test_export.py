@@ -632,3 +632,43 @@ def test_csv_never_hands_a_spreadsheet_a_formula(qtbot, tmp_path):
     assert [float(r[1]) for r in rows] == [-0.5, -1.0, -1.5]  # numbers as numbers
     cells = [c for path in ("depth.csv", "loss.csv") for row in csv.reader(open(tmp_path / path, encoding="utf-8")) for c in row]
     assert not any(c.startswith(("=", "+", "@")) for c in cells)
+
+
+def test_slide_pack_gives_each_distinct_layer_table_a_slide(qtbot, tmp_path):
+    """The layer table shows one run at a time: the depth preset's slide pack held the shallow
+    stack's 10 layers and none of the deep stacks' 62. Every run whose table differs gets its own
+    files (a residual twin's identical table none), named after the run, also where the name holds
+    characters a file name must not; the view shows the run it showed before."""
+    from gradviz.core.recording import Recording
+    from gradviz.gui.views.layers import LayersView
+
+    shallow = [["blocks.0.linear", "Linear", [32], 1056, 2080], ["head", "Linear", [4], 132, 260]]
+    deep = [[f"blocks.{i}.linear", "Linear", [32], 1056, 2080] for i in range(6)] + [["head", "Linear", [4], 132, 260]]
+    tables = {"shallow": shallow, "deep/plain": deep, "deep-residual": deep}
+    rec = Recording()
+    for run, table in tables.items():
+        rec.add_run(run, [r[0] for r in table], [r[1] for r in table], [])
+    rec.set_meta({"layer_table": tables})
+    view = LayersView()
+    qtbot.addWidget(view)
+    view.refresh(rec)
+    assert view.current_run() == "shallow"
+    files = ex.export_slide_pack([view], tmp_path, "csv,svg,png", scale=1.0)
+    assert {f.name for f in files} == {f"{s}.{x}" for s in ("layers", "layers-deep_plain") for x in ("csv", "svg", "png")} | {"index.html"}
+    for stem, run in (("layers", "shallow"), ("layers-deep_plain", "deep/plain")):
+        _, rows = read_csv(tmp_path / f"{stem}.csv")
+        assert [r[1] for r in rows] == [r[0] for r in tables[run]]
+        _, texts = svg_texts(tmp_path / f"{stem}.svg")
+        assert f"Layer table: {run}" in texts
+    html = (tmp_path / "index.html").read_text()
+    assert re.findall(r"<h2>([^<]+)</h2>", html) == ["Layer table: shallow", "Layer table: deep/plain"]
+    assert re.findall(r'<img src="([^"]+)"', html) == ["layers.png", "layers-deep_plain.png"]
+    assert view.current_run() == "shallow" and view.table.rowCount() == len(shallow)
+    # the twins alone: one table, one slide
+    twins = Recording()
+    for run in ("plain", "residual"):
+        twins.add_run(run, [r[0] for r in deep], [r[1] for r in deep], [])
+    twins.set_meta({"layer_table": {"plain": deep, "residual": deep}})
+    view.refresh(twins)
+    files = ex.export_slide_pack([view], tmp_path / "twins", "csv", scale=1.0)
+    assert {f.name for f in files} == {"layers.csv", "index.html"}

@@ -261,6 +261,33 @@ class LayersView(View):
         self._export_width = size.width()
         return QtCore.QSize(size.width(), max(size.height(), need))
 
+    def other_runs(self) -> list[str]:
+        """The runs, other than the one shown, whose tables differ from it and from each other's,
+        in run order: a slide pack gives each a slide of its own (a twin's identical tables one)."""
+        runs = [self.run_box.itemText(i) for i in range(self.run_box.count())]
+        shown = self.run_box.currentText()
+        seen = [self._tables.get(shown)]
+        out = []
+        for run in runs:
+            table = self._tables.get(run)
+            if run != shown and table and all(table != s for s in seen):
+                seen.append(table)
+                out.append(run)
+        return out
+
+    def current_run(self) -> str:
+        return self.run_box.currentText()
+
+    @contextlib.contextmanager
+    def showing_run(self, run: str):
+        """Draw `run`'s table for the duration; the run shown before comes back after."""
+        before = self.run_box.currentText()
+        self.run_box.setCurrentText(run)
+        try:
+            yield
+        finally:
+            self.run_box.setCurrentText(before)
+
     @contextlib.contextmanager
     def export_mode(self):
         """On paper the run selector (a control) is left out, and the title names the run shown
