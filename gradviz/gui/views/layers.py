@@ -265,7 +265,7 @@ class LayersView(View):
         """The runs, other than the one shown, whose tables differ from it and from each other's,
         in run order: a slide pack gives each a slide of its own (a twin's identical tables one)."""
         runs = [self.run_box.itemText(i) for i in range(self.run_box.count())]
-        shown = self.run_box.currentText()
+        shown = self.current_run()
         seen = [self._tables.get(shown)]
         out = []
         for run in runs:
@@ -281,7 +281,7 @@ class LayersView(View):
     @contextlib.contextmanager
     def showing_run(self, run: str):
         """Draw `run`'s table for the duration; the run shown before comes back after."""
-        before = self.run_box.currentText()
+        before = self.current_run()
         self.run_box.setCurrentText(run)
         try:
             yield
