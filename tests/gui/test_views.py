@@ -2723,3 +2723,40 @@ def test_a_files_image_folder_is_not_walked_for_its_table(qtbot, monkeypatch):
     layers.refresh(rec)
     assert [r[1] for r in layers.csv()[1]] == ["conv1", "fc"] and "names and types only" in layers.total_label.text() + layers.note
     assert listed == []
+
+
+def test_a_still_readout_grows_back_without_a_new_text(qtbot, monkeypatch):
+    """A paused or finished session's lines do not change, so a size chosen for longer texts was
+    kept for good; the readout looks again every `REGROW_AFTER` seconds on its own."""
+    from PySide6 import QtGui
+
+    from gradviz.gui import fitted_label
+    from gradviz.gui.views.readout import Readout
+
+    now = [1000.0]
+    monkeypatch.setattr(fitted_label, "clock", lambda: now[0])
+    rec = Recording()
+    for run in ("plain", "residual"):
+        rec.add_run(run, ["a", "b"], ["Linear", "Linear"], [])
+        rec.append(run, 0, {"loss": 1.0, "grad_norm": np.array([1e-7, 1.0], np.float32)})
+    readout = Readout()
+    qtbot.addWidget(readout)
+    readout.refresh(rec)
+    assert readout._regrow.isActive() and readout._regrow.interval() == fitted_label.REGROW_AFTER * 1000
+    labels = list(readout.labels.values())
+    base = labels[0].base_point_size()
+    long = [f"{run}: layer 0 receives 1/1.0e7 of layer 1's gradient: vanishing, and this line goes on" for run in readout.labels]
+    for lab, text in zip(labels, long, strict=True):
+        lab.set_texts([text])
+    width = QtGui.QFontMetricsF(labels[0].font()).horizontalAdvance(long[0])
+    readout.resize(int(width * 0.3), 300)
+    readout.show()
+    qtbot.wait(20)
+    small = labels[0].font().pointSizeF()
+    assert small < base
+    for lab, run in zip(labels, readout.labels, strict=True):
+        lab.set_texts([f"{run}: fine"])  # much shorter, but just after the fit: kept
+    assert [lab.font().pointSizeF() for lab in labels] == [small, small]
+    now[0] += fitted_label.REGROW_AFTER + 1
+    readout._regrow.timeout.emit()  # no text changed since
+    assert [lab.font().pointSizeF() for lab in labels] == [base, base]

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from ..fitted_label import FittedLabel, fit_together
+from ..fitted_label import REGROW_AFTER, FittedLabel, fit_together
 from ..theme import Theme, make_theme
 from .base import upto_count
 
@@ -130,6 +130,12 @@ class Readout(QtWidgets.QWidget):
         self.error_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.error_label.hide()
         self._lay.addWidget(self.error_label)
+        # a kept size is weighed against a fresh fit when a text changes; a paused or finished
+        # session's texts do not change, so this looks again now and then
+        self._regrow = QtCore.QTimer(self)
+        self._regrow.setInterval(int(REGROW_AFTER * 1000))
+        self._regrow.timeout.connect(self._fit_lines)
+        self._regrow.start()
 
     def set_error(self, text: str | None) -> None:
         """Show why the session could not start (None clears it)."""
@@ -167,7 +173,7 @@ class Readout(QtWidgets.QWidget):
     def _fit_lines(self) -> None:
         """All runs' lines at one size (a short line next to a long one came out smaller or
         larger than it, which read as a difference between the runs)."""
-        if self._fitting:
+        if self._fitting or not self.labels:
             return
         self._fitting = True
         try:
