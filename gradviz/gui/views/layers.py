@@ -264,11 +264,10 @@ class LayersView(View):
     def other_runs(self) -> list[str]:
         """The runs, other than the one shown, whose tables differ from it and from each other's,
         in run order: a slide pack gives each a slide of its own (a twin's identical tables one)."""
-        runs = [self.run_box.itemText(i) for i in range(self.run_box.count())]
         shown = self.current_run()
         seen = [self._tables.get(shown)]
         out = []
-        for run in runs:
+        for run in self._runs():
             table = self._tables.get(run)
             if run != shown and table and all(table != s for s in seen):
                 seen.append(table)
@@ -277,6 +276,9 @@ class LayersView(View):
 
     def current_run(self) -> str:
         return self.run_box.currentText()
+
+    def _runs(self) -> list[str]:
+        return [self.run_box.itemText(i) for i in range(self.run_box.count())]
 
     @contextlib.contextmanager
     def showing_run(self, run: str):
@@ -292,8 +294,8 @@ class LayersView(View):
     def export_mode(self):
         """On paper the run selector (a control) is left out, and the title names the run shown
         where there is more than one: an exported slide showed a "run [plain ▾]" drop-down."""
-        runs = [self.run_box.itemText(i) for i in range(self.run_box.count())]
-        run = self.run_box.currentText()
+        runs = self._runs()
+        run = self.current_run()
         title = f"{self.title}: {run}" if len(runs) > 1 and run else self.title
         hidden = [w for w in (self.run_label, self.run_box) if not w.isHidden()]
         for w in hidden:
