@@ -100,6 +100,12 @@ def slide_size(view) -> tuple[int, int]:
     return size.width(), size.height()
 
 
+def pack_stems(view, size=ex.DEFAULT_SIZE) -> list[str]:
+    """The file stems of a view's slides in a slide pack: a table too long for one slide is paged."""
+    pages = view.page_count(size) if hasattr(view, "page_count") else 1
+    return [view.name] if pages == 1 else [f"{view.name}-{k + 1}" for k in range(pages)]
+
+
 def svg_texts(path: Path) -> tuple[ET.Element, list[str]]:
     root = ET.parse(path).getroot()
     texts = ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("}text") or el.tag == "text"]
@@ -274,22 +280,25 @@ def test_bad_requests_are_one_line_errors(views, tmp_path):
 # ---- slide pack ----------------------------------------------------------------------------------
 def test_slide_pack_every_view_every_format(views, recording, tmp_path):
     order = [views[n] for n in VIEW_NAMES]
+    stems = {v.name: pack_stems(v) for v in order}
     files = ex.export_slide_pack(order, tmp_path, scale=1)
-    expected = {f"{n}.{f}" for n in VIEW_NAMES for f in ex.FORMATS} | {"index.html"}
+    expected = {f"{s}.{f}" for n in VIEW_NAMES for s in stems[n] for f in ex.FORMATS if f != "csv"}
+    expected |= {f"{n}.csv" for n in VIEW_NAMES} | {"index.html"}
     assert {f.name for f in files} == expected
     assert {p.name for p in tmp_path.iterdir()} == expected
     for view in order:
         name = view.name
-        assert_png(tmp_path / f"{name}.png", *slide_size(view))
-        # a table is drawn with lines and rectangles; every chart has paths
-        shapes = ("path", "polyline", "rect") if name == "layers" else ("path",)
-        assert_svg(tmp_path / f"{name}.svg", [drawn_title(view)], shapes)
-        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        for stem in stems[name]:
+            assert_png(tmp_path / f"{stem}.png", *ex.DEFAULT_SIZE.toTuple())
+            # a table is drawn with lines and rectangles; every chart has paths
+            shapes = ("path", "polyline", "rect") if name == "layers" else ("path",)
+            assert_svg(tmp_path / f"{stem}.svg", [drawn_title(view)], shapes)
+            assert (tmp_path / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
         header, rows = read_csv(tmp_path / f"{name}.csv")
         assert header == [str(x) for x in view.csv()[0]] and rows
     # index.html shows the PNGs in view order
     html = (tmp_path / "index.html").read_text()
-    assert re.findall(r'<img src="([^"]+)"', html) == [f"{n}.png" for n in VIEW_NAMES]
+    assert re.findall(r'<img src="([^"]+)"', html) == [f"{s}.png" for n in VIEW_NAMES for s in stems[n]]
     # charts with a step axis hold one CSV row per recorded step
     for name in ("loss", "heatmap"):
         _, rows = read_csv(tmp_path / f"{name}.csv")
@@ -299,10 +308,10 @@ def test_slide_pack_every_view_every_format(views, recording, tmp_path):
 def test_slide_pack_pdfs_render(views, tmp_path):
     order = [views[n] for n in VIEW_NAMES]
     ex.export_slide_pack(order, tmp_path / "pack", "pdf")
-    for name in VIEW_NAMES:
-        png = render_pdf(tmp_path / "pack" / f"{name}.pdf", tmp_path)
+    for stem in (s for v in order for s in pack_stems(v)):
+        png = render_pdf(tmp_path / "pack" / f"{stem}.pdf", tmp_path)
         distinct, differs, _ = image_stats(QtGui.QImage(str(png)))
-        assert distinct > 10 and differs > 0.02, f"{name}.pdf renders blank"
+        assert distinct > 10 and differs > 0.02, f"{stem}.pdf renders blank"
 
 
 # ---- GUI: menu, shortcut, dialog, right-click --------------------------------------------------------
@@ -373,7 +382,10 @@ def test_gui_slide_pack_includes_hidden_tabs(window, qtbot, tmp_path):
     pack = tmp_path / "pack"
     qtbot.waitUntil(lambda: (pack / "index.html").exists(), timeout=10000)
     for view in window.views:
-        assert_png(pack / f"{view.name}.png", *slide_size(view))  # also the views in tabs nobody looked at
+        with ex._themed(view, ex._slide_theme(view)):  # the pack's fonts decide a table's pages
+            stems = pack_stems(view)
+        for stem in stems:  # also the views in tabs nobody looked at
+            assert_png(pack / f"{stem}.png", *(slide_size(view) if len(stems) == 1 else ex.DEFAULT_SIZE.toTuple()))
     _, rows = read_csv(pack / "loss.csv")
     assert len(rows) == 151  # as shown: up to step 150
     assert "Slide pack" in window.message_label.text()
@@ -672,3 +684,69 @@ def test_slide_pack_gives_each_distinct_layer_table_a_slide(qtbot, tmp_path):
     view.refresh(twins)
     files = ex.export_slide_pack([view], tmp_path / "twins", "csv", scale=1.0)
     assert {f.name for f in files} == {"layers.csv", "index.html"}
+
+
+def test_slide_pack_splits_a_long_layer_table_into_pages(qtbot, tmp_path):
+    """Drawn whole, the demo's 62-layer table made one 960 x 1,500 slide (a ResNet-50's 161 layers
+    one of 3,800 px), unreadable on a projector. In a slide pack a table that does not fit becomes
+    pages of the asked size, rows spread evenly, each page titled with its layers and carrying the
+    header and the totals; the CSV keeps every row; the view shows every row again after. A table
+    that fits stays one slide, and a single-view export still draws every row on one."""
+    from gradviz.core.recording import Recording
+    from gradviz.gui.views.layers import LayersView
+
+    table = [[f"blocks.{i}.linear", "Linear", [128], 16512, 32896] for i in range(61)] + [["head", "Linear", [4], 516, 1028]]
+    rec = Recording()
+    for run in ("plain", "residual"):
+        rec.add_run(run, [r[0] for r in table], [r[1] for r in table], [])
+    rec.set_meta({"layer_table": {"plain": table, "residual": table}})
+    view = LayersView()
+    qtbot.addWidget(view)
+    view.refresh(rec)
+    size = QtCore.QSize(960, 540)
+    pages = view.page_count(size)
+    per = view.page_rows(size)
+    assert pages == -(-62 // per) and pages >= 2 and per >= 5
+    files = ex.export_slide_pack([view], tmp_path, "png,svg,csv", scale=1.0, size=(960, 540))
+    stems = [f"layers-{k + 1}" for k in range(pages)]
+    assert {f.name for f in files} == {f"{s}.{x}" for s in stems for x in ("png", "svg")} | {"layers.csv", "index.html"}
+    even = -(-62 // pages)
+    drawn = []
+    for k, stem in enumerate(stems):
+        assert_png(tmp_path / f"{stem}.png", 960, 540)  # the slide's size: nothing grew taller
+        _, texts = svg_texts(tmp_path / f"{stem}.svg")
+        first, last = k * even, min(62, (k + 1) * even) - 1
+        assert f"Layer table: plain, layers {first}\u2013{last} of 62" in texts
+        names = [r[0] for r in table if r[0] in texts]
+        assert names == [r[0] for r in table[first : last + 1]], (k, names)
+        assert any(t.startswith("62 layers, 1,007,748 parameters") for t in texts)  # the totals on every page
+        drawn += names
+    assert drawn == [r[0] for r in table]  # every row on exactly one page, in order
+    _, rows = read_csv(tmp_path / "layers.csv")
+    assert [r[1] for r in rows] == [r[0] for r in table]
+    html = (tmp_path / "index.html").read_text()
+    assert re.findall(r"<h2>([^<]+)</h2>", html) == [f"Layer table ({k + 1} of {pages})" for k in range(pages)]
+    assert re.findall(r'<img src="([^"]+)"', html) == [f"{s}.png" for s in stems]
+    assert html.count('href="layers.csv"') == 1
+    # the view on screen: every row, its own title
+    assert not any(view.table.isRowHidden(i) for i in range(62)) and view.title_label.text() == "Layer table"
+    # one view exported alone: the whole table on one tall image, as before
+    (png,) = ex.export_view(view, tmp_path / "single", "png", scale=1.0, size=(960, 540))
+    assert QtGui.QImage(str(png)).height() > 540
+    # a table that fits: one slide
+    short = Recording()
+    short.add_run("plain", [r[0] for r in table[:4]], ["Linear"] * 4, [])
+    short.set_meta({"layer_table": {"plain": table[:4]}})
+    view.refresh(short)
+    files = ex.export_slide_pack([view], tmp_path / "short", "png", scale=1.0, size=(960, 540))
+    assert {f.name for f in files} == {"layers.png", "index.html"}
+    # a run called "1" beside a paged table: its slide must not overwrite page 1
+    clash = Recording()
+    for run, rows in (("plain", table), ("1", table[:3])):
+        clash.add_run(run, [r[0] for r in rows], ["Linear"] * len(rows), [])
+    clash.set_meta({"layer_table": {"plain": table, "1": table[:3]}})
+    view.refresh(clash)
+    files = ex.export_slide_pack([view], tmp_path / "clash", "svg", scale=1.0, size=(960, 540))
+    assert {f.name for f in files} == {f"{s}.svg" for s in stems} | {"layers-1-2.svg", "index.html"}
+    assert f"Layer table: plain, layers 0\u2013{even - 1} of 62" in svg_texts(tmp_path / "clash" / "layers-1.svg")[1]
+    assert "Layer table: 1" in svg_texts(tmp_path / "clash" / "layers-1-2.svg")[1]

@@ -29,6 +29,7 @@ SHOWN_HEADER = ["#", "name", "type", "shape", "params", "FLOPs"]
 # type were visible. Each name's tooltip keeps the whole row.
 NARROW_DROPS = (2, 5, 3)  # type, FLOPs, output shape
 NAME_MIN_PX = 90
+PAGE_ROWS_MIN = 5  # rows on a slide pack's page of the table, however small the slide
 
 
 # parameters: a recorded model larger than this is tabled from a shapes-only build (a file's
@@ -111,6 +112,7 @@ class LayersView(View):
         self._natural: list[int] = []  # column widths the contents want, every column shown
         self.hidden_columns: list[str] = []
         self._export_width = 0  # the width an export asked for (`export_size`)
+        self._page: tuple[int, int] | None = None  # (first row, end) while a page is shown (`showing_page`)
         self._tried_config = False
         self.live = False  # set by the window while a worker trains into the recording
         # its fonts from the start, as the charts do: `gradviz export` never applies a theme, and
@@ -261,6 +263,40 @@ class LayersView(View):
         self._export_width = size.width()
         return QtCore.QSize(size.width(), max(size.height(), need))
 
+    def page_rows(self, size: QtCore.QSize) -> int:
+        """How many rows an export of `size` holds without growing taller (`export_size`'s sum)."""
+        t = self.table
+        room = (
+            size.height()
+            - self.title_label.sizeHint().height()
+            - (self._rows_height() - t.verticalHeader().length())  # header and frame
+            - self.total_label.heightForWidth(size.width())
+            - 24
+        )
+        return max(PAGE_ROWS_MIN, room // max(1, t.verticalHeader().defaultSectionSize()))
+
+    def page_count(self, size: QtCore.QSize) -> int:
+        """Slides the table needs at `size` in a slide pack: 1 where every row fits on one."""
+        return max(1, -(-len(self._rows) // self.page_rows(size)))
+
+    @contextlib.contextmanager
+    def showing_page(self, k: int, pages: int):
+        """Only the rows of page `k` of `pages` (rows spread evenly) for the duration, and the
+        title says which; every row after."""
+        n = len(self._rows)
+        per = -(-n // max(1, pages))
+        first, end = min(n, k * per), min(n, (k + 1) * per)
+        t = self.table
+        for i in range(n):
+            t.setRowHidden(i, not first <= i < end)
+        self._page = (first, end)
+        try:
+            yield
+        finally:
+            for i in range(n):
+                t.setRowHidden(i, False)
+            self._page = None
+
     def other_runs(self) -> list[str]:
         """The runs, other than the one shown, whose tables differ from it and from each other's,
         in run order: a slide pack gives each a slide of its own (a twin's identical tables one)."""
@@ -297,6 +333,9 @@ class LayersView(View):
         runs = self._runs()
         run = self.current_run()
         title = f"{self.title}: {run}" if len(runs) > 1 and run else self.title
+        if self._page is not None:
+            # in the numbering of the table's first column
+            title += f", layers {self._page[0]}–{self._page[1] - 1} of {len(self._rows)}"
         hidden = [w for w in (self.run_label, self.run_box) if not w.isHidden()]
         for w in hidden:
             w.hide()
