@@ -502,10 +502,10 @@ def _view_slides(
     view, folder: Path, fmts: list[str], scale, transparent, size, theme, stem: str, heading: str, used: set[str]
 ) -> list[tuple[str, list[Path]]]:
     """(heading, files) for each slide of one view. A table too long for one slide becomes pages
-    `stem-1`, `stem-2`, ... (names not in `used`, which gets them; rows spread evenly, each page
-    with the header and the totals line):
-    drawn whole, the demo's 62 layers made a 960 x 1,500 slide and a ResNet-50's 161 one of 3,800 px,
-    neither readable on a projector. The CSV (`stem.csv`, linked from the first page) holds every row."""
+    `stem-1`, `stem-2`, ... (names not yet in `used`, which records them), its rows spread evenly,
+    each page with the header and the totals line: drawn whole, the demo's 62 layers made one slide
+    1,462 px tall, unreadable on a projector. The CSV (`stem.csv`, linked from the first page)
+    holds every row."""
     count = getattr(view, "page_count", None)
     painted = [f for f in fmts if f != "csv"]
     if isinstance(size, tuple):
