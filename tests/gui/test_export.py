@@ -688,10 +688,10 @@ def test_slide_pack_gives_each_distinct_layer_table_a_slide(qtbot, tmp_path):
 
 def test_slide_pack_splits_a_long_layer_table_into_pages(qtbot, tmp_path):
     """Drawn whole, the demo's 62-layer table made one 960 x 1,462 slide, unreadable on a
-    projector. In a slide pack a table that does not fit becomes
-    pages of the asked size, rows spread evenly, each page titled with its layers and carrying the
-    header and the totals; the CSV keeps every row; the view shows every row again after. A table
-    that fits stays one slide, and a single-view export still draws every row on one."""
+    projector. In a slide pack a table that does not fit becomes pages of the asked size, rows
+    spread evenly, each page titled with its layers and carrying the header and the totals; the
+    CSV keeps every row; the view shows every row again after. A table that fits stays one slide,
+    and a single-view export still draws every row on one."""
     from gradviz.core.recording import Recording
     from gradviz.gui.views.layers import LayersView
 
