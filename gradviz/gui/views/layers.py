@@ -250,30 +250,29 @@ class LayersView(View):
         t = self.table
         return t.horizontalHeader().sizeHint().height() + t.verticalHeader().length() + 2 * t.frameWidth()
 
+    def _around_rows(self, width: int) -> int:
+        """An export's height less its visible rows': title, table header and frame, totals line
+        (at `width`), and the layout's spacing and margins."""
+        t = self.table
+        return (
+            self.title_label.sizeHint().height()
+            + self._rows_height() - t.verticalHeader().length()
+            + self.total_label.heightForWidth(width)
+            + 24
+        )
+
     def export_size(self, size: QtCore.QSize) -> QtCore.QSize:
         """An exported table shows every row: the export grows taller where the rows need it. A
         960 x 540 slide held 14 of the demo's 62 rows behind a scroll bar; the slide can be cropped,
         a hidden row cannot be read."""
-        need = (
-            self.title_label.sizeHint().height()
-            + self._rows_height()
-            + self.total_label.heightForWidth(size.width())
-            + 24  # the layout's spacing and margins
-        )
+        need = self._around_rows(size.width()) + self.table.verticalHeader().length()
         self._export_width = size.width()
         return QtCore.QSize(size.width(), max(size.height(), need))
 
     def page_rows(self, size: QtCore.QSize) -> int:
-        """How many rows an export of `size` holds without growing taller (`export_size`'s sum)."""
-        t = self.table
-        room = (
-            size.height()
-            - self.title_label.sizeHint().height()
-            - (self._rows_height() - t.verticalHeader().length())  # header and frame
-            - self.total_label.heightForWidth(size.width())
-            - 24
-        )
-        return max(PAGE_ROWS_MIN, room // max(1, t.verticalHeader().defaultSectionSize()))
+        """How many rows an export of `size` holds without growing taller (`export_size`)."""
+        room = size.height() - self._around_rows(size.width())
+        return max(PAGE_ROWS_MIN, room // max(1, self.table.verticalHeader().defaultSectionSize()))
 
     def page_count(self, size: QtCore.QSize) -> int:
         """Slides the table needs at `size` in a slide pack: 1 where every row fits on one."""
